@@ -1,0 +1,27 @@
+"""diffsim: a JAX engine that simulates diffusion-model samplers so that theory can be checked by numbers.
+
+The public API, re-exported explicitly::
+
+    import diffsim as ds
+    score = ds.GaussianMixture(weights, means, covs, process=ds.VP.ou())
+    traj = ds.simulate(score, "ddim", 50, n=100_000, key=jax.random.key(0))
+"""
+
+from . import processes as processes, sampling as sampling, scores as scores
+from .processes import VE as VE, VP as VP, AbstractProcess as AbstractProcess
+from .sampling import (
+    Trajectory as Trajectory,
+    clone as clone,
+    grids as grids,
+    log_likelihood as log_likelihood,
+    noise_denoise as noise_denoise,
+    simulate as simulate,
+)
+from .scores import (
+    AbstractAnalyticScore as AbstractAnalyticScore,
+    AbstractScore as AbstractScore,
+    EmpiricalScore as EmpiricalScore,
+    GaussianMixture as GaussianMixture,
+)
+
+__version__ = "0.1.0"

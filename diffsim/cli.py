@@ -1,0 +1,85 @@
+"""The ``diffsim`` command: ``list``, ``run STUDY|all [--set key=value ...] [--out DIR] [--quick]``, ``report``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from .studies import STUDIES, discover, get_study, parse_overrides, run_all, run_study, write_index, write_reports
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    discover()
+    width = max((len(n) for n in STUDIES), default=0)
+    for name in sorted(STUDIES):
+        spec = STUDIES[name]
+        print(f"{name:<{width}}  {spec.description}")
+        if args.verbose:
+            for f in dataclasses.fields(spec.config_cls):
+                default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+                quick = spec.quick.get(f.name, "")
+                print(f"    {f.name} = {default!r}" + (f"   (quick: {quick!r})" if quick != "" else ""))
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    progress = not args.no_progress
+    if args.study == "all":
+        if args.set:
+            raise SystemExit("error: --set applies to one study; run studies one at a time to override configs.")
+        out_root = Path(args.out or "runs")
+        outcomes = run_all(out_root, quick=args.quick, progress=progress)
+        crashed = [n for n, r in outcomes.items() if isinstance(r, str)]
+        return 1 if crashed else 0
+    spec = get_study(args.study)
+    overrides = parse_overrides(spec.config_cls, args.set or [])
+    out = Path(args.out) if args.out else Path("runs") / args.study
+    res = run_study(args.study, out_dir=out, overrides=overrides, quick=args.quick, progress=progress)
+    print(f"{sum(c.passed for c in res.checks)}/{len(res.checks)} checks passed -> {out / 'report.html'}")
+    write_index(out.parent)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    root = Path(args.out or "runs")
+    found = sorted(root.glob("*/results.json"))
+    if not found:
+        raise SystemExit(f"error: no results.json under {root}/; run `diffsim run all` first.")
+    for f in found:
+        write_reports(f.parent)
+    print(f"index: {write_index(root)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="diffsim", description="Simulate diffusion-model samplers and check theory.")
+    sub = p.add_subparsers(dest="command", required=True)
+    p_list = sub.add_parser("list", help="list registered studies")
+    p_list.add_argument("-v", "--verbose", action="store_true", help="show each config field and its default")
+    p_list.set_defaults(func=_cmd_list)
+    p_run = sub.add_parser("run", help="run a study (or 'all')")
+    p_run.add_argument("study", help="study name, or 'all'")
+    p_run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
+    p_run.add_argument("--out", help="output directory (default runs/STUDY; for 'all', the root, default runs)")
+    p_run.add_argument("--quick", action="store_true", help="use the study's quick preset (smoke test)")
+    p_run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p_run.set_defaults(func=_cmd_run)
+    p_rep = sub.add_parser("report", help="rewrite reports and runs/index.html from results.json files")
+    p_rep.add_argument("--out", help="runs root (default runs)")
+    p_rep.set_defaults(func=_cmd_report)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, TypeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,386 @@
+r"""Fixed-grid samplers as pure ``init`` / ``step`` kernels (BlackJAX style).
+
+A sampler is an Equinox module with
+
+- ``init(t0, x) -> state`` for one particle ``x`` of shape ``(d,)`` at time ``t0``;
+- ``step(key, state, t, t_next, score) -> state``, one step of the grid (``t_next < t`` for reverse
+  samplers, ``t_next > t`` for forward noising);
+- ``position(state) -> x``.
+
+:func:`diffsim.simulate` runs ``step`` inside one ``lax.scan``, ``vmap``-ed over particles, with a
+per-particle, per-step key, so results do not depend on batching, chunking or sharding.
+
+Notation: ``a = alpha(t)``, ``s = sigma(t)``, ``a_n, s_n`` the same at ``t_next``; ``x0_hat`` the Tweedie
+denoiser; ``sigma_tilde = s / a`` (EDM's noise level); ``lambda = log(a / s)`` (DPM-Solver's half log-SNR).
+
++-------------------+---------------------------------------------+-------------------------------------+
+| name              | method                                      | reference                           |
++===================+=============================================+=====================================+
+| ``euler_maruyama``| Euler-Maruyama on the reverse SDE           | Song et al. 2021                    |
+| ``ddpm``          | ancestral sampling (posterior q(x_n|x_t,x0))| Ho et al. 2020                      |
+| ``ddim``          | DDIM with ``eta`` (0: PF-ODE exp. integrator)| Song, Meng & Ermon 2021            |
+| ``euler``         | Euler on the PF-ODE in ``t``                | Song et al. 2021                    |
+| ``heun``          | EDM Heun in ``(x/a, sigma_tilde)``, churn   | Karras et al. 2022, Alg. 2          |
+| ``dpm_solver_2m`` | DPM-Solver++(2M), data prediction           | Lu et al. 2022b, Alg. 2             |
+| ``pc``            | EM predictor + Langevin corrector (SNR rule)| Song et al. 2021, Alg. 2-3          |
+| ``forward``       | exact forward transition kernel             | closed form                         |
+| ``forward_em``    | Euler-Maruyama on the forward SDE           | --                                  |
++-------------------+---------------------------------------------+-------------------------------------+
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from typing import Any, ClassVar, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+from jaxtyping import Array, ArrayLike, Float
+
+from ..scores._base import AbstractScore
+
+
+__all__ = [
+    "DDIM",
+    "DDPM",
+    "AbstractFixedSampler",
+    "AbstractSampler",
+    "DPMSolver2M",
+    "Euler",
+    "EulerMaruyama",
+    "ForwardEulerMaruyama",
+    "ForwardExact",
+    "Heun",
+    "PredictorCorrector",
+    "SAMPLERS",
+    "get_sampler",
+]
+
+
+class State(NamedTuple):
+    """Kernel state of the single-step samplers: just the position."""
+
+    x: Array
+
+
+class AbstractSampler(eqx.Module):
+    """Base of every sampler. ``direction`` is ``"reverse"`` (t decreases) or ``"forward"``."""
+
+    direction: eqx.AbstractClassVar[str]
+    name: eqx.AbstractClassVar[str]
+    # Each concrete sampler also says whether it draws noise: a ClassVar or property `stochastic`.
+
+    def configure(self, n_steps: int) -> "AbstractSampler":
+        """Return the sampler specialised to a grid of ``n_steps`` (default: unchanged)."""
+        del n_steps
+        return self
+
+    def nfe(self, n_steps: int) -> int:
+        """Score evaluations per particle for a grid of ``n_steps``."""
+        return n_steps
+
+
+class AbstractFixedSampler(AbstractSampler):
+    """A fixed-grid kernel run by ``simulate`` inside ``lax.scan``."""
+
+    def init(self, t0: ArrayLike, x: Float[Array, " d"]) -> Any:
+        del t0
+        return State(x)
+
+    def position(self, state: Any) -> Float[Array, " d"]:
+        return state.x
+
+    @abc.abstractmethod
+    def step(self, key: jax.Array, state: Any, t: ArrayLike, t_next: ArrayLike, score: AbstractScore) -> Any:
+        """Advance one particle from ``t`` to ``t_next``."""
+
+
+def _normal_like(key, x):
+    return jr.normal(key, x.shape, dtype=x.dtype)
+
+
+# --- reverse SDE -----------------------------------------------------------------------------------
+class EulerMaruyama(AbstractFixedSampler):
+    r"""Euler-Maruyama on the reverse SDE ``dx = [f x - g^2 s] dt + g dW_bar`` with ``dt = t_next - t < 0``:
+
+        x_next = x + (f(t) x - g(t)^2 s(t, x)) dt + g(t) sqrt(-dt) z.
+    """
+
+    direction: ClassVar[str] = "reverse"
+    stochastic: ClassVar[bool] = True
+    name: ClassVar[str] = "euler_maruyama"
+
+    def step(self, key, state, t, t_next, score):
+        x = state.x
+        dt = t_next - t
+        g = score.process.diffusion(t)
+        return State(x + score.reverse_drift(t, x) * dt + g * jnp.sqrt(-dt) * _normal_like(key, x))
+
+
+class DDIM(AbstractFixedSampler):
+    r"""DDIM (Song, Meng & Ermon 2021) for any process, with stochasticity ``eta in [0, 1]``.
+
+        x0 = x0_hat(t, x),  eps = (x - a x0) / s,
+        c = eta (s_n / s) b,  b^2 = Var(x_t | x_{t_next}) (the transition variance),
+        x_next = a_n x0 + sqrt(s_n^2 - c^2) eps + c z.
+
+    ``eta = 0`` is the first-order exponential integrator of the PF-ODE (= Euler in ``(x/a, s/a)``);
+    ``eta = 1`` is DDPM's ancestral step (the exact Gaussian posterior ``q(x_{t_next} | x_t, x0_hat)``).
+    """
+
+    eta: float = 0.0
+    direction: ClassVar[str] = "reverse"
+    name: ClassVar[str] = "ddim"
+
+    def __check_init__(self):
+        if not (0.0 <= float(self.eta) <= 1.0):
+            raise ValueError(f"DDIM `eta` must lie in [0, 1], got {self.eta}.")
+
+    @property
+    def stochastic(self) -> bool:  # type: ignore[override]
+        return float(self.eta) > 0.0
+
+    def step(self, key, state, t, t_next, score):
+        x = state.x
+        p = score.process
+        a, s = p.alpha(t), p.sigma(t)
+        a_n, s_n = p.alpha(t_next), p.sigma(t_next)
+        x0 = score.denoise(t, x)
+        eps = (x - a * x0) / s
+        c = self.eta * (s_n / s) * jnp.sqrt(p.transition_var(t_next, t))
+        det = jnp.sqrt(jnp.maximum(s_n**2 - c**2, 0.0))
+        x_next = a_n * x0 + det * eps
+        if float(self.eta) > 0.0:
+            x_next = x_next + c * _normal_like(key, x)
+        return State(x_next)
+
+
+class DDPM(DDIM):
+    """Ancestral sampling (Ho et al. 2020): :class:`DDIM` with ``eta = 1``."""
+
+    eta: float = 1.0
+    name: ClassVar[str] = "ddpm"
+
+
+# --- probability-flow ODE -------------------------------------------------------------------------------
+class Euler(AbstractFixedSampler):
+    r"""Euler on the PF-ODE in ``t``: ``x_next = x + (f x - 1/2 g^2 s)(t_next - t)``. First order; the
+    naive baseline for convergence studies (DDIM is the better first-order ODE method)."""
+
+    direction: ClassVar[str] = "reverse"
+    stochastic: ClassVar[bool] = False
+    name: ClassVar[str] = "euler"
+
+    def step(self, key, state, t, t_next, score):
+        del key
+        return State(state.x + score.velocity(t, state.x) * (t_next - t))
+
+
+def _sigma_tilde(p, t):
+    return jnp.exp(-0.5 * p.log_snr(t))
+
+
+class Heun(AbstractFixedSampler):
+    r"""EDM's Heun sampler (Karras et al. 2022, Alg. 2) in the scaled variables ``y = x / a`` and
+    ``sigma_tilde = s / a``, where the PF-ODE reads ``dy / d sigma_tilde = (y - D(y)) / sigma_tilde`` for
+    any process (``D`` the Tweedie denoiser).
+
+    Churn: with ``gamma = min(churn / n_steps, sqrt(2) - 1)`` when ``s_tmin <= sigma_tilde <= s_tmax``,
+    the particle is first noised to ``sigma_hat = (1 + gamma) sigma_tilde`` (``y += sqrt(sigma_hat^2 -
+    sigma_tilde^2) s_noise z``), i.e. moved forward in time exactly, then Heun-stepped to ``t_next``.
+    Two score evaluations per step.
+    """
+
+    churn: float = 0.0
+    s_tmin: float = 0.0
+    s_tmax: float = math.inf
+    s_noise: float = 1.0
+    gamma: float = 0.0  # set by configure()
+    direction: ClassVar[str] = "reverse"
+    name: ClassVar[str] = "heun"
+
+    def __check_init__(self):
+        if float(self.churn) < 0:
+            raise ValueError(f"Heun `churn` must be >= 0, got {self.churn}.")
+
+    @property
+    def stochastic(self) -> bool:  # type: ignore[override]
+        return float(self.churn) > 0.0
+
+    def configure(self, n_steps: int) -> "Heun":
+        gamma = min(float(self.churn) / n_steps, math.sqrt(2.0) - 1.0)
+        return eqx.tree_at(lambda h: h.gamma, self, gamma)
+
+    def nfe(self, n_steps: int) -> int:
+        return 2 * n_steps
+
+    def step(self, key, state, t, t_next, score):
+        p = score.process
+        x = state.x
+        sig = _sigma_tilde(p, t)
+        y = x / p.alpha(t)
+        if self.stochastic:
+            gamma = jnp.where((sig >= self.s_tmin) & (sig <= self.s_tmax), self.gamma, 0.0)
+            sig_hat = sig * (1.0 + gamma)
+            t_hat = jnp.where(gamma > 0, p.t_from_log_snr(-2.0 * jnp.log(sig_hat)), t)
+            t_hat = jnp.minimum(t_hat, p.t_max)
+            sig_hat = _sigma_tilde(p, t_hat)
+            y = y + jnp.sqrt(jnp.maximum(sig_hat**2 - sig**2, 0.0)) * self.s_noise * _normal_like(key, y)
+            sig, t = sig_hat, t_hat
+        sig_n = _sigma_tilde(p, t_next)
+        a_t, a_n = p.alpha(t), p.alpha(t_next)
+        d1 = (y - score.denoise(t, a_t * y)) / sig
+        y_e = y + (sig_n - sig) * d1
+        d2 = (y_e - score.denoise(t_next, a_n * y_e)) / sig_n
+        y_next = y + (sig_n - sig) * 0.5 * (d1 + d2)
+        return State(a_n * y_next)
+
+
+class DPM2MState(NamedTuple):
+    x: Array
+    x0_prev: Array
+    h_prev: Array
+    step_index: Array
+
+
+class DPMSolver2M(AbstractFixedSampler):
+    r"""DPM-Solver++(2M) (Lu et al. 2022b, Alg. 2), multistep second order in ``lambda = log(a/s)``:
+
+        h = lambda_n - lambda,  r = h_prev / h,
+        D = (1 + 1/(2r)) x0_hat(t, x) - 1/(2r) x0_prev   (first step: D = x0_hat),
+        x_next = (s_n / s) x - a_n expm1(-h) D.
+
+    ``lower_order_final`` uses the first-order update on the last step (diffusers' default for < 15 steps).
+    """
+
+    lower_order_final: bool = eqx.field(default=False, static=True)
+    n_steps: int = eqx.field(default=0, static=True)  # set by configure()
+    direction: ClassVar[str] = "reverse"
+    stochastic: ClassVar[bool] = False
+    name: ClassVar[str] = "dpm_solver_2m"
+
+    def configure(self, n_steps: int) -> "DPMSolver2M":
+        return DPMSolver2M(lower_order_final=self.lower_order_final, n_steps=n_steps)
+
+    def init(self, t0, x):
+        return DPM2MState(x, jnp.zeros_like(x), jnp.ones((), x.dtype), jnp.zeros((), jnp.int32))
+
+    def step(self, key, state, t, t_next, score):
+        del key
+        p = score.process
+        x = state.x
+        lam, lam_n = 0.5 * p.log_snr(t), 0.5 * p.log_snr(t_next)
+        h = lam_n - lam
+        x0 = score.denoise(t, x)
+        r = state.h_prev / h
+        d2 = (1.0 + 0.5 / r) * x0 - (0.5 / r) * state.x0_prev
+        use2 = state.step_index > 0
+        if self.lower_order_final:
+            use2 = use2 & (state.step_index != self.n_steps - 1)
+        d = jnp.where(use2, d2, x0)
+        x_next = (p.sigma(t_next) / p.sigma(t)) * x - p.alpha(t_next) * jnp.expm1(-h) * d
+        return DPM2MState(x_next, x0, h, state.step_index + 1)
+
+
+class PredictorCorrector(AbstractFixedSampler):
+    r"""Predictor-corrector sampler (Song et al. 2021, Alg. 2-3): ``n_corrector`` Langevin corrector
+    steps at ``t``, then an Euler-Maruyama reverse-SDE predictor step to ``t_next``.
+
+    Langevin step ``x <- x + eps s + sqrt(2 eps) z`` with the signal-to-noise rule ``eps = 2 r (snr |z| /
+    |s|)^2``, ``r = (a / a_n)^2`` (score_sde's discrete ``alpha_i = 1 - beta_i``; 1 for VE). score_sde
+    averages the norms over the batch; a per-particle ``|s|`` blows the step up wherever the score vanishes
+    (near modes), and a batch average makes particles depend on each other. We therefore replace ``|s|^2``
+    by its bound ``d / sigma_t^2`` (the Fisher information of any law smoothed by ``N(0, sigma_t^2 I)``)
+    and ``|z|^2`` by ``d``: ``eps = 2 r (snr sigma_t)^2``, per particle, bounded and batch independent.
+    """
+
+    snr: float = 0.16
+    n_corrector: int = eqx.field(default=1, static=True)
+    direction: ClassVar[str] = "reverse"
+    stochastic: ClassVar[bool] = True
+    name: ClassVar[str] = "pc"
+
+    def __check_init__(self):
+        if float(self.snr) <= 0:
+            raise ValueError(f"PC `snr` must be positive, got {self.snr}.")
+        if self.n_corrector < 0:
+            raise ValueError(f"PC `n_corrector` must be >= 0, got {self.n_corrector}.")
+
+    def nfe(self, n_steps: int) -> int:
+        return (1 + self.n_corrector) * n_steps
+
+    def step(self, key, state, t, t_next, score):
+        p = score.process
+        x = state.x
+        keys = jr.split(key, self.n_corrector + 1)
+        ratio = jnp.exp(2.0 * (p.log_alpha(t) - p.log_alpha(t_next)))
+        eps = 2.0 * ratio * self.snr**2 * p.sigma2(t)
+        for i in range(self.n_corrector):
+            x = x + eps * score.score(t, x) + jnp.sqrt(2.0 * eps) * _normal_like(keys[i], x)
+        dt = t_next - t
+        x = x + score.reverse_drift(t, x) * dt + p.diffusion(t) * jnp.sqrt(-dt) * _normal_like(keys[-1], x)
+        return State(x)
+
+
+# --- forward noising ----------------------------------------------------------------------------------
+class ForwardExact(AbstractFixedSampler):
+    """Exact forward transition ``x_next = a x + b z`` with ``(a, b) = process.transition(t, t_next)``."""
+
+    direction: ClassVar[str] = "forward"
+    stochastic: ClassVar[bool] = True
+    name: ClassVar[str] = "forward"
+
+    def nfe(self, n_steps: int) -> int:
+        return 0
+
+    def step(self, key, state, t, t_next, score):
+        a, b = score.process.transition(t, t_next)
+        return State(a * state.x + b * _normal_like(key, state.x))
+
+
+class ForwardEulerMaruyama(AbstractFixedSampler):
+    """Euler-Maruyama on the forward SDE ``dx = f x dt + g dW``."""
+
+    direction: ClassVar[str] = "forward"
+    stochastic: ClassVar[bool] = True
+    name: ClassVar[str] = "forward_em"
+
+    def nfe(self, n_steps: int) -> int:
+        return 0
+
+    def step(self, key, state, t, t_next, score):
+        p = score.process
+        dt = t_next - t
+        x = state.x
+        return State(x + p.drift(t, x) * dt + p.diffusion(t) * jnp.sqrt(dt) * _normal_like(key, x))
+
+
+SAMPLERS: dict[str, type[AbstractSampler]] = {
+    cls.name: cls
+    for cls in (EulerMaruyama, DDPM, DDIM, Euler, Heun, DPMSolver2M, PredictorCorrector, ForwardExact,
+                ForwardEulerMaruyama)
+}
+
+
+def get_sampler(method: str | AbstractSampler, **options: Any) -> AbstractSampler:
+    """Resolve a method name (with options) or pass a sampler instance through.
+
+    Names: see :data:`SAMPLERS` (fixed grid) plus the adaptive Diffrax methods registered by
+    :mod:`diffsim.sampling.adaptive`.
+    """
+    if isinstance(method, AbstractSampler):
+        if options:
+            raise TypeError("Pass sampler options to the sampler's constructor, not alongside an instance.")
+        return method
+    if not isinstance(method, str):
+        raise TypeError(f"`method` must be a sampler name or instance, got {type(method).__name__}.")
+    key = method.lower().replace("-", "_")
+    if key not in SAMPLERS:
+        raise ValueError(f"Unknown sampler {method!r}; known samplers: {', '.join(sorted(SAMPLERS))}.")
+    try:
+        return SAMPLERS[key](**options)
+    except TypeError as err:
+        raise TypeError(f"Bad options for sampler {method!r}: {err}") from err

@@ -1,0 +1,14 @@
+"""Scores: the abstract interface, exact mixture and empirical scores, and parametrisation conversions."""
+
+from ._base import (
+    AbstractAnalyticScore as AbstractAnalyticScore,
+    AbstractScore as AbstractScore,
+    eps_from_score as eps_from_score,
+    score_from_eps as score_from_eps,
+    score_from_v as score_from_v,
+    score_from_x0 as score_from_x0,
+    v_from_score as v_from_score,
+    x0_from_score as x0_from_score,
+)
+from .empirical import EmpiricalScore as EmpiricalScore
+from .mixture import GaussianMixture as GaussianMixture

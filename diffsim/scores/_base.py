@@ -1,0 +1,146 @@
+r"""The score interface and the exact conversions between parametrisations.
+
+For ``x_t = alpha_t x_0 + sigma_t eps`` (any process of :mod:`diffsim.processes`) and the score
+``s = \nabla_x log p_t(x)``, Tweedie's formula (Efron 2011; Robbins 1956) gives the posterior mean
+
+    x0_hat = E[x_0 | x_t = x] = (x + sigma_t^2 s) / alpha_t,
+
+and hence the noise prediction ``eps_hat = -sigma_t s`` and the v-prediction of Salimans & Ho (2022),
+``v = alpha_t eps - sigma_t x_0``. The probability-flow ODE (Song et al. 2021, eq. 13) has velocity
+``f(t) x - 1/2 g(t)^2 s`` and the reverse SDE has drift ``f(t) x - g(t)^2 s`` (Anderson 1982), both written
+in forward time ``t``: reverse samplers integrate them with ``dt < 0``.
+
+All functions here act on *one* point ``x`` of shape ``(d,)``; batching is ``jax.vmap``'s job.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Float
+
+from ..processes import AbstractProcess
+
+
+__all__ = [
+    "AbstractAnalyticScore",
+    "AbstractScore",
+    "eps_from_score",
+    "score_from_eps",
+    "score_from_v",
+    "score_from_x0",
+    "v_from_score",
+    "x0_from_score",
+]
+
+
+# --- parametrisation conversions (exact, through the process) ---------------------------------------
+def score_from_x0(process: AbstractProcess, t: ArrayLike, x: Array, x0: Array) -> Array:
+    """``s = (alpha_t x0 - x) / sigma_t^2``."""
+    return (process.alpha(t) * x0 - x) / process.sigma2(t)
+
+
+def x0_from_score(process: AbstractProcess, t: ArrayLike, x: Array, score: Array) -> Array:
+    """Tweedie: ``x0 = (x + sigma_t^2 s) / alpha_t``."""
+    return (x + process.sigma2(t) * score) / process.alpha(t)
+
+
+def score_from_eps(process: AbstractProcess, t: ArrayLike, x: Array, eps: Array) -> Array:
+    """``s = -eps / sigma_t``."""
+    del x
+    return -eps / process.sigma(t)
+
+
+def eps_from_score(process: AbstractProcess, t: ArrayLike, x: Array, score: Array) -> Array:
+    """``eps = -sigma_t s``."""
+    del x
+    return -process.sigma(t) * score
+
+
+def score_from_v(process: AbstractProcess, t: ArrayLike, x: Array, v: Array) -> Array:
+    r"""Score from a v-prediction ``v = alpha eps - sigma x0``.
+
+    Inverting ``[x; v] = [[alpha, sigma], [-sigma, alpha]] [x0; eps]`` gives
+    ``eps = (sigma x + alpha v) / (alpha^2 + sigma^2)`` (for VP the denominator is 1).
+    """
+    a, s = process.alpha(t), process.sigma(t)
+    eps = (s * x + a * v) / (a**2 + s**2)
+    return -eps / s
+
+
+def v_from_score(process: AbstractProcess, t: ArrayLike, x: Array, score: Array) -> Array:
+    """``v = alpha eps - sigma x0`` with ``eps``, ``x0`` from the score."""
+    a, s = process.alpha(t), process.sigma(t)
+    eps = -s * score
+    x0 = (x + s**2 * score) / a
+    return a * eps - s * x0
+
+
+class AbstractScore(eqx.Module):
+    r"""A score ``s(t, x) = \nabla_x log p_t(x)`` of the marginals of ``process``.
+
+    Subclasses implement :meth:`score` for one point ``x`` of shape ``(d,)`` and say their dimension
+    (:attr:`dim`). Everything else derives from the score.
+    """
+
+    process: eqx.AbstractVar[AbstractProcess]
+
+    @property
+    @abc.abstractmethod
+    def dim(self) -> int:
+        """Dimension ``d`` of one point."""
+
+    @abc.abstractmethod
+    def score(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, " d"]:
+        r"""``\nabla_x log p_t(x)`` for one point."""
+
+    def __call__(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, " d"]:
+        return self.score(t, x)
+
+    def denoise(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, " d"]:
+        """Tweedie posterior mean ``E[x_0 | x_t = x] = (x + sigma^2 s) / alpha``."""
+        return x0_from_score(self.process, t, x, self.score(t, x))
+
+    def eps(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, " d"]:
+        """Noise prediction ``E[eps | x_t = x] = -sigma s``."""
+        return eps_from_score(self.process, t, x, self.score(t, x))
+
+    def v_prediction(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, " d"]:
+        """v-prediction ``alpha eps_hat - sigma x0_hat`` (Salimans & Ho 2022)."""
+        return v_from_score(self.process, t, x, self.score(t, x))
+
+    def velocity(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, " d"]:
+        """Probability-flow ODE velocity ``f(t) x - 1/2 g(t)^2 s`` (forward time)."""
+        return self.process.drift(t, x) - 0.5 * self.process.beta(t) * self.score(t, x)
+
+    def reverse_drift(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, " d"]:
+        """Reverse-SDE drift ``f(t) x - g(t)^2 s`` (forward time; integrate with ``dt < 0``)."""
+        return self.process.drift(t, x) - self.process.beta(t) * self.score(t, x)
+
+    def hessian(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, "d d"]:
+        r"""``\nabla_x^2 log p_t(x)``; by default the Jacobian of the score (forward-mode autodiff)."""
+        return jax.jacfwd(lambda y: self.score(t, y))(x)
+
+    def laplacian(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, ""]:
+        r"""``\Delta_x log p_t(x)`` (divergence of the score); by default the trace of :meth:`hessian`."""
+        return jnp.trace(self.hessian(t, x))
+
+    def velocity_divergence(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, ""]:
+        r"""``\nabla \cdot v = d f(t) - 1/2 g(t)^2 \Delta log p_t`` for the PF-ODE velocity ``v``."""
+        return self.dim * self.process.drift_coefficient(t) - 0.5 * self.process.beta(t) * self.laplacian(t, x)
+
+
+class AbstractAnalyticScore(AbstractScore):
+    """A score whose diffused density is known in closed form: adds :meth:`log_prob` and
+    :meth:`posterior` (responsibilities over the components of a mixture)."""
+
+    @abc.abstractmethod
+    def log_prob(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, ""]:
+        """``log p_t(x)``."""
+
+    @abc.abstractmethod
+    def posterior(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, " K"]:
+        """Posterior probabilities of the mixture components given ``x_t = x``."""

@@ -1,0 +1,35 @@
+"""Paper-level studies, each a frozen config dataclass plus ``run(config, out_dir)``, and their runner.
+
+Every module in this package that is not private is imported by :func:`discover`, which registers the
+studies it defines with :func:`diffsim.studies.register`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from ._runner import (
+    STUDIES as STUDIES,
+    Check as Check,
+    ResultCache as ResultCache,
+    Results as Results,
+    StudySpec as StudySpec,
+    build_config as build_config,
+    get_study as get_study,
+    parse_overrides as parse_overrides,
+    progress_bar as progress_bar,
+    register as register,
+    run_all as run_all,
+    run_study as run_study,
+    write_index as write_index,
+    write_reports as write_reports,
+)
+
+
+def discover() -> dict[str, StudySpec]:
+    """Import every public module of :mod:`diffsim.studies` so that its studies register themselves."""
+    for info in pkgutil.iter_modules(__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{info.name}")
+    return STUDIES
