@@ -12,6 +12,7 @@ from .processes import VE as VE, VP as VP, AbstractProcess as AbstractProcess
 from .sampling import (
     Trajectory as Trajectory,
     clone as clone,
+    flow as flow,
     grids as grids,
     log_likelihood as log_likelihood,
     noise_denoise as noise_denoise,

@@ -16,7 +16,13 @@ from ._kernels import (
     PredictorCorrector as PredictorCorrector,
     get_sampler as get_sampler,
 )
-from .adaptive import ADAPTIVE as ADAPTIVE, AdaptiveODE as AdaptiveODE, DiffraxSDE as DiffraxSDE, log_likelihood as log_likelihood
+from .adaptive import (
+    ADAPTIVE as ADAPTIVE,
+    AdaptiveODE as AdaptiveODE,
+    DiffraxSDE as DiffraxSDE,
+    flow as flow,
+    log_likelihood as log_likelihood,
+)
 from .simulate import (
     AbstractAdaptiveSampler as AbstractAdaptiveSampler,
     Trajectory as Trajectory,
