@@ -296,8 +296,10 @@ def simulate(
 
 
 def _resolve_method(method, options) -> AbstractSampler:
+    """A sampler from a name (fixed-grid or adaptive) with options, or an instance passed through."""
     if isinstance(method, str):
-        from . import adaptive  # registers the adaptive names
+        from . import adaptive  # the adaptive names live there
+        from ._kernels import SAMPLERS
 
         key = method.lower().replace("-", "_")
         if key in adaptive.ADAPTIVE:
@@ -305,18 +307,10 @@ def _resolve_method(method, options) -> AbstractSampler:
                 return adaptive.ADAPTIVE[key](**options)
             except TypeError as err:
                 raise TypeError(f"Bad options for sampler {method!r}: {err}") from err
-        try:
-            return get_sampler(method, **options)
-        except ValueError as err:
-            known = sorted(set(adaptive.ADAPTIVE) | set(_known_fixed()))
-            raise ValueError(f"Unknown sampler {method!r}; known samplers: {', '.join(known)}.") from err
+        if key not in SAMPLERS:
+            known = sorted(set(adaptive.ADAPTIVE) | set(SAMPLERS))
+            raise ValueError(f"Unknown sampler {method!r}; known samplers: {', '.join(known)}.")
     return get_sampler(method, **options)
-
-
-def _known_fixed():
-    from ._kernels import SAMPLERS
-
-    return SAMPLERS
 
 
 def _reverse_grid(score, n_steps, t_start, t_end, kind):
