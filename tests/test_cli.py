@@ -1,0 +1,173 @@
+"""The study runner and the ``diffsim`` command: overrides, checks, atomic outputs, resumable sweeps, the
+index page, bad input, and a smoke test of ``diffsim run all --quick`` in a fresh process (float32, as
+users run it)."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from diffsim.cli import main
+from diffsim.studies import (
+    STUDIES,
+    ResultCache,
+    Results,
+    discover,
+    parse_overrides,
+    register,
+    run_study,
+    write_index,
+)
+from diffsim.studies._io import to_jsonable, write_atomic
+
+
+@dataclasses.dataclass(frozen=True)
+class Toy:
+    n: int = 3
+    scale: float = 1.0
+    steps: tuple[int, ...] = (1, 2)
+    flag: bool = False
+    name: str = "x"
+    maybe: int | None = None
+
+
+def test_parse_overrides_types():
+    got = parse_overrides(Toy, ["n=5", "scale=2.5e-1", "steps=4,8,16", "flag=true", "name=abc", "maybe=none"])
+    assert got == {"n": 5, "scale": 0.25, "steps": (4, 8, 16), "flag": True, "name": "abc", "maybe": None}
+    assert parse_overrides(Toy, ["maybe=7"]) == {"maybe": 7}
+
+
+@pytest.mark.parametrize("bad,match", [
+    ("n", "key=value"), ("=3", "empty key"), ("nn=3", "Unknown config field 'nn'"),
+    ("n=three", "integer"), ("scale=big", "number"), ("flag=perhaps", "boolean"), ("steps=1,x", "integer"),
+])
+def test_parse_overrides_errors(bad, match):
+    with pytest.raises(ValueError, match=match):
+        parse_overrides(Toy, [bad])
+
+
+def test_results_checks_and_json(tmp_path):
+    res = Results("toy", Toy(), tmp_path)
+    assert res.check("abs", 1.0, 1.05, 0.1).passed
+    assert not res.check("abs fails", 1.0, 1.2, 0.1).passed
+    assert res.check("rel", 10.0, 10.5, 0.1, relation="rel").passed
+    assert res.check("le", 1.0, 0.5, relation="le").passed
+    assert not res.check("ge", 1.0, 0.5, relation="ge").passed
+    assert not res.check("nan measured", 1.0, float("nan"), 1.0).passed
+    assert res.check("bool", True, True, relation="true").passed
+    with pytest.raises(ValueError, match="relation"):
+        res.check("x", 1, 1, relation="approx")
+    res.metric("arr", np.arange(3.0))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    res.figure(fig, "line", "a line")
+    assert (tmp_path / "figures" / "line.png").stat().st_size > 0
+    d = json.loads(json.dumps(res.to_dict()))
+    assert d["n_checks"] == 7 and d["n_passed"] == 4 and d["passed"] is False
+    assert d["metrics"]["arr"] == [0.0, 1.0, 2.0]
+    assert to_jsonable(float("inf")) == "inf"
+
+
+def test_result_cache_resumes(tmp_path):
+    calls = []
+    cache = ResultCache(tmp_path, Toy())
+    assert cache.get_or_compute("a/1", lambda: calls.append(1) or {"v": 1.5}) == {"v": 1.5}
+    again = ResultCache(tmp_path, Toy())
+    assert again.get_or_compute("a/1", lambda: calls.append(2) or {"v": 9}) == {"v": 1.5}
+    assert calls == [1] and again.hits == 1
+    other = ResultCache(tmp_path, Toy(n=4))  # a different config never reuses items
+    assert other.get_or_compute("a/1", lambda: 7) == 7
+
+
+def test_write_atomic_leaves_no_partial_file(tmp_path):
+    target = tmp_path / "f.json"
+    write_atomic(target, "old")
+
+    with pytest.raises(TypeError):
+        write_atomic(target, 123)  # not bytes/str: fails before replacing
+    assert target.read_text() == "old"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_registry_and_cli_errors(capsys):
+    discover()
+    assert "samplers" in STUDIES
+    assert main(["run", "no-such-study"]) == 2
+    assert "Unknown study 'no-such-study'" in capsys.readouterr().err
+    assert main(["run", "samplers", "--set", "n_particles=lots"]) == 2
+    assert "integer" in capsys.readouterr().err
+    assert main(["run", "samplers", "--set", "nope=1"]) == 2
+    assert "Unknown config field" in capsys.readouterr().err
+    assert main(["list"]) == 0
+    assert "samplers" in capsys.readouterr().out
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+    values: tuple[float, ...] = (1.0, 2.0, 3.0)
+
+
+CALLS = []
+
+
+@register("_toy-sweep", Sweep, quick=dict(values=(1.0,)), description="test-only study")
+def _toy_run(config, out_dir, *, progress=True):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    res = Results("_toy-sweep", config, out_dir)
+    cache = ResultCache(out_dir, config)
+    squares = [cache.get_or_compute(f"v={v}", lambda v=v: CALLS.append(v) or v**2) for v in config.values]
+    res.check("sum of squares", 14.0, sum(squares), 1e-12)
+    fig, ax = plt.subplots()
+    ax.plot(config.values, squares)
+    res.figure(fig, "squares", "v^2")
+    return res
+
+
+def test_run_study_writes_outputs_and_resumes(tmp_path):
+    out = tmp_path / "toy"
+    res = run_study("_toy-sweep", out_dir=out, progress=False)
+    assert res.passed and CALLS == [1.0, 2.0, 3.0]
+    for name in ["config.json", "results.json", "report.md", "report.html", "figures/squares.png"]:
+        assert (out / name).exists(), name
+    data = json.loads((out / "results.json").read_text())
+    assert data["n_checks"] == 1 and data["checks"][0]["passed"] is True
+    assert set(data["checks"][0]) >= {"name", "predicted", "measured", "tolerance", "passed"}
+    run_study("_toy-sweep", out_dir=out, progress=False)  # an interrupted sweep resumes: nothing recomputed
+    assert CALLS == [1.0, 2.0, 3.0]
+    quick = run_study("_toy-sweep", out_dir=tmp_path / "q", quick=True, progress=False)
+    assert not quick.passed  # the quick preset sums 1 only: the check fails and stays failed
+    index = write_index(tmp_path)
+    assert "toy/report.html" in index.read_text() and "q/report.html" in index.read_text()
+    STUDIES.pop("_toy-sweep")
+
+
+@pytest.mark.slow
+def test_run_all_quick_smoke(tmp_path):
+    """The main job's quick preset, in a fresh process exactly as a user runs it."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    out = tmp_path / "runs"
+    proc = subprocess.run([sys.executable, "-m", "diffsim.cli", "run", "all", "--quick", "--no-progress",
+                           "--out", str(out)], capture_output=True, text=True, env=env, timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    discover()
+    index = (out / "index.html").read_text()
+    for name in STUDIES:
+        assert (out / name / "results.json").exists(), name
+        assert f"{name}/report.html" in index
+        data = json.loads((out / name / "results.json").read_text())
+        assert data["n_checks"] > 0, name
+    assert "CRASHED" not in proc.stdout
