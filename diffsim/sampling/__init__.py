@@ -30,3 +30,10 @@ from .simulate import (
     noise_denoise as noise_denoise,
     simulate as simulate,
 )
+from .sharding import (
+    PARTICLE_AXIS as PARTICLE_AXIS,
+    initialize_multihost as initialize_multihost,
+    particle_mesh as particle_mesh,
+    particle_sharding as particle_sharding,
+    simulate_sharded as simulate_sharded,
+)

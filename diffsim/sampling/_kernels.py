@@ -71,7 +71,9 @@ class AbstractSampler(eqx.Module):
 
     direction: eqx.AbstractClassVar[str]
     name: eqx.AbstractClassVar[str]
-    # Each concrete sampler also says whether it draws noise: a ClassVar or property `stochastic`.
+    # Each concrete sampler also says whether it draws noise: a ClassVar or property `stochastic`, and
+    # fixed-grid samplers how many normal vectors of size d one step draws: `noise_draws` (used by
+    # simulate(noise="counter"); samplers without it always get per-particle keys).
 
     def configure(self, n_steps: int) -> "AbstractSampler":
         """Return the sampler specialised to a grid of ``n_steps`` (default: unchanged)."""
@@ -98,8 +100,28 @@ class AbstractFixedSampler(AbstractSampler):
         """Advance one particle from ``t`` to ``t_next``."""
 
 
+class StepNoise(NamedTuple):
+    """Pre-drawn standard normals of one particle for one step, shape ``(n_draws, d)``.
+
+    ``simulate(..., noise="counter")`` passes this in place of the per-particle key; the helpers
+    :func:`_normal_like` and :func:`_split_noise` hand out its rows in order, so a kernel written with them
+    works with either source of randomness.
+    """
+
+    z: Array
+
+
 def _normal_like(key, x):
+    if isinstance(key, StepNoise):
+        return key.z[0].astype(x.dtype)
     return jr.normal(key, x.shape, dtype=x.dtype)
+
+
+def _split_noise(key, n: int):
+    """``n`` independent noise sources from one: ``jr.split`` for keys, the rows of a :class:`StepNoise`."""
+    if isinstance(key, StepNoise):
+        return [StepNoise(key.z[i:i + 1]) for i in range(n)]
+    return list(jr.split(key, n))
 
 
 # --- reverse SDE -----------------------------------------------------------------------------------
@@ -111,6 +133,7 @@ class EulerMaruyama(AbstractFixedSampler):
 
     direction: ClassVar[str] = "reverse"
     stochastic: ClassVar[bool] = True
+    noise_draws: ClassVar[int] = 1
     name: ClassVar[str] = "euler_maruyama"
 
     def step(self, key, state, t, t_next, score):
@@ -143,6 +166,10 @@ class DDIM(AbstractFixedSampler):
     def stochastic(self) -> bool:  # type: ignore[override]
         return float(self.eta) > 0.0
 
+    @property
+    def noise_draws(self) -> int:
+        return int(self.stochastic)
+
     def step(self, key, state, t, t_next, score):
         x = state.x
         p = score.process
@@ -172,6 +199,7 @@ class Euler(AbstractFixedSampler):
 
     direction: ClassVar[str] = "reverse"
     stochastic: ClassVar[bool] = False
+    noise_draws: ClassVar[int] = 0
     name: ClassVar[str] = "euler"
 
     def step(self, key, state, t, t_next, score):
@@ -209,6 +237,10 @@ class Heun(AbstractFixedSampler):
     @property
     def stochastic(self) -> bool:  # type: ignore[override]
         return float(self.churn) > 0.0
+
+    @property
+    def noise_draws(self) -> int:
+        return int(self.stochastic)
 
     def configure(self, n_steps: int) -> "Heun":
         gamma = min(float(self.churn) / n_steps, math.sqrt(2.0) - 1.0)
@@ -260,6 +292,7 @@ class DPMSolver2M(AbstractFixedSampler):
     n_steps: int = eqx.field(default=0, static=True)  # set by configure()
     direction: ClassVar[str] = "reverse"
     stochastic: ClassVar[bool] = False
+    noise_draws: ClassVar[int] = 0
     name: ClassVar[str] = "dpm_solver_2m"
 
     def configure(self, n_steps: int) -> "DPMSolver2M":
@@ -312,10 +345,14 @@ class PredictorCorrector(AbstractFixedSampler):
     def nfe(self, n_steps: int) -> int:
         return (1 + self.n_corrector) * n_steps
 
+    @property
+    def noise_draws(self) -> int:
+        return self.n_corrector + 1
+
     def step(self, key, state, t, t_next, score):
         p = score.process
         x = state.x
-        keys = jr.split(key, self.n_corrector + 1)
+        keys = _split_noise(key, self.n_corrector + 1)
         ratio = jnp.exp(2.0 * (p.log_alpha(t) - p.log_alpha(t_next)))
         eps = 2.0 * ratio * self.snr**2 * p.sigma2(t)
         for i in range(self.n_corrector):
@@ -331,6 +368,7 @@ class ForwardExact(AbstractFixedSampler):
 
     direction: ClassVar[str] = "forward"
     stochastic: ClassVar[bool] = True
+    noise_draws: ClassVar[int] = 1
     name: ClassVar[str] = "forward"
 
     def nfe(self, n_steps: int) -> int:
@@ -346,6 +384,7 @@ class ForwardEulerMaruyama(AbstractFixedSampler):
 
     direction: ClassVar[str] = "forward"
     stochastic: ClassVar[bool] = True
+    noise_draws: ClassVar[int] = 1
     name: ClassVar[str] = "forward_em"
 
     def nfe(self, n_steps: int) -> int:

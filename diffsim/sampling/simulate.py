@@ -7,16 +7,22 @@ the grid on a batched ``(N, d)`` state; adaptive methods go through Diffrax (see
 **Randomness.** Particle ``i`` (global index, counting across chunks) owns the key ``fold_in(k_path, i)``
 and draws its step-``j`` noise from ``fold_in(that key, j)``; prior draws use ``fold_in(k_init, i)``, with
 ``k_init, k_path = split(key)``. Hence the same key gives the same particles whether the run is batched,
-chunked (``chunk_size``) or sharded.
+chunked (``chunk_size``) or sharded (:mod:`diffsim.sampling.sharding`). ``noise="counter"`` is a cheaper
+scheme with the same invariance: step ``j``'s normals are the rows, at the particles' global indices, of
+``jr.normal(fold_in(k_path, j), (N, draws, d))``, computed from threefry counters without a key per particle
+(one hash per number instead of one per number plus one per particle and step; it matters at small ``d``).
 
 **Saving.** ``save`` picks grid indices (``0`` is the initial state, ``n_steps`` the final one):
 ``"final"``, ``"all"``, an ``int`` k (every k-th index plus the last), or an explicit sequence of indices.
-States are written into a preallocated buffer, and ``stats(t, x) -> pytree`` (per particle) is evaluated
-only at saved times, so memory never grows with the number of steps.
+States are written into a preallocated buffer only at the saved steps (a ``lax.cond`` in the scan; with
+``"final"`` there is no buffer at all), and ``stats(t, x) -> pytree`` (per particle) is evaluated only at
+saved times, so memory never grows with the number of steps. Prior draws (``n=``) happen inside the
+compiled run, so no separate input buffer is held.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -30,10 +36,11 @@ from jaxtyping import Array, ArrayLike, Float, PyTree
 from .._validation import as_float_array, check_key, check_positive_int, is_concrete
 from ..scores._base import AbstractScore
 from . import grids as _grids
-from ._kernels import AbstractFixedSampler, AbstractSampler, get_sampler
+from ._kernels import AbstractFixedSampler, AbstractSampler, StepNoise, get_sampler
 
 
-__all__ = ["AbstractAdaptiveSampler", "Trajectory", "clone", "noise_denoise", "resolve_grid", "simulate"]
+__all__ = ["NOISE_SCHEMES", "AbstractAdaptiveSampler", "Trajectory", "clone", "noise_denoise", "resolve_grid",
+           "simulate"]
 
 DEFAULT_STEPS = 100
 
@@ -120,81 +127,284 @@ def _particle_keys(key, offset, n):
     return jax.vmap(lambda i: jr.fold_in(key, i))(offset + jnp.arange(n))
 
 
+# --- counter-based noise (simulate(..., noise="counter")) ----------------------------------------------
+def _key_words(key):
+    """The two uint32 words of a threefry key (typed or raw)."""
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return jr.key_data(key)
+    return key
+
+
+def _bits_to_normal(b1, b2, dtype):
+    """``jax.random.normal``'s map from threefry output words to N(0, 1) (partitionable threefry):
+    uniform bits -> a float in ``[nextafter(-1, 1), 1)`` through the mantissa -> ``sqrt(2) erfinv(u)``."""
+    dtype = np.dtype(dtype)
+    if dtype == np.float32:
+        bits = b1 ^ b2
+        one, shift, uint = np.uint32(0x3F800000), np.uint32(32 - 23), np.uint32
+    elif dtype == np.float64:
+        bits = (b1.astype(jnp.uint64) << np.uint64(32)) | b2.astype(jnp.uint64)
+        one, shift, uint = np.uint64(0x3FF0000000000000), np.uint64(64 - 52), np.uint64
+    else:
+        raise ValueError(f'noise="counter" supports float32 and float64 particles, got {dtype}.')
+    del uint
+    lo = np.nextafter(np.array(-1.0, dtype), np.array(1.0, dtype))
+    u = jax.lax.bitcast_convert_type((bits >> shift) | one, dtype) - np.array(1.0, dtype)
+    u = jnp.maximum(lo, u * (np.array(1.0, dtype) - lo) + lo)
+    return np.array(np.sqrt(2.0), dtype) * jax.lax.erf_inv(u)
+
+
+def _counter_normals(key, offset, n, tail, dtype):
+    """Rows ``offset .. offset + n`` of ``jr.normal(key, (M,) + tail)`` for any ``M >= offset + n``, computed
+    without the other rows: entry ``(i, *j)`` hashes the counter ``(offset + i) * prod(tail) + flat(j)``
+    with threefry2x32 (JAX's partitionable scheme). One hash per number and no per-particle key, so the
+    cost is that of a batch-level ``jr.normal``, while every particle's noise depends only on its global
+    index (batching, chunking and sharding invariant). Needs ``(offset + n) * prod(tail) < 2**32``."""
+    from jax.extend.random import threefry2x32_p
+
+    per = int(np.prod(tail))
+    k = _key_words(key)
+    base = jnp.asarray(offset).astype(jnp.uint32) * np.uint32(per)
+    lo = base + jax.lax.iota(jnp.uint32, n * per).reshape((n,) + tuple(tail))
+    b1, b2 = threefry2x32_p.bind(k[0], k[1], jnp.zeros_like(lo), lo)
+    return _bits_to_normal(b1, b2, dtype)
+
+
+def _noise_draws(sampler) -> int | None:
+    draws = getattr(sampler, "noise_draws", None)
+    return None if draws is None else int(draws)
+
+
 # =====================================================================================================
 # the compiled core
 # =====================================================================================================
 @eqx.filter_jit
-def _run_fixed(score, sampler, grid, x, key_path, offset, slots, n_save, stats_fn, save_states):
-    n_particles = x.shape[0]
-    pkeys = _particle_keys(key_path, offset, n_particles)
+def _run_fixed(score, sampler, grid, x, key, offset, n_particles, slots, n_save, final_only, stats_fn,
+               save_states, noise):
+    """One ``lax.scan`` over the grid on a batched ``(N, d)`` state.
+
+    ``x=None`` draws the prior inside the computation (no input buffer). States are written to the save
+    buffer only at saved steps (``lax.cond``), and with ``final_only`` there is no buffer at all. With
+    ``noise="counter"`` the step-``j`` normals are rows of ``jr.normal(fold_in(key_path, j), (M, draws, d))``
+    (see :func:`_counter_normals`); otherwise particle ``i`` steps with ``fold_in(fold_in(key_path, i), j)``.
+    """
+    d = score.dim
+    key_init, key_path = jr.split(key)
+    if x is None:
+        prior_keys = _particle_keys(key_init, offset, n_particles)
+        x = jax.vmap(lambda k: score.process.prior_sample(k, (d,)))(prior_keys)
     grid = grid.astype(x.dtype)
     state = jax.vmap(sampler.init, in_axes=(None, 0))(grid[0], x)
     position = jax.vmap(sampler.position)
+    draws = _noise_draws(sampler) if noise == "counter" else None
+    if draws is None:
+        pkeys = _particle_keys(key_path, offset, n_particles)
+
+    def step_noise(i):
+        if draws is None:
+            return jax.vmap(jr.fold_in, in_axes=(0, None))(pkeys, i)
+        if draws == 0:
+            return StepNoise(jnp.zeros((n_particles, 0, d), x.dtype))
+        return StepNoise(_counter_normals(jr.fold_in(key_path, i), offset, n_particles, (draws, d), x.dtype))
 
     def compute_stats(t, xb):
         return jax.vmap(stats_fn, in_axes=(None, 0))(t, xb)
 
-    buf = jnp.zeros((n_save + 1,) + x.shape, x.dtype) if save_states else None
+    def advance(st, i, t, t_next):
+        return jax.vmap(sampler.step, in_axes=(0, 0, None, None, None))(step_noise(i), st, t, t_next, score)
+
+    n_steps = grid.shape[0] - 1
+    steps = (jnp.arange(n_steps), grid[:-1], grid[1:])
+    if final_only:  # the common case: nothing to write while stepping
+        state, _ = jax.lax.scan(lambda st, inp: (advance(st, *inp), None), state, steps)
+        xf = position(state)
+        xs = xf[None] if save_states else None
+        stats = None if stats_fn is None else jax.tree.map(lambda a: a[None], compute_stats(grid[-1], xf))
+        return xs, stats, xf
+
+    buf = jnp.zeros((n_save,) + x.shape, x.dtype) if save_states else None
     if stats_fn is not None:
         shapes = jax.eval_shape(compute_stats, grid[0], x)
-        sbuf = jax.tree.map(lambda s: jnp.zeros((n_save + 1,) + s.shape, s.dtype), shapes)
+        sbuf = jax.tree.map(lambda s: jnp.zeros((n_save,) + s.shape, s.dtype), shapes)
     else:
         sbuf = None
 
     def write(bufs, slot, t, xb):
-        b, sb = bufs
-        target = jnp.where(slot >= 0, slot, n_save)  # slot n_save is a scratch row
-        if b is not None:
-            b = jax.lax.dynamic_update_index_in_dim(b, xb, target, 0)
-        if sb is not None:
-            sb = jax.lax.cond(
-                slot >= 0,
-                lambda s: jax.tree.map(lambda a, v: jax.lax.dynamic_update_index_in_dim(a, v, slot, 0), s,
-                                       compute_stats(t, xb)),
-                lambda s: s,
-                sb,
-            )
-        return b, sb
+        def do(bs):
+            b, sb = bs
+            if b is not None:
+                b = jax.lax.dynamic_update_index_in_dim(b, xb, slot, 0)
+            if sb is not None:
+                sb = jax.tree.map(lambda a, v: jax.lax.dynamic_update_index_in_dim(a, v, slot, 0), sb,
+                                  compute_stats(t, xb))
+            return b, sb
+
+        return jax.lax.cond(slot >= 0, do, lambda bs: bs, bufs)
 
     bufs = write((buf, sbuf), slots[0], grid[0], x)
 
     def body(carry, inp):
         st, bufs = carry
-        i, t, t_next = inp
-        keys = jax.vmap(jr.fold_in, in_axes=(0, None))(pkeys, i)
-        st = jax.vmap(sampler.step, in_axes=(0, 0, None, None, None))(keys, st, t, t_next, score)
-        bufs = write(bufs, slots[i + 1], t_next, position(st))
-        return (st, bufs), None
+        i, t, t_next, slot = inp
+        st = advance(st, i, t, t_next)
+        return (st, write(bufs, slot, t_next, position(st))), None
 
-    n_steps = grid.shape[0] - 1
-    (state, (buf, sbuf)), _ = jax.lax.scan(body, (state, bufs), (jnp.arange(n_steps), grid[:-1], grid[1:]))
-    xs = None if buf is None else buf[:n_save]
-    stats = None if sbuf is None else jax.tree.map(lambda a: a[:n_save], sbuf)
-    return xs, stats, position(state)
+    (state, (buf, sbuf)), _ = jax.lax.scan(body, (state, bufs), steps + (slots[1:],))
+    return buf, sbuf, position(state)
 
 
-@eqx.filter_jit
-def _prior(score, key_init, offset, n_particles):
-    keys = _particle_keys(key_init, offset, n_particles)
-    d = score.dim
-    return jax.vmap(lambda k: score.process.prior_sample(k, (d,)))(keys)
-
-
-def _run_chunk(score, sampler, grid, x, key_path, offset, save_idx, stats, save_states):
+def _run_chunk(score, sampler, grid, x, key, offset, n_particles, save_idx, stats, save_states, noise):
     n_steps = grid.shape[0] - 1
     if isinstance(sampler, AbstractAdaptiveSampler):
-        keys = _particle_keys(key_path, offset, x.shape[0])
+        if x is None:
+            x = _prior(score, key, jnp.asarray(offset), n_particles)
+        keys = _particle_keys(jr.split(key)[1], offset, x.shape[0])
         xs, st, xf, _ = sampler.solve(score, grid, x, keys, save_idx, stats, save_states)
         return xs, st, xf
     slots = np.full(n_steps + 1, -1, dtype=np.int32)
     slots[save_idx] = np.arange(save_idx.size, dtype=np.int32)
-    return _run_fixed(score, sampler, grid, x, key_path, jnp.asarray(offset), jnp.asarray(slots),
-                      int(save_idx.size), stats, bool(save_states))
+    final_only = bool(save_idx.size == 1 and save_idx[0] == n_steps)
+    # NumPy arguments travel with the compiled call (no separate eager transfers: they cost on GPUs)
+    return _run_fixed(score, sampler, grid, x, key, np.asarray(offset, np.int32), n_particles, slots,
+                      int(save_idx.size), final_only, stats, bool(save_states), noise)
+
+
+@eqx.filter_jit
+def _prior(score, key, offset, n_particles):
+    keys = _particle_keys(jr.split(key)[0], offset, n_particles)
+    d = score.dim
+    return jax.vmap(lambda k: score.process.prior_sample(k, (d,)))(keys)
 
 
 # =====================================================================================================
 # public API
 # =====================================================================================================
+NOISE_SCHEMES = ("per_particle", "counter")
+
+
+@jax.jit
+def _all_finite(a):
+    return jnp.all(jnp.isfinite(a))
+
+
+def _as_particles(x) -> Array:
+    """``as_float_array(x, "x", ndim=2)`` with the finiteness check done where ``x`` lives: one device-side
+    reduction and a scalar read-back instead of copying the whole array to the host on every call."""
+    if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jnp.floating):
+        if x.ndim != 2:
+            raise ValueError(f"`x` must have 2 dimensions, got shape {x.shape}.")
+        if is_concrete(x) and x.size and not bool(_all_finite(x)):
+            raise ValueError("`x` contains non-finite values (NaN or inf).")
+        return x
+    return as_float_array(x, "x", ndim=2)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    """A validated :func:`simulate` call (plain Python, before tracing); shared with ``sharding.py``."""
+
+    score: AbstractScore
+    sampler: AbstractSampler
+    ts: Array
+    save_idx: np.ndarray
+    x_init: Any
+    n_particles: int
+    key: jax.Array  # split into (k_init, k_path) inside the compiled run
+    ts_saved: Array
+    stats: Any
+    save_states: bool
+    noise: str
+    nfe: int
+
+    def chunk(self, offset: int, size: int, pad_to: int | None = None):
+        """Run particles ``offset .. offset + size`` (padded to ``pad_to`` to reuse the compiled function)."""
+        n_run = size if pad_to is None else pad_to
+        xc = None
+        if self.x_init is not None:
+            xc = self.x_init[offset:offset + size]
+            if n_run > size:
+                xc = jnp.concatenate([xc, jnp.zeros((n_run - size, xc.shape[1]), xc.dtype)])
+        return _run_chunk(self.score, self.sampler, self.ts, xc, self.key, offset, n_run,
+                          self.save_idx, self.stats, self.save_states, self.noise)
+
+
+def _prepare(score, method, grid, *, x, n, key, save, stats, save_states, chunk_size, noise,
+             method_options) -> tuple[_Run, int | None]:
+    if not isinstance(score, AbstractScore):
+        raise TypeError(f"`score` must be a diffsim score (AbstractScore), got {type(score).__name__}.")
+    sampler = _resolve_method(method, method_options)
+    key = check_key(key)
+    ts = resolve_grid(score, sampler, grid)
+    n_steps = ts.shape[0] - 1
+    sampler = sampler.configure(n_steps)
+    save_idx = resolve_save(save, n_steps)
+    if stats is not None and not callable(stats):
+        raise TypeError("`stats` must be a callable stats(t, x) -> pytree.")
+    if not save_states and stats is None and save not in ("final",):
+        raise ValueError("With save_states=False there is nothing to save; pass `stats` as well.")
+
+    if (x is None) == (n is None):
+        raise ValueError("Pass exactly one of `x` (starting points) or `n` (number of prior draws).")
+    if x is None:
+        if sampler.direction == "forward":
+            raise ValueError(f"Forward sampler {sampler.name!r} needs starting points `x` (data at grid[0]).")
+        n_particles = check_positive_int(n, "n")
+        x_init = None
+    else:
+        x_init = _as_particles(x)
+        if x_init.shape[1] != score.dim:
+            raise ValueError(f"`x` must have shape (N, {score.dim}) to match the score, got {x_init.shape}.")
+        n_particles = x_init.shape[0]
+        if n_particles < 1:
+            raise ValueError("`x` must hold at least one particle.")
+    if chunk_size is not None:
+        chunk_size = check_positive_int(chunk_size, "chunk_size")
+    if noise not in NOISE_SCHEMES:
+        raise ValueError(f"`noise` must be one of {NOISE_SCHEMES}, got {noise!r}.")
+    if noise == "counter":
+        if isinstance(sampler, AbstractAdaptiveSampler) and sampler.stochastic:
+            raise ValueError('noise="counter" applies to fixed-grid samplers; the Diffrax "sde" method draws '
+                             "its Brownian paths from per-particle keys.")
+        impl = str(jr.key_impl(key)) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else str(
+            jax.config.jax_default_prng_impl)
+        if "threefry" not in impl:
+            raise ValueError(f'noise="counter" needs a threefry2x32 key, got {impl}.')
+        per = max(_noise_draws(sampler) or 0, 1) * score.dim
+        if n_particles * per >= 2**32:
+            raise ValueError(f'noise="counter" supports N * draws * d < 2**32 numbers per step, got '
+                             f"{n_particles} * {per}; split the run over keys.")
+    # saved times from the host copy of a concrete grid (no eager gather on the device)
+    ts_saved = jnp.asarray(np.asarray(ts)[save_idx]) if is_concrete(ts) else ts[save_idx]
+    run = _Run(score, sampler, ts, save_idx, x_init, n_particles, key, ts_saved, stats, bool(save_states),
+               noise, sampler.nfe(n_steps))
+    return run, chunk_size
+
+
+def _run_chunked(run: _Run, chunk_size: int) -> Trajectory:
+    """Chunks of ``chunk_size`` particles, copied into preallocated host arrays as they finish (no
+    concatenation, so the host holds the result once)."""
+    n = run.n_particles
+    out = None
+    for offset in range(0, n, chunk_size):
+        size = min(chunk_size, n - offset)
+        parts = run.chunk(offset, size, pad_to=chunk_size)
+        parts = jax.tree.map(np.asarray, parts)
+        if out is None:  # (xs (S, N, d) | None, stats leaves (S, N, ...) | None, xf (N, d))
+            xs_c, st_c, xf_c = parts
+            out = (None if xs_c is None else np.empty((xs_c.shape[0], n) + xs_c.shape[2:], xs_c.dtype),
+                   None if st_c is None else jax.tree.map(
+                       lambda a: np.empty((a.shape[0], n) + a.shape[2:], a.dtype), st_c),
+                   np.empty((n,) + xf_c.shape[1:], xf_c.dtype))
+        xs_c, st_c, xf_c = parts
+        if xs_c is not None:
+            out[0][:, offset:offset + size] = xs_c[:, :size]
+        if st_c is not None:
+            jax.tree.map(lambda dst, src: dst.__setitem__((slice(None), slice(offset, offset + size)),
+                                                          src[:, :size]), out[1], st_c)
+        out[2][offset:offset + size] = xf_c[:size]
+    return Trajectory(np.asarray(run.ts)[run.save_idx], out[0], out[1], out[2], run.nfe)
+
+
 def simulate(
     score: AbstractScore,
     method: str | AbstractSampler = "euler_maruyama",
@@ -207,6 +417,7 @@ def simulate(
     stats: Callable[[Array, Array], PyTree] | None = None,
     save_states: bool = True,
     chunk_size: int | None = None,
+    noise: str = "per_particle",
     **method_options: Any,
 ) -> Trajectory:
     r"""Run a sampler on a batch of particles.
@@ -222,77 +433,27 @@ def simulate(
       of steps (uniform grid between ``t_max`` and ``t_min``, or from 0 to ``t_max`` forward). For adaptive
       methods the first and last times are the span and the grid indices pick the save times.
     - ``x``: starting points ``(N, d)`` at ``grid[0]``; or ``n``: draw ``n`` particles from the prior
-      (reverse samplers only).
+      (reverse samplers only; drawn inside the compiled run, so no input buffer is held).
     - ``key``: PRNG key (required, also for deterministic samplers, which use it for prior draws).
     - ``save``: ``"final"`` (default), ``"all"``, an int stride, or grid indices to save.
     - ``stats``: optional ``stats(t, x) -> pytree`` per particle, recorded at the saved times.
     - ``save_states``: keep ``xs`` (set False to keep only ``stats`` and the final state).
     - ``chunk_size``: run the particles in chunks of this size (results identical; arrays on host).
+    - ``noise``: ``"per_particle"`` (default): particle ``i`` draws step ``j``'s normals from the key
+      ``fold_in(fold_in(k_path, i), j)``. ``"counter"``: step ``j``'s normals are the rows of
+      ``jr.normal(fold_in(k_path, j), (N, draws, d))`` for the particles' global indices, computed from
+      counters without per-particle keys (as cheap as one batch-level ``jr.normal``; also invariant under
+      batching, chunking and sharding, but different numbers from ``"per_particle"``).
 
     Returns a :class:`Trajectory`.
     """
-    if not isinstance(score, AbstractScore):
-        raise TypeError(f"`score` must be a diffsim score (AbstractScore), got {type(score).__name__}.")
-    sampler = _resolve_method(method, method_options)
-    key = check_key(key)
-    ts = resolve_grid(score, sampler, grid)
-    n_steps = ts.shape[0] - 1
-    sampler = sampler.configure(n_steps)
-    save_idx = resolve_save(save, n_steps)
-    if stats is not None and not callable(stats):
-        raise TypeError("`stats` must be a callable stats(t, x) -> pytree.")
-    if not save_states and stats is None and save not in ("final",):
-        raise ValueError("With save_states=False there is nothing to save; pass `stats` as well.")
-
-    key_init, key_path = jr.split(key)
-    if (x is None) == (n is None):
-        raise ValueError("Pass exactly one of `x` (starting points) or `n` (number of prior draws).")
-    if x is None:
-        if sampler.direction == "forward":
-            raise ValueError(f"Forward sampler {sampler.name!r} needs starting points `x` (data at grid[0]).")
-        n_particles = check_positive_int(n, "n")
-        x_init = None
-    else:
-        x_init = as_float_array(x, "x", ndim=2)
-        if x_init.shape[1] != score.dim:
-            raise ValueError(f"`x` must have shape (N, {score.dim}) to match the score, got {x_init.shape}.")
-        n_particles = x_init.shape[0]
-        if n_particles < 1:
-            raise ValueError("`x` must hold at least one particle.")
-    if chunk_size is not None:
-        chunk_size = check_positive_int(chunk_size, "chunk_size")
-
-    def start(offset, size):
-        if x_init is None:
-            return _prior(score, key_init, jnp.asarray(offset), size)
-        return x_init[offset:offset + size]
-
-    nfe = sampler.nfe(n_steps)
-    if chunk_size is None or chunk_size >= n_particles:
-        xs, st, xf = _run_chunk(score, sampler, ts, start(0, n_particles), key_path, 0, save_idx, stats,
-                                save_states)
-        return Trajectory(ts[save_idx], xs, st, xf, nfe)
-
-    pieces = []
-    for offset in range(0, n_particles, chunk_size):
-        size = min(chunk_size, n_particles - offset)
-        xc = start(offset, size)
-        if size < chunk_size:  # pad to reuse the compiled function
-            xc = jnp.concatenate([xc, jnp.zeros((chunk_size - size, score.dim), xc.dtype)])
-        xs_c, st_c, xf_c = _run_chunk(score, sampler, ts, xc, key_path, offset, save_idx, stats, save_states)
-        xs_c = None if xs_c is None else np.asarray(xs_c)[:, :size]
-        st_c = None if st_c is None else jax.tree.map(lambda a: np.asarray(a)[:, :size], st_c)
-        pieces.append((xs_c, st_c, np.asarray(xf_c)[:size]))
-
-    def cat(axis, *parts):
-        if parts[0] is None:
-            return None
-        return jax.tree.map(lambda *a: np.concatenate(a, axis=axis), *parts)
-
-    xs = cat(1, *[p[0] for p in pieces])
-    st = cat(1, *[p[1] for p in pieces])
-    xf = cat(0, *[p[2] for p in pieces])
-    return Trajectory(np.asarray(ts)[save_idx], xs, st, xf, nfe)
+    run, chunk_size = _prepare(score, method, grid, x=x, n=n, key=key, save=save, stats=stats,
+                               save_states=save_states, chunk_size=chunk_size, noise=noise,
+                               method_options=method_options)
+    if chunk_size is None or chunk_size >= run.n_particles:
+        xs, st, xf = run.chunk(0, run.n_particles)
+        return Trajectory(run.ts_saved, xs, st, xf, run.nfe)
+    return _run_chunked(run, chunk_size)
 
 
 def _resolve_method(method, options) -> AbstractSampler:
