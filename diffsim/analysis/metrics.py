@@ -82,7 +82,7 @@ def _check_pair(x, y):
 def mean_pairwise_distance(x: Float[Array, "N d"], y: Float[Array, "M d"], *, chunk: int = 1024) -> Array:
     """``E|X - Y|`` over all pairs of the two samples."""
     x, y = _check_pair(x, y)
-    return _pair_sum(x, y, _dist, chunk, False) / (x.shape[0] * y.shape[0])
+    return _pair_sum(x, y, _dist, chunk, False) / float(x.shape[0] * y.shape[0])
 
 
 def energy_distance(x: Float[Array, "N d"], y: Float[Array, "M d"], *, chunk: int = 1024) -> Array:
@@ -90,9 +90,9 @@ def energy_distance(x: Float[Array, "N d"], y: Float[Array, "M d"], *, chunk: in
     x, y = _check_pair(x, y)
     chunk = check_positive_int(chunk, "chunk")
     n, m = x.shape[0], y.shape[0]
-    xy = _pair_sum(x, y, _dist, chunk, False) / (n * m)
-    xx = _pair_sum(x, x, _dist, chunk, True) / (n * (n - 1))
-    yy = _pair_sum(y, y, _dist, chunk, True) / (m * (m - 1))
+    xy = _pair_sum(x, y, _dist, chunk, False) / float(n * m)
+    xx = _pair_sum(x, x, _dist, chunk, True) / float(n * (n - 1))
+    yy = _pair_sum(y, y, _dist, chunk, True) / float(m * (m - 1))
     return 2.0 * xy - xx - yy
 
 
@@ -112,9 +112,9 @@ def mmd(x: Float[Array, "N d"], y: Float[Array, "M d"], *, bandwidth: float | No
         raise ValueError(f"`bandwidth` must be positive, got {h}.")
     kern = lambda d2: jnp.exp(-d2 / (2.0 * h**2))  # noqa: E731
     n, m = x.shape[0], y.shape[0]
-    kxx = _pair_sum(x, x, kern, chunk, True) / (n * (n - 1))
-    kyy = _pair_sum(y, y, kern, chunk, True) / (m * (m - 1))
-    kxy = _pair_sum(x, y, kern, chunk, False) / (n * m)
+    kxx = _pair_sum(x, x, kern, chunk, True) / float(n * (n - 1))
+    kyy = _pair_sum(y, y, kern, chunk, True) / float(m * (m - 1))
+    kxy = _pair_sum(x, y, kern, chunk, False) / float(n * m)
     return kxx + kyy - 2.0 * kxy
 
 
@@ -162,4 +162,4 @@ def expected_calibration_error(probs: Float[Array, "N C"], labels: Int[Array, " 
     count = jnp.bincount(bins, length=n_bins)
     sum_conf = jnp.bincount(bins, weights=conf, length=n_bins)
     sum_acc = jnp.bincount(bins, weights=correct, length=n_bins)
-    return jnp.sum(jnp.abs(sum_conf - sum_acc)) / probs.shape[0]
+    return jnp.sum(jnp.abs(sum_conf - sum_acc)) / float(probs.shape[0])
