@@ -436,7 +436,9 @@ def simulate(
       (reverse samplers only; drawn inside the compiled run, so no input buffer is held).
     - ``key``: PRNG key (required, also for deterministic samplers, which use it for prior draws).
     - ``save``: ``"final"`` (default), ``"all"``, an int stride, or grid indices to save.
-    - ``stats``: optional ``stats(t, x) -> pytree`` per particle, recorded at the saved times.
+    - ``stats``: optional ``stats(t, x) -> pytree`` per particle, recorded at the saved times. It is part
+      of the compiled run's static key, so a fresh ``lambda`` or closure on every call recompiles; pass a
+      module-level function or an ``equinox.Module`` with a ``__call__`` (its arrays are then traced).
     - ``save_states``: keep ``xs`` (set False to keep only ``stats`` and the final state).
     - ``chunk_size``: run the particles in chunks of this size (results identical; arrays on host).
     - ``noise``: ``"per_particle"`` (default): particle ``i`` draws step ``j``'s normals from the key
