@@ -21,8 +21,11 @@ from .sampling import (
 from .scores import (
     AbstractAnalyticScore as AbstractAnalyticScore,
     AbstractScore as AbstractScore,
+    ClassifierFreeGuidance as ClassifierFreeGuidance,
+    ClassifierGuidance as ClassifierGuidance,
     EmpiricalScore as EmpiricalScore,
     GaussianMixture as GaussianMixture,
+    MixtureClassifier as MixtureClassifier,
 )
 
 __version__ = "0.1.0"

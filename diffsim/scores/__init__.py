@@ -12,3 +12,9 @@ from ._base import (
 )
 from .empirical import EmpiricalScore as EmpiricalScore
 from .mixture import GaussianMixture as GaussianMixture
+from .guidance import (
+    ClassifierFreeGuidance as ClassifierFreeGuidance,
+    ClassifierGuidance as ClassifierGuidance,
+    MixtureClassifier as MixtureClassifier,
+    guided_mixture as guided_mixture,
+)
