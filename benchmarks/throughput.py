@@ -74,6 +74,7 @@ import lineax as lx
 import numpy as np
 
 import diffsim as ds
+from diffsim._io import write_atomic
 
 
 try:  # optional extra: pip install torch==2.13.0 torchsde
@@ -1080,8 +1081,8 @@ def merge_results(paths: list[str], out_dir: Path, name: str) -> dict:
     merged["ratios"] = ratios(merged["throughput"])
     merged["ratios_counter"] = ratios(merged["throughput"], "diffsim_counter")
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"{name}.json").write_text(json.dumps(merged, indent=1, default=str))
-    (out_dir / f"{name}.md").write_text(markdown_tables(merged))
+    write_atomic(out_dir / f"{name}.json", json.dumps(merged, indent=1, default=str))
+    write_atomic(out_dir / f"{name}.md", markdown_tables(merged))
     merged["plots"] = make_plots(merged, out_dir, name)
     return merged
 
@@ -1168,7 +1169,7 @@ def main(argv: list[str] | None = None) -> dict:
             log(traceback.format_exc())
         log(f"[{sec}] {time.perf_counter() - ts:.1f}s")
         partial = dict(results, loadavg_end=list(os.getloadavg()), partial=True)
-        (out_dir / f"{name}{suffix}.json").write_text(json.dumps(partial, indent=1, default=str))
+        write_atomic(out_dir / f"{name}{suffix}.json", json.dumps(partial, indent=1, default=str))
 
     results.setdefault("throughput", [])
     results["loadavg_end"] = list(os.getloadavg())
@@ -1182,8 +1183,8 @@ def main(argv: list[str] | None = None) -> dict:
              if r["method"] == "diffsim" and r["status"] == "ok"], "dk", "N", "per_step").items()}
     results["scaling_exponent_analysis"] = scaling_exponents(results.get("analysis", []), "transform")
     results["wall_s"] = time.perf_counter() - t0
-    (out_dir / f"{name}{suffix}.json").write_text(json.dumps(results, indent=1, default=str))
-    (out_dir / f"{name}{suffix}.md").write_text(markdown_tables(results))
+    write_atomic(out_dir / f"{name}{suffix}.json", json.dumps(results, indent=1, default=str))
+    write_atomic(out_dir / f"{name}{suffix}.md", markdown_tables(results))
     try:
         results["plots"] = make_plots(results, out_dir, name + suffix)
     except Exception:  # noqa: BLE001

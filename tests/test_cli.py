@@ -23,7 +23,7 @@ from diffsim.studies import (
     run_study,
     write_index,
 )
-from diffsim.studies._io import to_jsonable, write_atomic
+from diffsim._io import to_jsonable, write_atomic
 
 
 @dataclasses.dataclass(frozen=True)

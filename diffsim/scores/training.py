@@ -58,7 +58,6 @@ import io
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -73,6 +72,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, ArrayLike, Float, Int, PyTree
 
+from .._io import write_atomic
 from .._validation import as_float_array, check_key, check_positive_int
 from ..processes import AbstractProcess
 from ._base import AbstractScore
@@ -474,22 +474,6 @@ def initial_state(model: AbstractScore, config: TrainConfig) -> TrainState:
 # =====================================================================================================
 # checkpoints
 # =====================================================================================================
-def _write_atomic(path: Path, payload: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
 def save_checkpoint(path: str | os.PathLike, tree: PyTree, meta: dict[str, Any] | None = None) -> Path:
     """Write ``tree`` (any pytree of arrays, e.g. a :class:`TrainState` or a model) and a JSON ``meta``
     header to ``path`` atomically. Bit-exact: :func:`load_checkpoint` returns identical arrays."""
@@ -499,7 +483,7 @@ def save_checkpoint(path: str | os.PathLike, tree: PyTree, meta: dict[str, Any] 
     buf.write(len(header).to_bytes(8, "little"))
     buf.write(header)
     eqx.tree_serialise_leaves(buf, tree)
-    return _write_atomic(Path(path), buf.getvalue())
+    return write_atomic(path, buf.getvalue())
 
 
 def read_checkpoint_meta(path: str | os.PathLike) -> dict[str, Any]:

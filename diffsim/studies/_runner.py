@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from ._io import read_json, to_jsonable, write_atomic, write_json
+from .._io import read_json, to_jsonable, write_atomic, write_json
 
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""Atomic file writes and JSON encoding for study outputs.
+"""Atomic file writes and JSON encoding for study outputs, checkpoints and benchmark results.
 
 Every file a study writes goes through :func:`write_atomic`: the bytes land in a temporary file in the same
 directory and are moved into place with ``os.replace``, so an interrupted run never leaves a truncated
