@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 
-__all__ = ["read_json", "to_jsonable", "write_atomic", "write_json"]
+__all__ = ["from_jsonable", "read_json", "to_jsonable", "write_atomic", "write_json"]
 
 
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
@@ -69,6 +69,17 @@ def to_jsonable(obj: Any) -> Any:
         if math.isinf(obj):
             return "inf" if obj > 0 else "-inf"
         return obj
+    return obj
+
+
+def from_jsonable(obj: Any) -> Any:
+    """Undo :func:`to_jsonable`'s strings ``"nan"``, ``"inf"``, ``"-inf"`` (back to floats), recursively."""
+    if isinstance(obj, dict):
+        return {k: from_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [from_jsonable(v) for v in obj]
+    if isinstance(obj, str) and obj in ("nan", "inf", "-inf"):
+        return float(obj)
     return obj
 
 

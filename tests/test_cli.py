@@ -23,7 +23,7 @@ from diffsim.studies import (
     run_study,
     write_index,
 )
-from diffsim._io import to_jsonable, write_atomic
+from diffsim._io import from_jsonable, to_jsonable, write_atomic
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +87,15 @@ def test_result_cache_resumes(tmp_path):
     assert calls == [1] and again.hits == 1
     other = ResultCache(tmp_path, Toy(n=4))  # a different config never reuses items
     assert other.get_or_compute("a/1", lambda: 7) == 7
+
+
+def test_result_cache_returns_non_finite_floats_on_hit_and_miss(tmp_path):
+    value = {"x": [1.0, float("nan")], "y": float("-inf"), "s": "text"}
+    miss = ResultCache(tmp_path, Toy()).get_or_compute("nf", lambda: value)
+    hit = ResultCache(tmp_path, Toy()).get_or_compute("nf", lambda: None)
+    for got in (miss, hit):
+        assert got["x"][0] == 1.0 and np.isnan(got["x"][1]) and got["y"] == float("-inf") and got["s"] == "text"
+    assert from_jsonable(to_jsonable({"a": (float("inf"), 2)})) == {"a": [float("inf"), 2]}
 
 
 def test_write_atomic_leaves_no_partial_file(tmp_path):

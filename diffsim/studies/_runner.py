@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from .._io import read_json, to_jsonable, write_atomic, write_json
+from .._io import from_jsonable, read_json, to_jsonable, write_atomic, write_json
 
 
 __all__ = [
@@ -192,19 +192,22 @@ class ResultCache:
         return self.root / f"{safe}.json"
 
     def get_or_compute(self, key: str, compute: Callable[[], Any]) -> Any:
-        """Return the cached value of ``key`` or compute it, store it (atomically) and return it."""
+        """Return the cached value of ``key`` or compute it, store it (atomically) and return it.
+
+        The value is returned as JSON would give it back (lists, dicts, plain numbers), with non-finite
+        floats restored, so a cache hit and a miss return the same thing."""
         path = self._path(key)
         if path.exists():
             try:
                 value = read_json(path)["value"]
                 self.hits += 1
-                return value
+                return from_jsonable(value)
             except (json.JSONDecodeError, KeyError):
                 pass  # unreadable leftovers are recomputed
         value = to_jsonable(compute())
         write_json(path, {"key": key, "value": value})
         self.misses += 1
-        return value
+        return from_jsonable(value)
 
 
 def progress_bar(iterable: Iterable, desc: str, enabled: bool = True, total: int | None = None) -> Iterable:

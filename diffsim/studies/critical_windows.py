@@ -160,17 +160,6 @@ def _random_mixture(cfg: Config) -> GaussianMixture:
     return GaussianMixture(w / w.sum(), means, np.stack(covs), process=VP.ou())
 
 
-def _restore(obj: Any) -> Any:
-    """Undo ``to_jsonable``'s strings for non-finite floats."""
-    if isinstance(obj, dict):
-        return {k: _restore(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_restore(v) for v in obj]
-    if obj in ("nan", "inf", "-inf"):
-        return float(obj)
-    return obj
-
-
 def _curve_dict(c: cw.WindowCurve) -> dict:
     return {
         "t": c.t_hats,
@@ -797,10 +786,8 @@ def run(config: Config, out_dir: Path, *, progress: bool = True) -> Results:
     sym = []
     for i, r in enumerate(progress_bar(cfg.separations, "symmetric r", progress)):
         sym.append(
-            _restore(
-                cache.get_or_compute(
-                    f"sym_r{r:g}", lambda r=r, i=i: _part_symmetric(cfg, r, jr.fold_in(key, 100 + i))
-                )
+            cache.get_or_compute(
+                f"sym_r{r:g}", lambda r=r, i=i: _part_symmetric(cfg, r, jr.fold_in(key, 100 + i))
             )
         )
     a_keep, a_forget = _asymptotic_ends(eps)
@@ -921,13 +908,11 @@ def run(config: Config, out_dir: Path, *, progress: bool = True) -> Results:
     s_mid = next(s for s in sym if s["r"] == r_mid)
     unreduced = []
     for j, d in enumerate(progress_bar([d for d in cfg.dims if d > 1], "unreduced d", progress)):
-        u = _restore(
-            cache.get_or_compute(
-                f"unreduced_r{r_mid:g}_d{d}",
-                lambda d=d, j=j: _part_unreduced(
-                    cfg, r_mid, d, s_mid["keep"], s_mid["forget"], jr.fold_in(key, 200 + j)
-                ),
-            )
+        u = cache.get_or_compute(
+            f"unreduced_r{r_mid:g}_d{d}",
+            lambda d=d, j=j: _part_unreduced(
+                cfg, r_mid, d, s_mid["keep"], s_mid["forget"], jr.fold_in(key, 200 + j)
+            ),
         )
         unreduced.append(u)
         for name in ("keep", "forget"):
@@ -946,10 +931,8 @@ def run(config: Config, out_dir: Path, *, progress: bool = True) -> Results:
 
     # ---- C. SDE vs ODE -----------------------------------------------------------------------------------
     sym_ode = next((s for s in sym if s["r"] == cfg.ode_separation), None)
-    ode = _restore(
-        cache.get_or_compute(
-            f"ode_r{cfg.ode_separation:g}", lambda: _part_ode(cfg, sym_ode, jr.fold_in(key, 300))
-        )
+    ode = cache.get_or_compute(
+        f"ode_r{cfg.ode_separation:g}", lambda: _part_ode(cfg, sym_ode, jr.fold_in(key, 300))
     )
     res.check(
         "ODE forgets more slowly: forget_ODE > forget_SDE",
@@ -1019,19 +1002,17 @@ def run(config: Config, out_dir: Path, *, progress: bool = True) -> Results:
     gm_h = _hierarchy(cfg)
     a_h, b_h = cfg.hierarchy
     ts_h = np.linspace(0.02, math.log(a_h) + 3.2, cfg.hierarchy_n_t_hats)
-    hier = _restore(
-        cache.get_or_compute(
-            "hierarchy",
-            lambda: _part_tree(
-                cfg,
-                gm_h,
-                ts_h,
-                jr.fold_in(key, 400),
-                _first_leaf_pair,
-                n_outer=cfg.hierarchy_n_outer,
-                n_gh=cfg.hierarchy_n_gh,
-            ),
-        )
+    hier = cache.get_or_compute(
+        "hierarchy",
+        lambda: _part_tree(
+            cfg,
+            gm_h,
+            ts_h,
+            jr.fold_in(key, 400),
+            _first_leaf_pair,
+            n_outer=cfg.hierarchy_n_outer,
+            n_gh=cfg.hierarchy_n_gh,
+        ),
     )
     res.check(
         "hierarchy: agglomerative tree recovers the two levels",
@@ -1074,19 +1055,17 @@ def run(config: Config, out_dir: Path, *, progress: bool = True) -> Results:
     # ---- E. random well-conditioned mixture in d = 16 -----------------------------------------------
     gm_r = _random_mixture(cfg)
     ts_r = np.linspace(0.02, math.log(cfg.random_centre) + 3.0, cfg.random_n_t_hats)
-    rnd = _restore(
-        cache.get_or_compute(
-            "random",
-            lambda: _part_tree(
-                cfg,
-                gm_r,
-                ts_r,
-                jr.fold_in(key, 500),
-                _first_leaf_pair,
-                n_outer=cfg.random_n_outer,
-                n_inner=cfg.random_n_inner,
-            ),
-        )
+    rnd = cache.get_or_compute(
+        "random",
+        lambda: _part_tree(
+            cfg,
+            gm_r,
+            ts_r,
+            jr.fold_in(key, 500),
+            _first_leaf_pair,
+            n_outer=cfg.random_n_outer,
+            n_inner=cfg.random_n_inner,
+        ),
     )
     summary += _tree_checks(res, f"random d={cfg.random_dim}", rnd)
     if "verify" in rnd:
@@ -1102,7 +1081,7 @@ def run(config: Config, out_dir: Path, *, progress: bool = True) -> Results:
     res.metric("random_decision_times", {"order": rnd["order"], "times": rnd["times"]})
 
     # ---- F. cloning -----------------------------------------------------------------------------------
-    cl = _restore(cache.get_or_compute("cloning", lambda: _part_cloning(cfg, jr.fold_in(key, 600))))
+    cl = cache.get_or_compute("cloning", lambda: _part_cloning(cfg, jr.fold_in(key, 600)))
     res.check(
         "cloning phi(t) vs Biroli et al. two-Gaussian formula",
         predicted=cl["theory_at"],
