@@ -458,6 +458,12 @@ def solve_fokker_planck(
     return out
 
 
+def _solution(ts, out, grid) -> "FokkerPlanckSolution":
+    """Wrap the raw arrays of :func:`solve_fokker_planck` (see its docstring for their order)."""
+    densities, masses, entropies, boundary, _, n_steps, _, min_density = out
+    return FokkerPlanckSolution(jnp.asarray(ts), densities, masses, entropies, boundary, min_density, n_steps, grid)
+
+
 def _check_resolution(p: np.ndarray, grid: FokkerPlanckGrid, cells_per_std: float, what: str) -> None:
     pts = grid.points()
     w = p.ravel() * grid.cell_volume
@@ -595,7 +601,7 @@ def reverse_fokker_planck(
         max_steps=max_steps,
         min_cells_per_std=min_cells_per_std,
     )
-    return FokkerPlanckSolution(jnp.asarray(ts), out[0], out[1], out[2], out[3], out[7], out[5], grid)
+    return _solution(ts, out, grid)
 
 
 def reverse_fokker_planck_batch(
@@ -634,9 +640,7 @@ def reverse_fokker_planck_batch(
         dyn = _ReverseDynamics(score, jnp.asarray(lam, dtype), jnp.asarray(t0, dtype))
         out = _run(dyn, p0, *static)
         _finish(out, su, grid, mass_tol, boundary_fraction, max_steps)
-        sols.append(
-            FokkerPlanckSolution(jnp.asarray(ts), out[0], out[1], out[2], out[3], out[7], out[5], grid)
-        )
+        sols.append(_solution(ts, out, grid))
     return sols
 
 
@@ -689,4 +693,4 @@ def forward_fokker_planck(
         max_steps=max_steps,
         min_cells_per_std=min_cells_per_std,
     )
-    return FokkerPlanckSolution(jnp.asarray(ts), out[0], out[1], out[2], out[3], out[7], out[5], grid)
+    return _solution(ts, out, grid)
