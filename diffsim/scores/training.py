@@ -51,6 +51,7 @@ network instead of retraining.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -486,8 +487,10 @@ def save_checkpoint(path: str | os.PathLike, tree: PyTree, meta: dict[str, Any] 
     return write_atomic(path, buf.getvalue())
 
 
-def read_checkpoint_meta(path: str | os.PathLike) -> dict[str, Any]:
-    """The JSON header of a checkpoint (without reading the arrays)."""
+@contextlib.contextmanager
+def _open_checkpoint(path: str | os.PathLike):
+    """Open a checkpoint, check its magic bytes and read its JSON header; yields ``(file, meta)`` with the
+    file positioned at the serialised leaves."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"No checkpoint at {path}.")
@@ -495,20 +498,19 @@ def read_checkpoint_meta(path: str | os.PathLike) -> dict[str, Any]:
         if fh.read(len(_MAGIC)) != _MAGIC:
             raise ValueError(f"{path} is not a diffsim checkpoint.")
         n = int.from_bytes(fh.read(8), "little")
-        return json.loads(fh.read(n).decode())
+        yield fh, json.loads(fh.read(n).decode())
+
+
+def read_checkpoint_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON header of a checkpoint (without reading the arrays)."""
+    with _open_checkpoint(path) as (_, meta):
+        return meta
 
 
 def load_checkpoint(path: str | os.PathLike, like: PyTree) -> tuple[PyTree, dict[str, Any]]:
     """Read a checkpoint written by :func:`save_checkpoint` into the structure of ``like`` (same tree
     structure, shapes and dtypes). Returns ``(tree, meta)``."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"No checkpoint at {path}.")
-    with open(path, "rb") as fh:
-        if fh.read(len(_MAGIC)) != _MAGIC:
-            raise ValueError(f"{path} is not a diffsim checkpoint.")
-        n = int.from_bytes(fh.read(8), "little")
-        meta = json.loads(fh.read(n).decode())
+    with _open_checkpoint(path) as (fh, meta):
         try:
             tree = eqx.tree_deserialise_leaves(fh, like)
         except Exception as err:
