@@ -102,6 +102,7 @@ _LISTENING = False
 def _listen():
     global _LISTENING
     if not _LISTENING:
+
         def on_event(name, duration, **kwargs):
             _EVENTS[name] += duration
             _EVENT_COUNTS[name] += 1
@@ -153,7 +154,9 @@ def make_problem(d: int, K: int, steps: int, seed: int = 0) -> Problem:
     weights = (weights / weights.sum()).astype(np.float32)
     variances = rng.uniform(0.05, 0.3, size=K).astype(np.float32)
     process = ds.VP.linear()
-    score = ds.GaussianMixture(jnp.asarray(weights), jnp.asarray(means), jnp.asarray(variances), process=process)
+    score = ds.GaussianMixture(
+        jnp.asarray(weights), jnp.asarray(means), jnp.asarray(variances), process=process
+    )
     grid = np.asarray(ds.grids.uniform(process, steps), dtype=np.float32)
     t = jnp.asarray(grid)
     coef = {
@@ -178,6 +181,7 @@ def start_points(problem: Problem, n: int, seed: int = 1) -> np.ndarray:
 def _jax_batch_score(problem: Problem):
     """Batched mixture score in matrix form (what one writes by hand for spherical components); full-float32
     matrix products like diffsim's (no TF32 on GPUs)."""
+
     def mm(a, b):
         return jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST)
 
@@ -201,8 +205,14 @@ def _jax_batch_score(problem: Problem):
 def _coef_arrays(problem: Problem):
     c = problem.coef
     t = jnp.asarray(problem.grid)
-    return (t, jnp.asarray(c["f"]), jnp.asarray(c["beta"]), jnp.asarray(c["g"]), jnp.asarray(c["alpha"]),
-            jnp.asarray(c["sigma2"]))
+    return (
+        t,
+        jnp.asarray(c["f"]),
+        jnp.asarray(c["beta"]),
+        jnp.asarray(c["g"]),
+        jnp.asarray(c["alpha"]),
+        jnp.asarray(c["sigma2"]),
+    )
 
 
 def build_diffsim(problem: Problem, x0: np.ndarray, seed: int = 0, noise: str = "per_particle"):
@@ -237,7 +247,15 @@ def build_fused_scan(problem: Problem, x0: np.ndarray, seed: int = 0, per_partic
             x = x + (f_i * x - beta_i * score(a_i, s2_i, x)) * dt + g_i * jnp.sqrt(-dt) * z
             return x, None
 
-        inputs = (jnp.arange(t.shape[0] - 1), t[1:] - t[:-1], f[:-1], beta[:-1], g[:-1], alpha[:-1], sigma2[:-1])
+        inputs = (
+            jnp.arange(t.shape[0] - 1),
+            t[1:] - t[:-1],
+            f[:-1],
+            beta[:-1],
+            g[:-1],
+            alpha[:-1],
+            sigma2[:-1],
+        )
         return jax.lax.scan(body, x, inputs)[0]
 
     x = jnp.asarray(x0)
@@ -275,15 +293,26 @@ def build_diffrax(problem: Problem, x0: np.ndarray, seed: int = 0, brownian: str
 
         bshape = jax.ShapeDtypeStruct((n * d,), y0.dtype)
         if brownian == "virtual":
-            bm = dfx.VirtualBrownianTree(0.0, u_end, tol=0.5 * u_end / (grid.shape[0] - 1), shape=bshape, key=key)
+            bm = dfx.VirtualBrownianTree(
+                0.0, u_end, tol=0.5 * u_end / (grid.shape[0] - 1), shape=bshape, key=key
+            )
             adjoint = dfx.RecursiveCheckpointAdjoint()
         else:
             bm = dfx.UnsafeBrownianPath(shape=bshape, key=key)
             adjoint = dfx.ForwardMode()
         terms = dfx.MultiTerm(dfx.ODETerm(drift), dfx.ControlTerm(diffusion, bm))
-        sol = dfx.diffeqsolve(terms, dfx.Euler(), 0.0, u_end, None, y0, saveat=dfx.SaveAt(t1=True),
-                              stepsize_controller=dfx.StepTo(ts=us), adjoint=adjoint,
-                              max_steps=grid.shape[0])
+        sol = dfx.diffeqsolve(
+            terms,
+            dfx.Euler(),
+            0.0,
+            u_end,
+            None,
+            y0,
+            saveat=dfx.SaveAt(t1=True),
+            stepsize_controller=dfx.StepTo(ts=us),
+            adjoint=adjoint,
+            max_steps=grid.shape[0],
+        )
         return sol.ys[-1].reshape(n, d)
 
     y0 = jnp.asarray(x0).reshape(-1)
@@ -376,7 +405,11 @@ def build_torch_loop(problem: Problem, x0: np.ndarray, seed: int = 0):
             for i in range(problem.steps):
                 dt = t[i + 1] - t[i]
                 drift = c["f"][i] * x - c["beta"][i] * score(c["alpha"][i], c["sigma2"][i], x)
-                x = x + drift * dt + (c["g"][i] * math.sqrt(-dt)) * torch.randn(x.shape, generator=gen, device=dev)
+                x = (
+                    x
+                    + drift * dt
+                    + (c["g"][i] * math.sqrt(-dt)) * torch.randn(x.shape, generator=gen, device=dev)
+                )
         return x.cpu().numpy()
 
     return run
@@ -412,9 +445,12 @@ def build_torchsde(problem: Problem, x0: np.ndarray, seed: int = 0):
     def run():
         with torch.no_grad():
             y0 = torch.from_numpy(x0.copy()).to(dev)
-            bm = torchsde.BrownianInterval(t0=0.0, t1=u_end, size=y0.shape, dtype=y0.dtype, device=dev,
-                                           entropy=seed, dt=du)
-            ys = torchsde.sdeint(sde, y0, torch.tensor([0.0, u_end], device=dev), bm=bm, method="euler", dt=du)
+            bm = torchsde.BrownianInterval(
+                t0=0.0, t1=u_end, size=y0.shape, dtype=y0.dtype, device=dev, entropy=seed, dt=du
+            )
+            ys = torchsde.sdeint(
+                sde, y0, torch.tensor([0.0, u_end], device=dev), bm=bm, method="euler", dt=du
+            )
         return ys[-1].cpu().numpy()
 
     return run
@@ -442,12 +478,21 @@ def available_methods() -> list[str]:
 # =====================================================================================================
 def device_info() -> dict:
     dev = jax.devices()[0]
-    info = {"platform": dev.platform, "device_kind": dev.device_kind, "n_devices": jax.device_count(),
-            "n_local_devices": jax.local_device_count(), "jax": jax.__version__, "diffrax": dfx.__version__,
-            "equinox": eqx.__version__, "numpy": np.__version__, "python": platform.python_version(),
-            "torch": None if torch is None else torch.__version__,
-            "torchsde": None if torchsde is None else getattr(torchsde, "__version__", "?"),
-            "cpu_count": _n_threads(), "machine": platform.machine()}
+    info = {
+        "platform": dev.platform,
+        "device_kind": dev.device_kind,
+        "n_devices": jax.device_count(),
+        "n_local_devices": jax.local_device_count(),
+        "jax": jax.__version__,
+        "diffrax": dfx.__version__,
+        "equinox": eqx.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "torch": None if torch is None else torch.__version__,
+        "torchsde": None if torchsde is None else getattr(torchsde, "__version__", "?"),
+        "cpu_count": _n_threads(),
+        "machine": platform.machine(),
+    }
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:
@@ -512,7 +557,11 @@ def _time_call(fn) -> float:
 
 def _summary(x) -> dict:
     x = np.asarray(x, dtype=np.float64)
-    return {"mean0": float(x[:, 0].mean()), "std0": float(x[:, 0].std()), "finite": bool(np.all(np.isfinite(x)))}
+    return {
+        "mean0": float(x[:, 0].mean()),
+        "std0": float(x[:, 0].std()),
+        "finite": bool(np.all(np.isfinite(x))),
+    }
 
 
 def _set_torch_threads():
@@ -559,7 +608,9 @@ def choose_steps(plan: Plan, n: int, throughput_hint: float | None) -> int:
     return int(min(max(steps, plan.min_steps), plan.max_steps))
 
 
-def run_throughput(plan: Plan, log: Callable[[str], None] = print, hints: list[dict] | None = None) -> list[dict]:
+def run_throughput(
+    plan: Plan, log: Callable[[str], None] = print, hints: list[dict] | None = None
+) -> list[dict]:
     """The throughput grid. Returns one record per (d, K, N, method). ``hints``: records of an earlier run
     (``--hints FILE``) whose throughputs at smaller ``N`` seed the step counts and the time-based skips."""
     _listen()
@@ -584,8 +635,17 @@ def run_throughput(plan: Plan, log: Callable[[str], None] = print, hints: list[d
     return records
 
 
-def measure_config(plan: Plan, d: int, k: int, n: int, steps: int, last_thr: dict, mem_free: float,
-                   t_start: float, log: Callable[[str], None] = print) -> list[dict]:
+def measure_config(
+    plan: Plan,
+    d: int,
+    k: int,
+    n: int,
+    steps: int,
+    last_thr: dict,
+    mem_free: float,
+    t_start: float,
+    log: Callable[[str], None] = print,
+) -> list[dict]:
     """Build, warm up and time every method on one size, repetitions interleaved."""
     problem = make_problem(d, k, steps)
     x0 = start_points(problem, n)
@@ -605,7 +665,9 @@ def measure_config(plan: Plan, d: int, k: int, n: int, steps: int, last_thr: dic
             rec["reason"] = f"time budget of {plan.budget_s:.0f}s for the grid used up"
             continue
         if predicted_bytes(m, n, d, k) > mem_free:
-            rec["reason"] = f"memory: needs ~{predicted_bytes(m, n, d, k) / 1e9:.1f} GB, {mem_free / 1e9:.1f} GB free"
+            rec["reason"] = (
+                f"memory: needs ~{predicted_bytes(m, n, d, k) / 1e9:.1f} GB, {mem_free / 1e9:.1f} GB free"
+            )
             continue
         if m in last_thr:
             pred_s = n * steps / last_thr[m]
@@ -622,7 +684,9 @@ def measure_config(plan: Plan, d: int, k: int, n: int, steps: int, last_thr: dic
             runners[m] = fn
             rec["times_s"] = []
         except Exception as err:  # noqa: BLE001 - record and go on (e.g. out of memory)
-            rec["reason"] = f"error: {type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
+            rec["reason"] = (
+                f"error: {type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
+            )
             log(f"    {m}: {rec['reason']}")
             gc.collect()
     for rep in range(plan.reps):
@@ -638,16 +702,24 @@ def measure_config(plan: Plan, d: int, k: int, n: int, steps: int, last_thr: dic
     for m, fn in runners.items():
         rec = records[m]
         best = min(rec["times_s"])
-        rec.update(status="ok", time_s=best, particle_steps_per_s=n * steps / best,
-                   compile_s=max(rec["first_call_s"] - best, 0.0))
+        rec.update(
+            status="ok",
+            time_s=best,
+            particle_steps_per_s=n * steps / best,
+            compile_s=max(rec["first_call_s"] - best, 0.0),
+        )
         try:
             rec.update(_summary(np.asarray(fn())))
         except Exception:  # noqa: BLE001
             pass
     runners.clear()
     gc.collect()
-    line = " ".join(f"{m}={records[m]['particle_steps_per_s'] / 1e6:.2f}M" if records[m]["status"] == "ok"
-                    else f"{m}=skip" for m in plan.methods)
+    line = " ".join(
+        f"{m}={records[m]['particle_steps_per_s'] / 1e6:.2f}M"
+        if records[m]["status"] == "ok"
+        else f"{m}=skip"
+        for m in plan.methods
+    )
     log(f"  d={d:3d} K={k:2d} N={n:>8d} steps={steps:4d}: {line}  (particle-steps/s)")
     return list(records.values())
 
@@ -655,14 +727,23 @@ def measure_config(plan: Plan, d: int, k: int, n: int, steps: int, last_thr: dic
 # =====================================================================================================
 # 2. steps sweep
 # =====================================================================================================
-def run_steps_sweep(d: int, k: int, n: int, steps_list, methods, reps: int, max_run_s: float,
-                    log: Callable[[str], None] = print) -> list[dict]:
+def run_steps_sweep(
+    d: int,
+    k: int,
+    n: int,
+    steps_list,
+    methods,
+    reps: int,
+    max_run_s: float,
+    log: Callable[[str], None] = print,
+) -> list[dict]:
     plan = Plan(methods=tuple(methods), reps=reps, max_run_s=max_run_s, budget_s=math.inf)
     out, last = [], {}
     mem_free = free_memory_bytes()
     for s in steps_list:
-        recs = measure_config(plan, d, k, n, s, {m: v * 1.0 for m, v in last.items()}, mem_free,
-                              time.perf_counter(), log)
+        recs = measure_config(
+            plan, d, k, n, s, {m: v * 1.0 for m, v in last.items()}, mem_free, time.perf_counter(), log
+        )
         for r in recs:
             if r["status"] == "ok":
                 last[r["method"]] = r["particle_steps_per_s"]
@@ -689,12 +770,25 @@ def measure_compile(d: int = 16, k: int = 8, n: int = 10_000, steps: int = 100) 
     first = _time_call(call)
     events, compiles = _compile_seconds() - e0, _compile_counter() - c0
     warm = min(_time_call(call) for _ in range(3))
-    out = {"d": d, "K": k, "N": n, "steps": steps, "first_call_s": first, "warm_call_s": warm,
-           "compile_s": first - warm, "compile_event_s": events, "xla_compiles_first_call": compiles}
+    out = {
+        "d": d,
+        "K": k,
+        "N": n,
+        "steps": steps,
+        "first_call_s": first,
+        "warm_call_s": warm,
+        "compile_s": first - warm,
+        "compile_event_s": events,
+        "xla_compiles_first_call": compiles,
+    }
 
     other = make_problem(d, k, steps, seed=4)  # same shapes, other values
-    new_process = ds.GaussianMixture(problem.score.weights, problem.score.means, jnp.asarray(problem.variances),
-                                     process=ds.VP.linear(beta_max=19.0))
+    new_process = ds.GaussianMixture(
+        problem.score.weights,
+        problem.score.means,
+        jnp.asarray(problem.variances),
+        process=ds.VP.linear(beta_max=19.0),
+    )
     # each entry: (warm-up kwargs or None, kwargs of the counted call); arguments are built before counting
     changes = {
         "new key": (None, dict(key=jr.key(1))),
@@ -705,7 +799,10 @@ def measure_compile(d: int = 16, k: int = 8, n: int = 10_000, steps: int = 100) 
         "new number of steps": (None, dict(g=ds.grids.uniform(problem.process, steps + 1))),
         "save='all' instead of 'final'": (None, dict(save="all")),
         "new process parameter (VP.linear beta_max, a Python float)": (None, dict(score=new_process)),
-        "new sampler option (ddim eta, a Python float)": (dict(method="ddim", eta=0.3), dict(method="ddim", eta=0.6)),
+        "new sampler option (ddim eta, a Python float)": (
+            dict(method="ddim", eta=0.3),
+            dict(method="ddim", eta=0.6),
+        ),
     }
     audit = {}
     for name, (warm_kw, kw) in changes.items():
@@ -740,11 +837,17 @@ def _memory_of(fn, *args) -> dict:
         return {}
     arg, outb, tmp = ma.argument_size_in_bytes, ma.output_size_in_bytes, ma.temp_size_in_bytes
     alias = getattr(ma, "alias_size_in_bytes", 0)
-    return {"argument_bytes": int(arg), "output_bytes": int(outb), "temp_bytes": int(tmp),
-            "peak_bytes": int(arg + outb + tmp - alias)}
+    return {
+        "argument_bytes": int(arg),
+        "output_bytes": int(outb),
+        "temp_bytes": int(tmp),
+        "peak_bytes": int(arg + outb + tmp - alias),
+    }
 
 
-def measure_memory(d: int = 16, k: int = 8, n: int = 100_000, steps: int = 100, chunk: int = 10_000) -> list[dict]:
+def measure_memory(
+    d: int = 16, k: int = 8, n: int = 100_000, steps: int = 100, chunk: int = 10_000
+) -> list[dict]:
     """XLA's compiled peak (arguments + outputs + temporaries) for each ``save`` mode, against the bytes the
     saved states need (``S N d`` floats)."""
     problem = make_problem(d, k, steps)
@@ -753,12 +856,20 @@ def measure_memory(d: int = 16, k: int = 8, n: int = 100_000, steps: int = 100, 
     item = x0.dtype.itemsize
     out = []
     for save, n_saved in (("final", 1), (10, steps // 10 + 1), ("all", steps + 1)):
+
         def fn(x, key, save=save):
             traj = ds.simulate(problem.score, "euler_maruyama", grid, x=x, key=key, save=save)
             return traj.xs, traj.x
 
-        rec = {"save": str(save), "N": n, "d": d, "steps": steps, "saved_states": n_saved,
-               "needed_bytes": n_saved * n * d * item, **_memory_of(fn, x0, jr.key(0))}
+        rec = {
+            "save": str(save),
+            "N": n,
+            "d": d,
+            "steps": steps,
+            "saved_states": n_saved,
+            "needed_bytes": n_saved * n * d * item,
+            **_memory_of(fn, x0, jr.key(0)),
+        }
         rec["peak_over_needed"] = rec.get("peak_bytes", float("nan")) / rec["needed_bytes"]
         out.append(rec)
 
@@ -766,8 +877,15 @@ def measure_memory(d: int = 16, k: int = 8, n: int = 100_000, steps: int = 100, 
         traj = ds.simulate(problem.score, "euler_maruyama", grid, x=x, key=key, save="all")
         return traj.xs, traj.x
 
-    rec = {"save": f"all, chunk_size={chunk}", "N": n, "d": d, "steps": steps, "saved_states": steps + 1,
-           "needed_bytes": (steps + 1) * n * d * item, **_memory_of(chunk_fn, x0[:chunk], jr.key(0))}
+    rec = {
+        "save": f"all, chunk_size={chunk}",
+        "N": n,
+        "d": d,
+        "steps": steps,
+        "saved_states": steps + 1,
+        "needed_bytes": (steps + 1) * n * d * item,
+        **_memory_of(chunk_fn, x0[:chunk], jr.key(0)),
+    }
     rec["device_peak_over_full_output"] = rec.get("peak_bytes", float("nan")) / rec["needed_bytes"]
     out.append(rec)
     return out
@@ -814,12 +932,29 @@ def measure_analysis(sizes: dict[str, tuple[int, ...]], d: int = 16, k: int = 8,
             x = jnp.asarray(rng.normal(size=(n, d)).astype(np.float32))
             try:
                 sec = _best(lambda: fn(x), reps)
-                out.append({"transform": name, "N": n, "d": d, "K": k, "status": "ok", "time_s": sec,
-                            "per_item_s": sec / n})
+                out.append(
+                    {
+                        "transform": name,
+                        "N": n,
+                        "d": d,
+                        "K": k,
+                        "status": "ok",
+                        "time_s": sec,
+                        "per_item_s": sec / n,
+                    }
+                )
             except Exception as err:  # noqa: BLE001
                 msg = str(err).splitlines()[0][:200] if str(err) else ""
-                out.append({"transform": name, "N": n, "d": d, "K": k, "status": "skipped",
-                            "reason": f"error: {type(err).__name__}: {msg}"})
+                out.append(
+                    {
+                        "transform": name,
+                        "N": n,
+                        "d": d,
+                        "K": k,
+                        "status": "skipped",
+                        "reason": f"error: {type(err).__name__}: {msg}",
+                    }
+                )
     return out
 
 
@@ -888,35 +1023,55 @@ def _fmt(v):
 def _ratio_table(records, reference, title):
     rows = ratios(records, reference)
     methods = [m for m in ALL_METHODS if m != reference and any(m in r for r in rows)]
-    lines = [title, "", "| d | K | N | steps | " + " | ".join(methods) + " |",
-             "|---|---|---|---|" + "---|" * len(methods)]
+    lines = [
+        title,
+        "",
+        "| d | K | N | steps | " + " | ".join(methods) + " |",
+        "|---|---|---|---|" + "---|" * len(methods),
+    ]
     for r in rows:
-        lines.append(f"| {r['d']} | {r['K']} | {r['N']:.0e} | {r['steps']} | "
-                     + " | ".join(_fmt(r.get(m)) for m in methods) + " |")
+        lines.append(
+            f"| {r['d']} | {r['K']} | {r['N']:.0e} | {r['steps']} | "
+            + " | ".join(_fmt(r.get(m)) for m in methods)
+            + " |"
+        )
     return lines + [""]
 
 
 def _target_lines(tg, label):
-    lines = [f"- {label} / fused scan: min {_fmt(tg.get('diffsim_over_fused_min'))}, median "
-             f"{_fmt(tg.get('diffsim_over_fused_median'))} (target >= 0.9 at every size)",
-             f"- {label} / torchsde, N >= 1e4: min {_fmt(tg.get('diffsim_over_torchsde_min_N>=1e4'))} (target >= 3)",
-             f"- {label} / NumPy, N >= 1e4: min {_fmt(tg.get('diffsim_over_numpy_min_N>=1e4'))} (target >= 2)"]
+    lines = [
+        f"- {label} / fused scan: min {_fmt(tg.get('diffsim_over_fused_min'))}, median "
+        f"{_fmt(tg.get('diffsim_over_fused_median'))} (target >= 0.9 at every size)",
+        f"- {label} / torchsde, N >= 1e4: min {_fmt(tg.get('diffsim_over_torchsde_min_N>=1e4'))} (target >= 3)",
+        f"- {label} / NumPy, N >= 1e4: min {_fmt(tg.get('diffsim_over_numpy_min_N>=1e4'))} (target >= 2)",
+    ]
     return lines
 
 
 def markdown_tables(results: dict) -> str:
     dev = results["device"]
-    lines = [f"Device: **{dev['name']}** ({dev.get('device_kind')}, {dev.get('cpu_model', '')}), jax {dev['jax']}; "
-             f"load average at start {results['loadavg_start']}, at end {results['loadavg_end']}.", ""]
-    lines += _ratio_table(results["throughput"], "diffsim",
-                          "Throughput of `diffsim.simulate` (default per-particle keys) divided by each method's "
-                          "(particle-steps per second; > 1 means diffsim is faster; `-` = skipped, see the JSON "
-                          "for why).")
+    lines = [
+        f"Device: **{dev['name']}** ({dev.get('device_kind')}, {dev.get('cpu_model', '')}), jax {dev['jax']}; "
+        f"load average at start {results['loadavg_start']}, at end {results['loadavg_end']}.",
+        "",
+    ]
+    lines += _ratio_table(
+        results["throughput"],
+        "diffsim",
+        "Throughput of `diffsim.simulate` (default per-particle keys) divided by each method's "
+        "(particle-steps per second; > 1 means diffsim is faster; `-` = skipped, see the JSON "
+        "for why).",
+    )
     if any(r["method"] == "diffsim_counter" and r["status"] == "ok" for r in results["throughput"]):
-        lines += _ratio_table(results["throughput"], "diffsim_counter",
-                              'The same with `simulate(..., noise="counter")` as the numerator.')
+        lines += _ratio_table(
+            results["throughput"],
+            "diffsim_counter",
+            'The same with `simulate(..., noise="counter")` as the numerator.',
+        )
     if results.get("steps_sweep"):
-        lines += _ratio_table(results["steps_sweep"], "diffsim", "Steps sweep (default diffsim over each method):")
+        lines += _ratio_table(
+            results["steps_sweep"], "diffsim", "Steps sweep (default diffsim over each method):"
+        )
     tg = results.get("targets", {})
     if tg:
         lines += ["Targets:", ""] + _target_lines(tg, "diffsim")
@@ -939,16 +1094,26 @@ def make_plots(results: dict, out_dir: Path, name: str) -> list[str]:
     ds_ = sorted({r["d"] for r in recs})
     ks = sorted({r["K"] for r in recs})
     if recs:
-        fig, axes = plt.subplots(len(ds_), len(ks), figsize=(4.2 * len(ks), 3.2 * len(ds_)), squeeze=False,
-                                 sharex=True)
+        fig, axes = plt.subplots(
+            len(ds_), len(ks), figsize=(4.2 * len(ks), 3.2 * len(ds_)), squeeze=False, sharex=True
+        )
         for i, d in enumerate(ds_):
             for j, k in enumerate(ks):
                 ax = axes[i, j]
                 for m in ALL_METHODS:
-                    pts = sorted((r["N"], r["particle_steps_per_s"]) for r in recs
-                                 if r["d"] == d and r["K"] == k and r["method"] == m)
+                    pts = sorted(
+                        (r["N"], r["particle_steps_per_s"])
+                        for r in recs
+                        if r["d"] == d and r["K"] == k and r["method"] == m
+                    )
                     if pts:
-                        ax.loglog(*zip(*pts), marker="o", label=m, color=color[m], lw=2.5 if m == "diffsim" else 1.2)
+                        ax.loglog(
+                            *zip(*pts, strict=False),
+                            marker="o",
+                            label=m,
+                            color=color[m],
+                            lw=2.5 if m == "diffsim" else 1.2,
+                        )
                 ax.set_title(f"d={d}, K={k}")
                 ax.grid(True, which="both", alpha=0.3)
                 if j == 0:
@@ -957,7 +1122,7 @@ def make_plots(results: dict, out_dir: Path, name: str) -> list[str]:
                     ax.set_xlabel("N particles")
         handles = {}
         for ax in axes.ravel():
-            for h, lab in zip(*ax.get_legend_handles_labels()):
+            for h, lab in zip(*ax.get_legend_handles_labels(), strict=False):
                 handles.setdefault(lab, h)
         fig.legend(list(handles.values()), list(handles.keys()), loc="lower center", ncol=5, fontsize=7)
         fig.suptitle(f"Euler-Maruyama throughput on {name}")
@@ -977,7 +1142,7 @@ def make_plots(results: dict, out_dir: Path, name: str) -> list[str]:
                 best = max(cand, key=lambda r: r["N"])
                 pts.append((d, best["particle_steps_per_s"]))
         if pts:
-            ax.loglog(*zip(*pts), marker="o", label=m, color=color[m])
+            ax.loglog(*zip(*pts, strict=False), marker="o", label=m, color=color[m])
     ax.set_xlabel("d (K = %d, largest N measured)" % min(ks or [8]))
     ax.set_ylabel("particle-steps / s")
     ax.set_title("throughput vs d")
@@ -987,12 +1152,16 @@ def make_plots(results: dict, out_dir: Path, name: str) -> list[str]:
     for m in ALL_METHODS:
         pts = []
         for k in ks:
-            cand = [r for r in recs if r["K"] == k and r["d"] == (16 if 16 in ds_ else ds_[0]) and r["method"] == m]
+            cand = [
+                r
+                for r in recs
+                if r["K"] == k and r["d"] == (16 if 16 in ds_ else ds_[0]) and r["method"] == m
+            ]
             if cand:
                 best = max(cand, key=lambda r: r["N"])
                 pts.append((k, best["particle_steps_per_s"]))
         if pts:
-            ax.loglog(*zip(*pts), marker="o", label=m, color=color[m])
+            ax.loglog(*zip(*pts, strict=False), marker="o", label=m, color=color[m])
     ax.set_xlabel("K (d = 16, largest N measured)")
     ax.set_title("throughput vs K")
     ax.grid(True, which="both", alpha=0.3)
@@ -1001,7 +1170,7 @@ def make_plots(results: dict, out_dir: Path, name: str) -> list[str]:
     for m in ALL_METHODS:
         pts = sorted((r["steps"], r["particle_steps_per_s"]) for r in sweep if r["method"] == m)
         if pts:
-            ax.loglog(*zip(*pts), marker="o", label=m, color=color[m])
+            ax.loglog(*zip(*pts, strict=False), marker="o", label=m, color=color[m])
     if sweep:
         ax.set_title(f"throughput vs steps (d={sweep[0]['d']}, K={sweep[0]['K']}, N={sweep[0]['N']})")
     ax.set_xlabel("steps")
@@ -1010,15 +1179,21 @@ def make_plots(results: dict, out_dir: Path, name: str) -> list[str]:
     ax = axes[1, 1]  # scaling: time per step vs N for diffsim, plus analysis transforms
     for d in ds_:
         for k in ks:
-            pts = sorted((r["N"], r["time_s"] / r["steps"]) for r in recs
-                         if r["d"] == d and r["K"] == k and r["method"] == "diffsim")
+            pts = sorted(
+                (r["N"], r["time_s"] / r["steps"])
+                for r in recs
+                if r["d"] == d and r["K"] == k and r["method"] == "diffsim"
+            )
             if pts:
-                ax.loglog(*zip(*pts), marker="o", lw=1, label=f"simulate step d={d} K={k}")
+                ax.loglog(*zip(*pts, strict=False), marker="o", lw=1, label=f"simulate step d={d} K={k}")
     for name_t in sorted({r["transform"] for r in results.get("analysis", [])}):
-        pts = sorted((r["N"], r["time_s"]) for r in results["analysis"] if r["transform"] == name_t
-                     and r["status"] == "ok")
+        pts = sorted(
+            (r["N"], r["time_s"])
+            for r in results["analysis"]
+            if r["transform"] == name_t and r["status"] == "ok"
+        )
         if pts:
-            ax.loglog(*zip(*pts), marker="s", ls="--", lw=1, label=name_t)
+            ax.loglog(*zip(*pts, strict=False), marker="s", ls="--", lw=1, label=name_t)
     ax.set_xlabel("N")
     ax.set_ylabel("seconds")
     ax.set_title("scaling (dashed: analysis transforms)")
@@ -1049,13 +1224,25 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--target-s", type=float, default=None, help="aim of one diffsim run in seconds")
     ap.add_argument("--max-run-s", type=float, default=None, help="skip a method predicted to run longer")
     ap.add_argument("--budget-s", type=float, default=None, help="time budget of the throughput grid")
-    ap.add_argument("--hints", default=None, metavar="JSON",
-                    help="an earlier result file of this device: its throughputs at smaller N choose the steps "
-                    "and the time-based skips (to continue a grid with --n)")
-    ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
-                    help="merge result files of one device (later win) into <out>/<name>.json and exit")
-    ap.add_argument("--skip", default="", help="comma-separated sections to skip: "
-                    "throughput,steps,compile,memory,analysis")
+    ap.add_argument(
+        "--hints",
+        default=None,
+        metavar="JSON",
+        help="an earlier result file of this device: its throughputs at smaller N choose the steps "
+        "and the time-based skips (to continue a grid with --n)",
+    )
+    ap.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        metavar="JSON",
+        help="merge result files of one device (later win) into <out>/<name>.json and exit",
+    )
+    ap.add_argument(
+        "--skip",
+        default="",
+        help="comma-separated sections to skip: throughput,steps,compile,memory,analysis",
+    )
     return ap
 
 
@@ -1073,7 +1260,9 @@ def merge_results(paths: list[str], out_dir: Path, name: str) -> dict:
         for k, v in data.items():
             if k != "throughput" and (v or k not in merged):
                 merged[k] = v
-    merged["throughput"] = sorted(thr.values(), key=lambda r: (r["d"], r["K"], r["N"], ALL_METHODS.index(r["method"])))
+    merged["throughput"] = sorted(
+        thr.values(), key=lambda r: (r["d"], r["K"], r["N"], ALL_METHODS.index(r["method"]))
+    )
     merged["merged_from"] = [str(p) for p in paths]
     merged.pop("partial", None)
     merged["targets"] = check_targets(merged["throughput"], merged.get("compile"))
@@ -1108,40 +1297,76 @@ def main(argv: list[str] | None = None) -> dict:
     methods = tuple(args.methods.split(",")) if args.methods else tuple(available_methods())
 
     if args.quick:
-        plan = Plan(ds_=(2, 16), ks=(8,), ns=(1_000, 10_000), methods=methods, reps=2, target_s=0.1,
-                    min_steps=10, max_steps=50, max_run_s=3.0, budget_s=60.0)
+        plan = Plan(
+            ds_=(2, 16),
+            ks=(8,),
+            ns=(1_000, 10_000),
+            methods=methods,
+            reps=2,
+            target_s=0.1,
+            min_steps=10,
+            max_steps=50,
+            max_run_s=3.0,
+            budget_s=60.0,
+        )
         sweep = dict(d=16, k=8, n=2_000, steps_list=(10, 50), reps=2, max_run_s=2.0)
-        analysis_sizes = {"energy_distance": (500, 1_000), "log_likelihood": (20, 40),
-                          "mixture_posterior": (10_000, 40_000), "mixture_hessian": (1_000, 4_000),
-                          "mixture_score_matrix": (10_000, 40_000), "mixture_score_direct": (10_000, 40_000)}
+        analysis_sizes = {
+            "energy_distance": (500, 1_000),
+            "log_likelihood": (20, 40),
+            "mixture_posterior": (10_000, 40_000),
+            "mixture_hessian": (1_000, 4_000),
+            "mixture_score_matrix": (10_000, 40_000),
+            "mixture_score_direct": (10_000, 40_000),
+        }
         mem = dict(n=10_000, steps=50, chunk=2_000)
     else:
         plan = Plan(methods=methods, restricted=default_restrictions(args.full))
         if gpu:
             plan.target_s, plan.max_steps, plan.max_run_s = 0.3, 1000, 20.0
         sweep = dict(d=16, k=8, n=10_000, steps_list=(10, 100, 1000), reps=3, max_run_s=8.0)
-        analysis_sizes = {"energy_distance": (1_000, 4_000, 16_000), "log_likelihood": (50, 200, 800),
-                          "mixture_posterior": (10_000, 100_000, 1_000_000),
-                          "mixture_hessian": (1_000, 10_000, 100_000),
-                          "mixture_score_matrix": (10_000, 100_000, 1_000_000),
-                          "mixture_score_direct": (10_000, 100_000, 1_000_000)}
+        analysis_sizes = {
+            "energy_distance": (1_000, 4_000, 16_000),
+            "log_likelihood": (50, 200, 800),
+            "mixture_posterior": (10_000, 100_000, 1_000_000),
+            "mixture_hessian": (1_000, 10_000, 100_000),
+            "mixture_score_matrix": (10_000, 100_000, 1_000_000),
+            "mixture_score_direct": (10_000, 100_000, 1_000_000),
+        }
         mem = dict(n=100_000, steps=100, chunk=10_000)
         if gpu:
             analysis_sizes["energy_distance"] = (4_000, 16_000, 64_000)
             analysis_sizes["log_likelihood"] = (200, 800, 3_200)
             mem = dict(n=1_000_000, steps=100, chunk=100_000)
-    for attr, val in (("ds_", _ints(args.d)), ("ks", _ints(args.k)), ("ns", _ints(args.n)), ("reps", args.reps),
-                      ("target_s", args.target_s), ("max_run_s", args.max_run_s), ("budget_s", args.budget_s)):
+    for attr, val in (
+        ("ds_", _ints(args.d)),
+        ("ks", _ints(args.k)),
+        ("ns", _ints(args.n)),
+        ("reps", args.reps),
+        ("target_s", args.target_s),
+        ("max_run_s", args.max_run_s),
+        ("budget_s", args.budget_s),
+    ):
         if val is not None:
             setattr(plan, attr, val)
 
     hints = json.loads(Path(args.hints).read_text()).get("throughput", []) if args.hints else None
-    results: dict[str, Any] = {"device": device_info(), "loadavg_start": list(os.getloadavg()),
-                               "argv": sys.argv[1:] if argv is None else argv, "quick": args.quick,
-                               "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                               "plan": {"d": plan.ds_, "K": plan.ks, "N": plan.ns, "methods": plan.methods,
-                                        "reps": plan.reps, "target_s": plan.target_s, "max_run_s": plan.max_run_s,
-                                        "restricted": sorted(plan.restricted)}}
+    results: dict[str, Any] = {
+        "device": device_info(),
+        "loadavg_start": list(os.getloadavg()),
+        "argv": sys.argv[1:] if argv is None else argv,
+        "quick": args.quick,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "plan": {
+            "d": plan.ds_,
+            "K": plan.ks,
+            "N": plan.ns,
+            "methods": plan.methods,
+            "reps": plan.reps,
+            "target_s": plan.target_s,
+            "max_run_s": plan.max_run_s,
+            "restricted": sorted(plan.restricted),
+        },
+    }
     print(f"diffsim benchmark on {name}: {results['device']}", flush=True)
 
     def log(msg):
@@ -1150,10 +1375,29 @@ def main(argv: list[str] | None = None) -> dict:
     sections = [
         ("compile", lambda: results.__setitem__("compile", measure_compile())),
         ("throughput", lambda: results.__setitem__("throughput", run_throughput(plan, log, hints))),
-        ("steps", lambda: results.__setitem__("steps_sweep", run_steps_sweep(
-            sweep["d"], sweep["k"], sweep["n"], sweep["steps_list"], methods, sweep["reps"], sweep["max_run_s"], log))),
-        ("compile", lambda: results.__setitem__("compile_peers", measure_diffrax_compile(
-            n=2_000 if args.quick else 10_000, steps=20 if args.quick else 100))),
+        (
+            "steps",
+            lambda: results.__setitem__(
+                "steps_sweep",
+                run_steps_sweep(
+                    sweep["d"],
+                    sweep["k"],
+                    sweep["n"],
+                    sweep["steps_list"],
+                    methods,
+                    sweep["reps"],
+                    sweep["max_run_s"],
+                    log,
+                ),
+            ),
+        ),
+        (
+            "compile",
+            lambda: results.__setitem__(
+                "compile_peers",
+                measure_diffrax_compile(n=2_000 if args.quick else 10_000, steps=20 if args.quick else 100),
+            ),
+        ),
         ("memory", lambda: results.__setitem__("memory", measure_memory(**mem))),
         ("analysis", lambda: results.__setitem__("analysis", measure_analysis(analysis_sizes))),
     ]
@@ -1178,9 +1422,18 @@ def main(argv: list[str] | None = None) -> dict:
     results["ratios"] = ratios(results["throughput"])
     results["ratios_counter"] = ratios(results["throughput"], "diffsim_counter")
     results["scaling_exponent_diffsim_time_vs_N"] = {
-        f"d={d},K={k}": v for (d, k), v in scaling_exponents(
-            [dict(r, dk=(r["d"], r["K"]), per_step=r["time_s"] / r["steps"]) for r in results["throughput"]
-             if r["method"] == "diffsim" and r["status"] == "ok"], "dk", "N", "per_step").items()}
+        f"d={d},K={k}": v
+        for (d, k), v in scaling_exponents(
+            [
+                dict(r, dk=(r["d"], r["K"]), per_step=r["time_s"] / r["steps"])
+                for r in results["throughput"]
+                if r["method"] == "diffsim" and r["status"] == "ok"
+            ],
+            "dk",
+            "N",
+            "per_step",
+        ).items()
+    }
     results["scaling_exponent_analysis"] = scaling_exponents(results.get("analysis", []), "transform")
     results["wall_s"] = time.perf_counter() - t0
     write_atomic(out_dir / f"{name}{suffix}.json", json.dumps(results, indent=1, default=str))

@@ -36,7 +36,9 @@ def as_float_array(x: Any, name: str, *, ndim: int | tuple[int, ...] | None = No
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else ndim
         if arr.ndim not in allowed:
-            raise ValueError(f"`{name}` must have {' or '.join(map(str, allowed))} dimensions, got shape {arr.shape}.")
+            raise ValueError(
+                f"`{name}` must have {' or '.join(map(str, allowed))} dimensions, got shape {arr.shape}."
+            )
     check_finite(arr, name)
     return arr
 
@@ -81,4 +83,6 @@ def check_key(key: Any, name: str = "key") -> jax.Array:
         return arr
     if arr.dtype == jnp.uint32 and arr.shape == (2,):
         return arr
-    raise TypeError(f"`{name}` must be a PRNG key (e.g. `jax.random.key(0)`), got {arr.dtype}{list(arr.shape)}.")
+    raise TypeError(
+        f"`{name}` must be a PRNG key (e.g. `jax.random.key(0)`), got {arr.dtype}{list(arr.shape)}."
+    )

@@ -7,7 +7,16 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from .studies import STUDIES, discover, get_study, parse_overrides, run_all, run_study, write_index, write_reports
+from .studies import (
+    STUDIES,
+    discover,
+    get_study,
+    parse_overrides,
+    run_all,
+    run_study,
+    write_index,
+    write_reports,
+)
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -28,7 +37,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     progress = not args.no_progress
     if args.study == "all":
         if args.set:
-            raise SystemExit("error: --set applies to one study; run studies one at a time to override configs.")
+            raise SystemExit(
+                "error: --set applies to one study; run studies one at a time to override configs."
+            )
         out_root = Path(args.out or "runs")
         outcomes = run_all(out_root, quick=args.quick, progress=progress)
         crashed = [n for n, r in outcomes.items() if isinstance(r, str)]
@@ -54,15 +65,21 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="diffsim", description="Simulate diffusion-model samplers and check theory.")
+    p = argparse.ArgumentParser(
+        prog="diffsim", description="Simulate diffusion-model samplers and check theory."
+    )
     sub = p.add_subparsers(dest="command", required=True)
     p_list = sub.add_parser("list", help="list registered studies")
     p_list.add_argument("-v", "--verbose", action="store_true", help="show each config field and its default")
     p_list.set_defaults(func=_cmd_list)
     p_run = sub.add_parser("run", help="run a study (or 'all')")
     p_run.add_argument("study", help="study name, or 'all'")
-    p_run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
-    p_run.add_argument("--out", help="output directory (default runs/STUDY; for 'all', the root, default runs)")
+    p_run.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)"
+    )
+    p_run.add_argument(
+        "--out", help="output directory (default runs/STUDY; for 'all', the root, default runs)"
+    )
     p_run.add_argument("--quick", action="store_true", help="use the study's quick preset (smoke test)")
     p_run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p_run.set_defaults(func=_cmd_run)

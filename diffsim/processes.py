@@ -181,8 +181,7 @@ class AbstractProcess(eqx.Module):
         if np.any(bad_low) or np.any(bad_high):
             interval = f"[0, {self.t_max:g}]" if allow_zero else f"(0, {self.t_max:g}]"
             raise ValueError(
-                f"`{name}` must lie in {interval} for {self!r}; got values in "
-                f"[{arr.min():g}, {arr.max():g}]."
+                f"`{name}` must lie in {interval} for {self!r}; got values in [{arr.min():g}, {arr.max():g}]."
             )
 
     def __repr__(self) -> str:  # short and informative; equinox's default prints every field
@@ -317,21 +316,23 @@ class VP(AbstractProcess):
 
     # constructors -----------------------------------------------------------------------------------
     @classmethod
-    def ou(cls, *, t_min: float = 1e-3, t_max: float = 10.0) -> "VP":
+    def ou(cls, *, t_min: float = 1e-3, t_max: float = 10.0) -> VP:
         """Ornstein-Uhlenbeck: ``dx = -x dt + sqrt(2) dW``; ``alpha = e^{-t}``, ``sigma^2 = 1 - e^{-2t}``."""
         return cls(schedule=ConstantSchedule(2.0), t_min=float(t_min), t_max=float(t_max))
 
     @classmethod
     def linear(
         cls, beta_min: float = 0.1, beta_max: float = 20.0, *, t_min: float = 1e-3, t_max: float = 1.0
-    ) -> "VP":
+    ) -> VP:
         """DDPM / score_sde linear schedule ``beta(t) = beta_min + t (beta_max - beta_min)``, t in [0, 1]."""
         if not (0 < beta_min <= beta_max):
             raise ValueError(f"Need 0 < beta_min <= beta_max, got {beta_min}, {beta_max}.")
-        return cls(schedule=LinearSchedule(float(beta_min), float(beta_max)), t_min=float(t_min), t_max=float(t_max))
+        return cls(
+            schedule=LinearSchedule(float(beta_min), float(beta_max)), t_min=float(t_min), t_max=float(t_max)
+        )
 
     @classmethod
-    def cosine(cls, s: float = 0.008, *, t_min: float = 1e-3, t_max: float = 0.9946) -> "VP":
+    def cosine(cls, s: float = 0.008, *, t_min: float = 1e-3, t_max: float = 0.9946) -> VP:
         """Cosine schedule (Nichol & Dhariwal 2021); ``t_max < 1`` because ``beta`` diverges at 1."""
         if not s > 0:
             raise ValueError(f"`s` must be positive, got {s}.")
@@ -340,7 +341,7 @@ class VP(AbstractProcess):
         return cls(schedule=CosineSchedule(float(s)), t_min=float(t_min), t_max=float(t_max))
 
     @classmethod
-    def from_alpha_bar(cls, alpha_bar: ArrayLike, *, t_min: float | None = None) -> "VP":
+    def from_alpha_bar(cls, alpha_bar: ArrayLike, *, t_min: float | None = None) -> VP:
         """Continuous-time VP process through a discrete DDPM ``alpha_bar`` (cumulative product).
 
         Step ``n`` (0-based) of ``N`` maps to ``t = (n + 1)/N``, so ``process.alpha_bar((n+1)/N)`` returns
@@ -360,7 +361,7 @@ class VP(AbstractProcess):
         return cls(schedule=sched, t_min=float(1.0 / n if t_min is None else t_min), t_max=1.0)
 
     @classmethod
-    def from_betas(cls, betas: ArrayLike, *, t_min: float | None = None) -> "VP":
+    def from_betas(cls, betas: ArrayLike, *, t_min: float | None = None) -> VP:
         """Continuous-time VP process through discrete DDPM ``betas`` (``alpha_bar = cumprod(1 - beta)``)."""
         b = np.asarray(as_float_array(betas, "betas", ndim=1), dtype=float)
         if np.any(b <= 0) or np.any(b >= 1):
@@ -424,8 +425,14 @@ class VE(AbstractProcess):
     t_max: float = eqx.field(static=True)
     name: ClassVar[str] = "ve"
 
-    def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0, *, t_min: float | None = None,
-                 t_max: float = 1.0):
+    def __init__(
+        self,
+        sigma_min: float = 0.01,
+        sigma_max: float = 50.0,
+        *,
+        t_min: float | None = None,
+        t_max: float = 1.0,
+    ):
         if not (0 < sigma_min < sigma_max):
             raise ValueError(f"Need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}.")
         self.sigma_min = float(sigma_min)

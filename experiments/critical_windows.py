@@ -13,6 +13,7 @@ import argparse
 
 from diffsim.studies import run_study
 
+
 PAPER_SCALE = {
     "separations": (2.0, 4.0, 8.0, 16.0, 32.0, 64.0),
     "dims": (1, 2, 8, 32, 128),

@@ -15,6 +15,7 @@ import argparse
 
 from diffsim.studies import run_study
 
+
 PAPER = {
     "scales": (1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 11.0),  # eta = w - 1 from 0 to 10
     "n_particles": 100_000,

@@ -1,6 +1,6 @@
 """Paper-scale run of the ``samplers`` study: more particles and finer grids than the CPU default.
 
-    python experiments/samplers.py [--out runs/samplers-paper]
+python experiments/samplers.py [--out runs/samplers-paper]
 """
 
 import argparse

@@ -16,6 +16,7 @@ from diffsim.data.autoencoder import (
 )
 from diffsim.data.digits import load_digits
 
+
 CFG = AutoencoderConfig(latent_dim=8, hidden=64, steps=400, batch_size=128, learning_rate=3e-3)
 
 

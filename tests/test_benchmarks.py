@@ -45,27 +45,67 @@ def test_every_method_samples_the_same_mixture(tp):
 
 
 def test_measure_config_records_and_skips(tp):
-    plan = tp.Plan(methods=("diffsim", "fused_scan", "numpy"), reps=2, max_run_s=1e-6, budget_s=1e9,
-                   restricted={"fused_scan": lambda d, k, n: False})
-    recs = tp.measure_config(plan, 2, 3, 200, 10, {"numpy": 1.0}, 1e12, 0.0 + __import__("time").perf_counter(),
-                             log=lambda m: None)
+    plan = tp.Plan(
+        methods=("diffsim", "fused_scan", "numpy"),
+        reps=2,
+        max_run_s=1e-6,
+        budget_s=1e9,
+        restricted={"fused_scan": lambda d, k, n: False},
+    )
+    recs = tp.measure_config(
+        plan, 2, 3, 200, 10, {"numpy": 1.0}, 1e12, 0.0 + __import__("time").perf_counter(), log=lambda m: None
+    )
     by = {r["method"]: r for r in recs}
-    assert by["diffsim"]["status"] == "ok" and 1 <= len(by["diffsim"]["times_s"]) <= 2  # long runs: fewer reps
+    assert (
+        by["diffsim"]["status"] == "ok" and 1 <= len(by["diffsim"]["times_s"]) <= 2
+    )  # long runs: fewer reps
     assert by["diffsim"]["particle_steps_per_s"] == pytest.approx(200 * 10 / by["diffsim"]["time_s"])
     assert by["diffsim"]["finite"]
     assert by["fused_scan"]["status"] == "skipped" and "plan" in by["fused_scan"]["reason"]
     assert by["numpy"]["status"] == "skipped" and by["numpy"]["reason"].startswith("time")
-    mem = tp.measure_config(tp.Plan(methods=("numpy",), reps=1), 2, 3, 200, 10, {}, 10.0, __import__("time").perf_counter(),
-                            log=lambda m: None)
+    mem = tp.measure_config(
+        tp.Plan(methods=("numpy",), reps=1),
+        2,
+        3,
+        200,
+        10,
+        {},
+        10.0,
+        __import__("time").perf_counter(),
+        log=lambda m: None,
+    )
     assert mem[0]["status"] == "skipped" and mem[0]["reason"].startswith("memory")
 
 
 def test_ratio_helpers(tp):
     recs = [
-        {"d": 2, "K": 8, "N": 10_000, "steps": 10, "method": "diffsim", "status": "ok", "particle_steps_per_s": 9.0},
-        {"d": 2, "K": 8, "N": 10_000, "steps": 10, "method": "fused_scan", "status": "ok",
-         "particle_steps_per_s": 10.0},
-        {"d": 2, "K": 8, "N": 10_000, "steps": 10, "method": "numpy", "status": "ok", "particle_steps_per_s": 3.0},
+        {
+            "d": 2,
+            "K": 8,
+            "N": 10_000,
+            "steps": 10,
+            "method": "diffsim",
+            "status": "ok",
+            "particle_steps_per_s": 9.0,
+        },
+        {
+            "d": 2,
+            "K": 8,
+            "N": 10_000,
+            "steps": 10,
+            "method": "fused_scan",
+            "status": "ok",
+            "particle_steps_per_s": 10.0,
+        },
+        {
+            "d": 2,
+            "K": 8,
+            "N": 10_000,
+            "steps": 10,
+            "method": "numpy",
+            "status": "ok",
+            "particle_steps_per_s": 3.0,
+        },
         {"d": 2, "K": 8, "N": 10_000, "steps": 10, "method": "torchsde", "status": "skipped", "reason": "x"},
     ]
     (row,) = tp.ratios(recs)
@@ -74,21 +114,43 @@ def test_ratio_helpers(tp):
     tg = tp.check_targets(recs, {"compile_s": 1.0})
     assert tg["fused_target_0.9_met"] and tg["numpy_target_2_met"] and tg["compile_target_3s_met"]
     assert tg["torchsde_target_3_met"] is None
-    slopes = tp.scaling_exponents([{"g": 1, "N": n, "time_s": 2e-3 * n, "status": "ok"} for n in (10, 100, 1000)],
-                                  "g")
+    slopes = tp.scaling_exponents(
+        [{"g": 1, "N": n, "time_s": 2e-3 * n, "status": "ok"} for n in (10, 100, 1000)], "g"
+    )
     assert slopes[1] == pytest.approx(1.0)
 
 
 def test_end_to_end_writes_results(tp, tmp_path):
-    res = tp.main(["--quick", "--out", str(tmp_path), "--name", "smoke", "--d", "2", "--k", "3", "--n", "300",
-                   "--methods", "diffsim,fused_scan,numpy", "--reps", "1", "--skip", "steps,compile,analysis"])
+    res = tp.main(
+        [
+            "--quick",
+            "--out",
+            str(tmp_path),
+            "--name",
+            "smoke",
+            "--d",
+            "2",
+            "--k",
+            "3",
+            "--n",
+            "300",
+            "--methods",
+            "diffsim,fused_scan,numpy",
+            "--reps",
+            "1",
+            "--skip",
+            "steps,compile,analysis",
+        ]
+    )
     data = json.loads((tmp_path / "smoke-quick.json").read_text())
     assert {r["method"] for r in data["throughput"]} == {"diffsim", "fused_scan", "numpy"}
     assert all(r["status"] == "ok" for r in data["throughput"])
     assert len(data["loadavg_start"]) == 3 and data["device"]["platform"] == "cpu"
     table = (tmp_path / "smoke-quick.md").read_text()
     assert "| d | K | N | steps |" in table and "fused_scan" in table
-    assert (tmp_path / "smoke-quick_throughput.png").exists() and (tmp_path / "smoke-quick_scaling.png").exists()
+    assert (tmp_path / "smoke-quick_throughput.png").exists() and (
+        tmp_path / "smoke-quick_scaling.png"
+    ).exists()
     mem = {r["save"]: r for r in res["memory"]}
     # saving every state needs (steps + 1) N d floats; the compiled peak holds them plus O(N d) more
     assert mem["all"]["peak_bytes"] >= mem["all"]["needed_bytes"]
@@ -109,8 +171,9 @@ def test_matrix_form_mixture_score_is_accurate_in_float32():
     means = 40.0 + rng.normal(size=(k, d))
     var = rng.uniform(0.01, 0.1, size=k)
     w = rng.dirichlet(np.ones(k))
-    gm32 = ds.GaussianMixture(jnp.asarray(w, jnp.float32), jnp.asarray(means, jnp.float32),
-                              jnp.asarray(var, jnp.float32))
+    gm32 = ds.GaussianMixture(
+        jnp.asarray(w, jnp.float32), jnp.asarray(means, jnp.float32), jnp.asarray(var, jnp.float32)
+    )
     gm64 = ds.GaussianMixture(w, means, var)
     lam = rng.uniform(size=(200, 1))
     x = lam * means[rng.integers(k, size=200)] + (1 - lam) * means[rng.integers(k, size=200)]  # between modes

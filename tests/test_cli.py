@@ -7,11 +7,11 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from diffsim._io import from_jsonable, to_jsonable, write_atomic
 from diffsim.cli import main
 from diffsim.studies import (
     STUDIES,
@@ -23,7 +23,6 @@ from diffsim.studies import (
     run_study,
     write_index,
 )
-from diffsim._io import from_jsonable, to_jsonable, write_atomic
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,10 +41,18 @@ def test_parse_overrides_types():
     assert parse_overrides(Toy, ["maybe=7"]) == {"maybe": 7}
 
 
-@pytest.mark.parametrize("bad,match", [
-    ("n", "key=value"), ("=3", "empty key"), ("nn=3", "Unknown config field 'nn'"),
-    ("n=three", "integer"), ("scale=big", "number"), ("flag=perhaps", "boolean"), ("steps=1,x", "integer"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        ("n", "key=value"),
+        ("=3", "empty key"),
+        ("nn=3", "Unknown config field 'nn'"),
+        ("n=three", "integer"),
+        ("scale=big", "number"),
+        ("flag=perhaps", "boolean"),
+        ("steps=1,x", "integer"),
+    ],
+)
 def test_parse_overrides_errors(bad, match):
     with pytest.raises(ValueError, match=match):
         parse_overrides(Toy, [bad])
@@ -94,7 +101,9 @@ def test_result_cache_returns_non_finite_floats_on_hit_and_miss(tmp_path):
     miss = ResultCache(tmp_path, Toy()).get_or_compute("nf", lambda: value)
     hit = ResultCache(tmp_path, Toy()).get_or_compute("nf", lambda: None)
     for got in (miss, hit):
-        assert got["x"][0] == 1.0 and np.isnan(got["x"][1]) and got["y"] == float("-inf") and got["s"] == "text"
+        assert (
+            got["x"][0] == 1.0 and np.isnan(got["x"][1]) and got["y"] == float("-inf") and got["s"] == "text"
+        )
     assert from_jsonable(to_jsonable({"a": (float("inf"), 2)})) == {"a": [float("inf"), 2]}
 
 
@@ -169,8 +178,13 @@ def test_run_all_quick_smoke(tmp_path):
     """The main job's quick preset, in a fresh process exactly as a user runs it."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     out = tmp_path / "runs"
-    proc = subprocess.run([sys.executable, "-m", "diffsim.cli", "run", "all", "--quick", "--no-progress",
-                           "--out", str(out)], capture_output=True, text=True, env=env, timeout=1500)
+    proc = subprocess.run(
+        [sys.executable, "-m", "diffsim.cli", "run", "all", "--quick", "--no-progress", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1500,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     discover()
     index = (out / "index.html").read_text()

@@ -24,6 +24,7 @@ from diffsim.scores.conditional import ConditionalMixture, TokenNetworkDenoiser
 from diffsim.scores.networks import MLPScore, UNetScore
 from diffsim.studies.concepts import bayes_accuracy
 
+
 SEPS = (6.0, 1.5)  # coarse, fine; regions: top-left (y1), top-right (y2); the bottom half is background
 
 
@@ -58,7 +59,7 @@ def test_concept_mixture_regions_and_conditioned_score(toy):
     tok = np.asarray(tm.tokens)
     for j, s in enumerate(SEPS):
         reg = tm.support[f"y{j + 1}"]
-        assert reg.sum() == 4 and reg.reshape(4, 4)[:2, 2 * j:2 * j + 2].all()
+        assert reg.sum() == 4 and reg.reshape(4, 4)[:2, 2 * j : 2 * j + 2].all()
         chex.assert_trees_all_close(means[:, reg], ((2 * tok[:, j] - 1) * s / 2)[:, None].repeat(4, 1))
     background = ~(tm.support["y1"] | tm.support["y2"])
     assert np.all(means[:, background] == 0)
@@ -111,7 +112,10 @@ def test_bayes_accuracy_quadrature_matches_monte_carlo(toy):
 def probes(toy):
     _, tm, cm = toy
     x, y = cm.sample(jr.key(6), 3000)
-    return [C.train_probe(x, np.asarray(y[:, j]), key=jr.key(10 + j), steps=200, name=f"y{j + 1}") for j in range(2)]
+    return [
+        C.train_probe(x, np.asarray(y[:, j]), key=jr.key(10 + j), steps=200, name=f"y{j + 1}")
+        for j in range(2)
+    ]
 
 
 def test_probes_learn_and_reject_other_dimensions(toy, probes):
@@ -138,15 +142,21 @@ def test_record_x0_is_tweedie_along_the_sampled_states(toy, probes):
     process, tm, cm = toy
     score = C.TokenConditionedScore(cm, process)
     grid = grids.logsnr_uniform(process, 12)
-    rec = C.record_x0(score, "ddim", grid, key=jr.key(4), n=6, save=4, probes=probes, exact=cm, exact_slots=(0, 1))
+    rec = C.record_x0(
+        score, "ddim", grid, key=jr.key(4), n=6, save=4, probes=probes, exact=cm, exact_slots=(0, 1)
+    )
     traj = simulate(score, "ddim", grid, n=6, key=jr.key(4), save=4)
-    assert rec.x0.shape == (4, 6, 16) and rec.probs["y2"].shape == (4, 6, 2) and rec.exact[1].shape == (4, 6, 2)
+    assert (
+        rec.x0.shape == (4, 6, 16) and rec.probs["y2"].shape == (4, 6, 2) and rec.exact[1].shape == (4, 6, 2)
+    )
     chex.assert_trees_all_close(rec.ts, np.asarray(traj.ts))
     chex.assert_trees_all_close(rec.x, np.asarray(traj.x), rtol=1e-12)
     ts = jnp.asarray(traj.ts)[:, None].repeat(6, 1)
     den = jax.vmap(jax.vmap(score.denoise))(ts, traj.xs)
     chex.assert_trees_all_close(rec.x0, np.asarray(den), rtol=1e-9, atol=1e-12)
-    chex.assert_trees_all_close(rec.probs["y1"], np.asarray(jax.vmap(jax.vmap(probes[0]))(den)), rtol=1e-9, atol=1e-12)
+    chex.assert_trees_all_close(
+        rec.probs["y1"], np.asarray(jax.vmap(jax.vmap(probes[0]))(den)), rtol=1e-9, atol=1e-12
+    )
     post = jax.vmap(jax.vmap(lambda t, x: C.exact_token_posterior(cm, process, t, x, (1,))[0]))(ts, traj.xs)
     chex.assert_trees_all_close(rec.exact[1], np.asarray(post), rtol=1e-9, atol=1e-12)
     chex.assert_trees_all_close(rec.log_snr, np.asarray(process.log_snr(jnp.asarray(rec.ts))))
@@ -203,7 +213,9 @@ def test_coarse_concepts_emerge_first_and_match_the_exact_posterior(toy, probes)
         ce = C.concept_curve(rec.exact[j], labels, rec.log_snr, rec.ts)
         em_probe.append(C.emergence_time(cp, chance=0.5))
         em_exact.append(C.emergence_time(ce, chance=0.5))
-        em_true.append(C.emergence_time(bayes_accuracy(rec.log_snr, SEPS[j], 4, 0.5), rec.log_snr, chance=0.5))
+        em_true.append(
+            C.emergence_time(bayes_accuracy(rec.log_snr, SEPS[j], 4, 0.5), rec.log_snr, chance=0.5)
+        )
         # the exact posterior is calibrated along the exact reverse process (a martingale): its mean max
         # probability tracks the closed-form Bayes accuracy at every step
         assert np.max(np.abs(ce.expected_accuracy - bayes_accuracy(rec.log_snr, SEPS[j], 4, 0.5))) < 0.03
@@ -220,8 +232,9 @@ def test_information_rate_integrates_to_the_exact_cmi_and_lives_in_its_region(to
     x, y = cm.sample(jr.key(11), 96)
     lam = np.linspace(-12, 12, 41)
     for j in range(2):
-        r = C.token_information_rate(cm, x, y, jr.key(12 + j), slot=j, log_snr=lam, n_noise=8,
-                                     coordinate_curves=True)
+        r = C.token_information_rate(
+            cm, x, y, jr.key(12 + j), slot=j, log_snr=lam, n_noise=8, coordinate_curves=True
+        )
         exact = np.asarray(exact_pointwise_information(cm, x, y, about=[j], given=[1 - j]))
         se = r.integral.std() / math.sqrt(x.shape[0])
         assert abs(r.integral.mean() - exact.mean()) < 3 * se + 0.01
@@ -232,7 +245,10 @@ def test_information_rate_integrates_to_the_exact_cmi_and_lives_in_its_region(to
     ts = jnp.asarray([0.2, 0.4, 0.6])
     xs = jnp.stack([_xt(process, x[0], t, jr.key(13)) for t in ts])
     e = C.token_effect_energy(cm, process, ts, xs, y[0], 0)
-    manual = [0.5 * jnp.sum(C.token_effect_fn(cm, process, float(t), y[0], 0)(xv) ** 2) for t, xv in zip(ts, xs)]
+    manual = [
+        0.5 * jnp.sum(C.token_effect_fn(cm, process, float(t), y[0], 0)(xv) ** 2)
+        for t, xv in zip(ts, xs, strict=False)
+    ]
     chex.assert_trees_all_close(e, jnp.stack(manual), rtol=1e-10, atol=1e-20)
     c = C.correlation_over_steps(np.arange(10.0)[None].repeat(3, 0), np.arange(10.0) ** 2)
     assert c["mean"] == pytest.approx(1.0) and c["n"] == 3
@@ -264,8 +280,11 @@ def test_ssim_and_saliency_scores():
     va, vb = np.sum(w * pa**2) - ma**2, np.sum(w * pb**2) - mb**2
     cab = np.sum(w * pa * pb) - ma * mb
     c1, c2 = (0.01 * 4) ** 2, (0.03 * 4) ** 2
-    ref = ((2 * ma * mb + c1) / (ma**2 + mb**2 + c1)) * ((2 * np.sqrt(va * vb) + c2) / (va + vb + c2)) * \
-        ((cab + c2 / 2) / (np.sqrt(va * vb) + c2 / 2))
+    ref = (
+        ((2 * ma * mb + c1) / (ma**2 + mb**2 + c1))
+        * ((2 * np.sqrt(va * vb) + c2) / (va + vb + c2))
+        * ((cab + c2 / 2) / (np.sqrt(va * vb) + c2 / 2))
+    )
     assert abs(float(C.ssim_map(a, b, data_range=4.0)[3, 3]) - ref) < 1e-10
     region = np.zeros(16, bool)
     region[:4] = True
@@ -304,10 +323,24 @@ def test_trained_network_saliency_points_to_blocks_and_fails_randomisation(toy):
     from diffsim.studies.concepts import _randomise
 
     x, y = cm.sample(jr.key(50), 4000)
-    net = MLPScore(16, key=jr.key(51), process=process, alphabet_sizes=(2, 2), width=128, depth=2, data_std=2.0)
-    trained = train(net, x, TrainConfig(steps=300, batch_size=256, learning_rate=3e-3, warmup_steps=30,
-                                        token_dropout=0.3, time_sampling="logsnr"), key=jr.key(52), tokens=y,
-                    progress=False).ema
+    net = MLPScore(
+        16, key=jr.key(51), process=process, alphabet_sizes=(2, 2), width=128, depth=2, data_std=2.0
+    )
+    trained = train(
+        net,
+        x,
+        TrainConfig(
+            steps=300,
+            batch_size=256,
+            learning_rate=3e-3,
+            warmup_steps=30,
+            token_dropout=0.3,
+            time_sampling="logsnr",
+        ),
+        key=jr.key(52),
+        tokens=y,
+        progress=False,
+    ).ema
     t = float(process.t_from_log_snr(jnp.asarray(-1.0)))
     x0, y0 = cm.sample(jr.key(53), 6)
     res = {"trained": [], "random": [], "rank": []}
@@ -368,8 +401,9 @@ def test_grad_cam_matches_finite_differences_and_combines_passes(small_unet):
     # guidance strength w combines gradients and activations: g_u + w (g_c - g_u), A_u + w (A_c - A_u)
     w = 3.0
     cam3 = C.grad_cam(net, t, x, tok, unconditional=unc, guidance=w, target=tgt, layers=(layer,))
-    chex.assert_trees_all_close(cam3.native[layer], cam(a_u + w * (a_c - a_u), d_u + w * (d_c - d_u)),
-                                rtol=1e-5, atol=1e-8)
+    chex.assert_trees_all_close(
+        cam3.native[layer], cam(a_u + w * (a_c - a_u), d_u + w * (d_c - d_u)), rtol=1e-5, atol=1e-8
+    )
     assert cam1.maps.shape == (1, 4, 4) and float(cam1.maps.max()) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="Unknown `layers`"):
         C.grad_cam(net, t, x, tok, layers=("nope",))
@@ -408,7 +442,9 @@ def test_insertion_deletion_oracle_method_random_order(toy):
     x0, y0 = cm.sample(jr.key(80), 6)
     xs = jnp.stack([_xt(process, x0[i], t, jr.key(81 + i)) for i in range(6)])
     fn = C.conditional_fn(cm, process, t)  # unconditional x0_hat
-    maps = {"masking": jnp.stack([C.masking_saliency(fn, xs[i], jr.key(90 + i), n_masks=300) for i in range(6)])}
+    maps = {
+        "masking": jnp.stack([C.masking_saliency(fn, xs[i], jr.key(90 + i), n_masks=300) for i in range(6)])
+    }
     assert C.normalised_auc(np.linspace(0, 1, 11)) == pytest.approx(0.5)
     for mode, sign in (("insertion", 1), ("deletion", -1)):
         r = C.insertion_deletion(fn, xs, maps, jr.key(99), mode=mode, n_random=8)
@@ -420,8 +456,9 @@ def test_insertion_deletion_oracle_method_random_order(toy):
         chex.assert_trees_all_close(r.score["oracle"], np.ones(6))
     # per-sample tokens through the context argument give the same game as per-sample functions
     ctx_fn = C.conditional_tokens_fn(cm, process, t)
-    r1 = C.insertion_deletion(ctx_fn, xs[:2], {"m": maps["masking"][:2]}, jr.key(1), context=y0[:2], oracle=False,
-                              n_random=2)
+    r1 = C.insertion_deletion(
+        ctx_fn, xs[:2], {"m": maps["masking"][:2]}, jr.key(1), context=y0[:2], oracle=False, n_random=2
+    )
     for i in range(2):  # fidelity of the first reveal step, by hand
         fi = C.conditional_fn(cm, process, t, y0[i], np.ones(2, bool))
         first = int(np.argmax(np.asarray(maps["masking"][i])))

@@ -65,8 +65,12 @@ def test_eps_and_density_match_restricted_mixture_for_every_subset(tmix, model):
     lams = jnp.asarray([-3.0, 0.5, 4.0])
     ts = proc.t_from_log_snr(lams)
     chex.assert_trees_all_close(proc.alpha(ts), channel_coefficients(lams)[0], rtol=1e-12)
-    ours = jax.jit(jax.vmap(lambda lam, mask: (model.eps(lam, x, tokens, mask), model.log_prob(lam, x, tokens, mask)),
-                            in_axes=(0, None)))
+    ours = jax.jit(
+        jax.vmap(
+            lambda lam, mask: (model.eps(lam, x, tokens, mask), model.log_prob(lam, x, tokens, mask)),
+            in_axes=(0, None),
+        )
+    )
     theirs = jax.jit(jax.vmap(lambda m, t: (m.eps(t, x), m.log_prob(t, x)), in_axes=(None, 0)))
     for subset in [(), (0, 2), (0, 1, 2)]:  # marginalising over all, one and no slots
         ref = tmix.condition({j: int(tokens[j]) for j in subset})
@@ -81,8 +85,9 @@ def test_score_is_gradient_of_log_prob(model):
     tok = jnp.asarray([0, 2, 1], jnp.int32)
     for subset in [(), (0,), (1, 2), (0, 1, 2)]:
         mask = subset_mask(3, subset)
-        chex.assert_trees_all_close(_score(model, 1.3, x, tok, mask), _grad_logp(x, model, 1.3, tok, mask),
-                                    rtol=1e-8, atol=1e-10)
+        chex.assert_trees_all_close(
+            _score(model, 1.3, x, tok, mask), _grad_logp(x, model, 1.3, tok, mask), rtol=1e-8, atol=1e-10
+        )
 
 
 def test_denoise_is_tweedie(model):
@@ -123,10 +128,12 @@ def test_token_posterior_is_bayes(model):
     toks = jnp.asarray(ys, jnp.int32)
     lp_data = jax.jit(jax.vmap(lambda t: model.data_log_prob(x, t, full)))(toks)
     lp_lam = jax.jit(jax.vmap(lambda t: model.log_prob(0.3, x, t, full)))(toks)
-    posts = jax.jit(lambda: (model.token_posterior(0.3, x, cond, mask), model.data_token_posterior(x, cond, mask)))()
+    posts = jax.jit(
+        lambda: (model.token_posterior(0.3, x, cond, mask), model.data_token_posterior(x, cond, mask))
+    )()
     for post, lp in ((posts[0], lp_lam), (posts[1], lp_data)):
         ref = np.zeros_like(prior)
-        for y, v in zip(ys, np.asarray(lp)):
+        for y, v in zip(ys, np.asarray(lp), strict=False):
             ref[y] = prior[y] * np.exp(v)
         chex.assert_trees_all_close(np.asarray(post), ref / ref.sum(), atol=1e-10)
 
@@ -191,7 +198,9 @@ def test_network_adapter_reproduces_exact_model(model, process):
     lams = jnp.asarray([-2.0, 0.3, 3.0])
     assert lo < float(lams.min()) and float(lams.max()) < hi
     masks = jnp.asarray([[False] * 3, [True, False, False], [False, True, True], [True] * 3])
-    grid = jax.vmap(lambda lam: jax.vmap(lambda mk: (adapter.eps(lam, x, tok, mk), model.eps(lam, x, tok, mk)))(masks))
+    grid = jax.vmap(
+        lambda lam: jax.vmap(lambda mk: (adapter.eps(lam, x, tok, mk), model.eps(lam, x, tok, mk)))(masks)
+    )
     ours, exact = jax.jit(grid)(lams)
     chex.assert_trees_all_close(ours, exact, rtol=1e-7, atol=1e-9)
     chex.assert_trees_all_close(adapter.token_prior, model.token_prior)
@@ -237,7 +246,9 @@ def test_bad_constructor_arguments(tmix, key):
     with pytest.raises(ValueError, match="component_tokens"):
         ConditionalMixture(tmix.mixture, np.zeros((3, 3), np.int32), (2, 3, 2))
     with pytest.raises(ValueError, match="slot 1"):
-        ConditionalMixture(tmix.mixture, np.full((tmix.mixture.n_components, 3), 2, np.int32) * [0, 2, 0], (2, 2, 2))
+        ConditionalMixture(
+            tmix.mixture, np.full((tmix.mixture.n_components, 3), 2, np.int32) * [0, 2, 0], (2, 2, 2)
+        )
     with pytest.raises(TypeError, match="GaussianMixture"):
         ConditionalMixture("not a mixture", np.zeros((1, 1), np.int32), (2,))
     with pytest.raises(TypeError, match="TokenMixture"):

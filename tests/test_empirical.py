@@ -18,8 +18,15 @@ X = jnp.asarray(RNG.normal(size=(3, 3)))
 @jax.jit
 def _everything(sc, t, x):
     lp = lambda y: sc.log_prob(t, y)  # noqa: E731
-    return (sc.score(t, x), sc.hessian(t, x), sc.laplacian(t, x), sc.log_prob(t, x), sc.denoise(t, x),
-            jax.grad(lp)(x), jax.hessian(lp)(x))
+    return (
+        sc.score(t, x),
+        sc.hessian(t, x),
+        sc.laplacian(t, x),
+        sc.log_prob(t, x),
+        sc.denoise(t, x),
+        jax.grad(lp)(x),
+        jax.hessian(lp)(x),
+    )
 
 
 @pytest.mark.parametrize("bandwidth", [0.0, 0.4])
@@ -38,7 +45,9 @@ def test_chunked_equals_unchunked():
     a = ds.EmpiricalScore(DATA)
     b = ds.EmpiricalScore(DATA, chunk_size=4)  # 23 = 5 * 4 + 3: exercises the padding
     for t in [0.01, 0.3]:
-        chex.assert_trees_all_close(_everything(a, t, X[0])[:5], _everything(b, t, X[0])[:5], rtol=1e-10, atol=1e-12)
+        chex.assert_trees_all_close(
+            _everything(a, t, X[0])[:5], _everything(b, t, X[0])[:5], rtol=1e-10, atol=1e-12
+        )
 
 
 def test_smoothed_equals_gaussian_mixture():

@@ -13,6 +13,7 @@ import diffsim as ds
 from diffsim.analysis import entropy as E
 from diffsim.scores.guidance import guided_mixture
 
+
 LOG_2PI_E = math.log(2 * math.pi * math.e)
 
 

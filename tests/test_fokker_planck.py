@@ -14,6 +14,7 @@ from diffsim.analysis import fokker_planck as F
 from diffsim.analysis import guidance as A
 from diffsim.scores.guidance import guided_mixture
 
+
 OU = ds.VP.ou()
 
 

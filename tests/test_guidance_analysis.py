@@ -10,6 +10,7 @@ import pytest
 import diffsim as ds
 from diffsim.analysis import guidance as A
 
+
 LOG_2PI_E = math.log(2 * math.pi * math.e)
 SCALES = [1.0, 1.5, 2.0, 3.0, 5.0, 11.0]  # diffsim scale w; Wu et al.'s eta = w - 1 = 0 ... 10
 

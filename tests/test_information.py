@@ -21,6 +21,7 @@ from diffsim.scores.conditional import ConditionalMixture, TokenNetworkDenoiser
 from diffsim.scores.mixture import GaussianMixture
 from diffsim.scores.networks import MLPScore
 
+
 LN2 = math.log(2.0)
 GATE_SCHEME = LogSNRScheme.logistic(128, loc=-2.0, scale=2.0, clip=5.0)
 CHUNK = 64  # fixed compiled chunk shape shared by the tests
@@ -46,15 +47,21 @@ def test_logistic_weights_integrate_over_the_support():
     exact = math.sqrt(2 * math.pi) * 0.5 * (math.erf(5.5 / math.sqrt(2)) + math.erf(6.5 / math.sqrt(2)))
     chex.assert_trees_all_close(float(jnp.sum(w * bump)), exact, rtol=0.01)
     lam_u, w_u = info.logsnr_samples(jr.key(1), 100_000, "uniform", lo=-3.0, hi=4.0, stratified=True)
-    chex.assert_trees_all_close(float(jnp.sum(w_u * jnp.sin(lam_u))), math.cos(-3.0) - math.cos(4.0), atol=1e-3)
+    chex.assert_trees_all_close(
+        float(jnp.sum(w_u * jnp.sin(lam_u))), math.cos(-3.0) - math.cos(4.0), atol=1e-3
+    )
 
 
 def test_gauss_legendre_and_fixed_rules():
     lam, w = info.logsnr_samples(None, 6, "gauss_legendre", lo=-2.0, hi=3.0)
-    chex.assert_trees_all_close(float(jnp.sum(w * lam**7)), (3.0**8 - 2.0**8) / 8, rtol=1e-10)  # degree <= 11 exact
+    chex.assert_trees_all_close(
+        float(jnp.sum(w * lam**7)), (3.0**8 - 2.0**8) / 8, rtol=1e-10
+    )  # degree <= 11 exact
     fixed = LogSNRScheme.fixed([2.0, -1.0, 0.0])
     _, w_f = fixed.sample(None)
-    chex.assert_trees_all_close(np.asarray(w_f), np.asarray([1.0, 0.5, 1.5]))  # trapezoid on the sorted values
+    chex.assert_trees_all_close(
+        np.asarray(w_f), np.asarray([1.0, 0.5, 1.5])
+    )  # trapezoid on the sorted values
     assert fixed.support == (-1.0, 2.0)
 
 
@@ -93,8 +100,17 @@ def test_gaussian_mmse_gap_is_zero_and_mmse_matches_closed_form(gaussian, gaussi
     x = gaussian_points
     tok = jnp.zeros((6, 2, 1), jnp.int32)
     masks = jnp.asarray([[False], [True]])
-    cur = info.mmse_curves(gaussian, x, tok, masks, jr.key(0), scheme=scheme, n_noise=3000, pairs=((0, 1),),
-                           coordinate_curves=True)
+    cur = info.mmse_curves(
+        gaussian,
+        x,
+        tok,
+        masks,
+        jr.key(0),
+        scheme=scheme,
+        n_noise=3000,
+        pairs=((0, 1),),
+        coordinate_curves=True,
+    )
     chex.assert_shape(cur.mmse, (6, 2, 16))
     chex.assert_trees_all_close(cur.standard_integrand(0, 1), np.zeros((6, 16)), atol=1e-12)
     chex.assert_trees_all_close(cur.orthogonal_integrand(0, 1), np.zeros((6, 16)), atol=1e-12)
@@ -119,12 +135,16 @@ def test_itd_neg_log_likelihood_matches_exact_density(gaussian, gaussian_points)
     (16 independent replicates per point, |z| < 4), with an unmatched (v = 1) and a matched base."""
     reps = 16
     x = jnp.tile(gaussian_points, (reps, 1))  # point i uses fold_in(key, i): replicates are independent
-    exact = -np.asarray(jax.vmap(lambda xi: gaussian.data_log_prob(xi, jnp.asarray([0]), jnp.asarray([False])))(
-        gaussian_points))
+    exact = -np.asarray(
+        jax.vmap(lambda xi: gaussian.data_log_prob(xi, jnp.asarray([0]), jnp.asarray([False])))(
+            gaussian_points
+        )
+    )
     scheme = LogSNRScheme.logistic(128, loc=0.0, scale=2.0, clip=8.0)
     for base in (1.0, V):
-        nll = info.neg_log_likelihood(gaussian, x, jr.key(0), scheme=scheme, n_noise=16, base_variances=base,
-                                      chunk_size=CHUNK)
+        nll = info.neg_log_likelihood(
+            gaussian, x, jr.key(0), scheme=scheme, n_noise=16, base_variances=base, chunk_size=CHUNK
+        )
         est = np.asarray(nll.nll).reshape(reps, 6)
         z = _zscores(est, exact)
         assert np.all(np.abs(z) < 4.0), z
@@ -148,8 +168,16 @@ def test_standard_estimator_matches_exact_pmi_per_sample(copy_gate):
     exact = info.exact_pid_information(copy_gate, x, y).pointwise
     chex.assert_trees_all_close(exact, np.tile([LN2, LN2, 2 * LN2], (8, 1)), atol=1e-6)
     reps = 8
-    est = info.pid_information(copy_gate, jnp.tile(x, (reps, 1)), jnp.tile(y, (reps, 1)), jr.key(1),
-                               scheme=GATE_SCHEME, n_noise=16, specific=False, chunk_size=CHUNK)
+    est = info.pid_information(
+        copy_gate,
+        jnp.tile(x, (reps, 1)),
+        jnp.tile(y, (reps, 1)),
+        jr.key(1),
+        scheme=GATE_SCHEME,
+        n_noise=16,
+        specific=False,
+        chunk_size=CHUNK,
+    )
     for k in range(3):
         z = _zscores(est.pointwise[:, k].reshape(reps, 8), exact[:, k])
         assert np.all(np.abs(z) < 4.0), (k, z)
@@ -171,7 +199,9 @@ def test_orthogonal_estimator_matches_on_average_not_per_sample(overlapping_gate
     m = overlapping_gate
     x, y, _ = m.sample_stratified(jr.key(4), 64)
     exact = info.exact_pid_information(m, x, y).pointwise
-    est = info.pid_information(m, x, y, jr.key(5), scheme=GATE_SCHEME, n_noise=8, specific=False, chunk_size=CHUNK)
+    est = info.pid_information(
+        m, x, y, jr.key(5), scheme=GATE_SCHEME, n_noise=8, specific=False, chunk_size=CHUNK
+    )
     o = est.orthogonal
     yn = np.asarray(y)
     strata = [yn[:, 0], yn[:, 1], 2 * yn[:, 0] + yn[:, 1]]
@@ -195,15 +225,21 @@ def test_chain_rule(overlapping_gate):
     Monte-Carlo error of the exact value."""
     m = overlapping_gate
     x, y = m.sample(jr.key(6), 16)
-    ex = {k: info.exact_pointwise_information(m, x, y, about=a, given=g)
-          for k, (a, g) in {"12": ((0, 1), ()), "1": ((0,), ()), "2|1": ((1,), (0,))}.items()}
+    ex = {
+        k: info.exact_pointwise_information(m, x, y, about=a, given=g)
+        for k, (a, g) in {"12": ((0, 1), ()), "1": ((0,), ()), "2|1": ((1,), (0,))}.items()
+    }
     chex.assert_trees_all_close(ex["12"], ex["1"] + ex["2|1"], atol=1e-10)
-    est = {k: info.pointwise_information(m, x, y, jr.key(7), about=a, given=g, scheme=GATE_SCHEME, n_noise=8,
-                                         chunk_size=CHUNK)
-           for k, (a, g) in {"12": ((0, 1), ()), "1": ((0,), ()), "2|1": ((1,), (0,))}.items()}
+    est = {
+        k: info.pointwise_information(
+            m, x, y, jr.key(7), about=a, given=g, scheme=GATE_SCHEME, n_noise=8, chunk_size=CHUNK
+        )
+        for k, (a, g) in {"12": ((0, 1), ()), "1": ((0,), ()), "2|1": ((1,), (0,))}.items()
+    }
     chex.assert_trees_all_close(est["12"].standard, est["1"].standard + est["2|1"].standard, atol=1e-9)
-    chex.assert_trees_all_close(est["12"].standard_coords, est["1"].standard_coords + est["2|1"].standard_coords,
-                                atol=1e-9)
+    chex.assert_trees_all_close(
+        est["12"].standard_coords, est["1"].standard_coords + est["2|1"].standard_coords, atol=1e-9
+    )
     for k, exact in ex.items():
         assert np.sqrt(np.mean((est[k].standard - exact) ** 2)) < 0.3, k
 
@@ -242,7 +278,9 @@ def test_discrete_pointwise_min_known_values():
     m = ConditionalMixture.from_token_mixture(pid_gate("AND"))
     joint = info.well_separated_joint(m)
     r_pm = (math.log2(4 / 3) - 2 * math.log2(3 / 2) + 1) / 4
-    chex.assert_trees_all_close(info.discrete_pid(joint, "pointwise_min", unit="bits").redundancy, r_pm, atol=1e-12)
+    chex.assert_trees_all_close(
+        info.discrete_pid(joint, "pointwise_min", unit="bits").redundancy, r_pm, atol=1e-12
+    )
     h = -(0.25 * math.log2(0.25) + 0.75 * math.log2(0.75))
     chex.assert_trees_all_close(info.discrete_pid(joint, "mmi", unit="bits").redundancy, h - 0.5, atol=1e-12)
     assert abs(r_pm - 0.0613) < 1e-4 and abs(h - 0.5 - 0.3113) < 1e-4
@@ -256,8 +294,17 @@ def gate_results():
     for g in GATES:
         m = ConditionalMixture.from_token_mixture(pid_gate(g)).padded(4)  # RDN has 2 components: share shapes
         x, y, w = m.sample_stratified(jr.key(10), 16)
-        est = info.pid(m, x, y, jr.key(11), measure=info.PID_MEASURES, scheme=scheme, n_noise=16, sample_weights=w,
-                       chunk_size=CHUNK)
+        est = info.pid(
+            m,
+            x,
+            y,
+            jr.key(11),
+            measure=info.PID_MEASURES,
+            scheme=scheme,
+            n_noise=16,
+            sample_weights=w,
+            chunk_size=CHUNK,
+        )
         exact = info.pid(m, x, y, None, measure=info.PID_MEASURES, estimator="exact", sample_weights=w)
         out[g] = (m, est, exact)
     return out
@@ -281,23 +328,47 @@ def test_swapping_tokens_swaps_unique_terms(gate_results):
     """UNQ gate (g = y1) with its token columns swapped (g = y2): U1 and U2 trade places; and the same
     model with sources=(1, 0) gives exactly swapped terms (common random numbers)."""
     m, est, _ = gate_results["UNQ"]
-    swapped = ConditionalMixture(GaussianMixture(m.weights, m.means, m.eigvals), np.asarray(m.component_tokens)[:, ::-1],
-                                 (2, 2))
+    swapped = ConditionalMixture(
+        GaussianMixture(m.weights, m.means, m.eigvals), np.asarray(m.component_tokens)[:, ::-1], (2, 2)
+    )
     x, y, w = m.sample_stratified(jr.key(10), 16)
     scheme = LogSNRScheme.logistic(256, loc=-2.0, scale=2.0, clip=5.0)
-    bs = info.pid(swapped, x, y[:, ::-1], jr.key(11), measure=info.PID_MEASURES, scheme=scheme, n_noise=16,
-                  sample_weights=w, chunk_size=CHUNK)
-    cs = info.pid(m, x, y, jr.key(11), measure=info.PID_MEASURES, sources=(1, 0), scheme=scheme, n_noise=16,
-                  sample_weights=w, chunk_size=CHUNK)
+    bs = info.pid(
+        swapped,
+        x,
+        y[:, ::-1],
+        jr.key(11),
+        measure=info.PID_MEASURES,
+        scheme=scheme,
+        n_noise=16,
+        sample_weights=w,
+        chunk_size=CHUNK,
+    )
+    cs = info.pid(
+        m,
+        x,
+        y,
+        jr.key(11),
+        measure=info.PID_MEASURES,
+        sources=(1, 0),
+        scheme=scheme,
+        n_noise=16,
+        sample_weights=w,
+        chunk_size=CHUNK,
+    )
     for measure in info.PID_MEASURES:
         a = est[measure].terms.to_bits()
         assert a.unique1 > 0.9 and abs(a.unique2) < 0.05
         b = bs[measure].terms.to_bits()
-        chex.assert_trees_all_close((b.unique1, b.unique2, b.redundancy, b.synergy),
-                                    (a.unique2, a.unique1, a.redundancy, a.synergy), atol=1e-9)
+        chex.assert_trees_all_close(
+            (b.unique1, b.unique2, b.redundancy, b.synergy),
+            (a.unique2, a.unique1, a.redundancy, a.synergy),
+            atol=1e-9,
+        )
         c = cs[measure].terms
-        chex.assert_trees_all_close((c.unique1, c.unique2), (est[measure].terms.unique2, est[measure].terms.unique1),
-                                    atol=1e-9)
+        chex.assert_trees_all_close(
+            (c.unique1, c.unique2), (est[measure].terms.unique2, est[measure].terms.unique1), atol=1e-9
+        )
 
 
 def _with_irrelevant_token(m):
@@ -306,7 +377,9 @@ def _with_irrelevant_token(m):
     tok = np.asarray(m.component_tokens)
     tok3 = np.concatenate([np.c_[tok, np.zeros(k, int)], np.c_[tok, np.ones(k, int)]])
     w = np.concatenate([np.asarray(m.weights)] * 2) / 2
-    mix = GaussianMixture(w, np.concatenate([np.asarray(m.means)] * 2), np.concatenate([np.asarray(m.eigvals)] * 2))
+    mix = GaussianMixture(
+        w, np.concatenate([np.asarray(m.means)] * 2), np.concatenate([np.asarray(m.eigvals)] * 2)
+    )
     return ConditionalMixture(mix, tok3, (2, 2, 2))
 
 
@@ -319,13 +392,26 @@ def test_independent_irrelevant_token_changes_nothing(gate_results):
     y3 = jnp.c_[y, jnp.arange(y.shape[0]) % 2]
     scheme = LogSNRScheme.logistic(256, loc=-2.0, scale=2.0, clip=5.0)
     for context in ((), (2,)):
-        got = info.pid(m3, x, y3, jr.key(11), measure=info.PID_MEASURES, context=context, scheme=scheme,
-                       n_noise=16, sample_weights=w, chunk_size=CHUNK)
+        got = info.pid(
+            m3,
+            x,
+            y3,
+            jr.key(11),
+            measure=info.PID_MEASURES,
+            context=context,
+            scheme=scheme,
+            n_noise=16,
+            sample_weights=w,
+            chunk_size=CHUNK,
+        )
         for measure in info.PID_MEASURES:
-            chex.assert_trees_all_close(np.asarray(got[measure].terms), np.asarray(est[measure].terms), atol=1e-8)
+            chex.assert_trees_all_close(
+                np.asarray(got[measure].terms), np.asarray(est[measure].terms), atol=1e-8
+            )
     exact3 = info.pid(m3, x, y3, None, measure="wb_imin", estimator="exact", context=(2,), sample_weights=w)
-    chex.assert_trees_all_close(np.asarray(exact3.terms), np.asarray(gate_results["AND"][2]["wb_imin"].terms),
-                                atol=1e-10)
+    chex.assert_trees_all_close(
+        np.asarray(exact3.terms), np.asarray(gate_results["AND"][2]["wb_imin"].terms), atol=1e-10
+    )
 
 
 def test_conditional_pid_context_that_copies_a_source():
@@ -333,16 +419,27 @@ def test_conditional_pid_context_that_copies_a_source():
     conditional term vanishes, while the unconditional redundancy is 1 bit."""
     base = ConditionalMixture.from_token_mixture(pid_gate("RDN"))
     tok = np.asarray(base.component_tokens)
-    m = ConditionalMixture(GaussianMixture(base.weights, base.means, base.eigvals), np.c_[tok, tok[:, 0]], (2, 2, 2))
+    m = ConditionalMixture(
+        GaussianMixture(base.weights, base.means, base.eigvals), np.c_[tok, tok[:, 0]], (2, 2, 2)
+    )
     x, y, w = m.sample_stratified(jr.key(2), 16)
     for measure in info.PID_MEASURES:
         cond = info.pid(m, x, y, None, measure=measure, estimator="exact", context=(2,), sample_weights=w)
         chex.assert_trees_all_close(np.asarray(cond.terms), np.zeros(4), atol=1e-10)
         unc = info.pid(m, x, y, None, measure=measure, estimator="exact", sample_weights=w)
         chex.assert_trees_all_close(unc.terms.to_bits().redundancy, 1.0, atol=1e-6)
-    est = info.pid(m.padded(8), x, y, jr.key(3), measure=info.PID_MEASURES, context=(2,),
-                   scheme=LogSNRScheme.logistic(256, loc=-2.0, scale=2.0, clip=5.0), n_noise=4, sample_weights=w,
-                   chunk_size=CHUNK)
+    est = info.pid(
+        m.padded(8),
+        x,
+        y,
+        jr.key(3),
+        measure=info.PID_MEASURES,
+        context=(2,),
+        scheme=LogSNRScheme.logistic(256, loc=-2.0, scale=2.0, clip=5.0),
+        n_noise=4,
+        sample_weights=w,
+        chunk_size=CHUNK,
+    )
     for measure in info.PID_MEASURES:  # identical conditions given c: every term is exactly zero
         chex.assert_trees_all_close(np.asarray(est[measure].terms), np.zeros(4), atol=1e-10)
     chex.assert_trees_all_close(est["pointwise_min"].maps.redundancy, np.zeros(2), atol=1e-10)
@@ -358,22 +455,32 @@ def test_blocks_independent_of_a_token_get_zero_pixel_information():
     tm = block_structured(("y1", "y2", "none", "none"), block_size=2, separation=3.0, std=0.6)
     m = ConditionalMixture.from_token_mixture(tm)
     x, y = m.sample(jr.key(0), 12)
-    res = info.decompose(info.pid_information(m, x, y, jr.key(1), scheme=GATE_SCHEME, n_noise=2, specific=False,
-                                              chunk_size=CHUNK), "pointwise_min")
+    res = info.decompose(
+        info.pid_information(
+            m, x, y, jr.key(1), scheme=GATE_SCHEME, n_noise=2, specific=False, chunk_size=CHUNK
+        ),
+        "pointwise_min",
+    )
     masks = {k.split(":")[1]: v for k, v in tm.support.items()}  # (the two 'none' blocks share a key)
     masks["y1"], masks["y2"] = tm.support["0:y1"], tm.support["1:y2"]
-    pi = info.pid_information(m, x, y, jr.key(1), scheme=GATE_SCHEME, n_noise=2, specific=False, chunk_size=CHUNK)
+    pi = info.pid_information(
+        m, x, y, jr.key(1), scheme=GATE_SCHEME, n_noise=2, specific=False, chunk_size=CHUNK
+    )
     o1, o2 = pi.orthogonal_coords[:, 0], pi.orthogonal_coords[:, 1]
     assert np.abs(o1[:, ~masks["y1"]]).max() < 1e-12 and o1[:, masks["y1"]].mean() > 0.05
     assert np.abs(o2[:, ~masks["y2"]]).max() < 1e-12 and o2[:, masks["y2"]].mean() > 0.05
     assert np.abs(pi.pointwise_coords[:, 0][:, ~masks["y1"]]).max() < 1e-12  # the standard map too
     assert np.abs(res.maps.redundancy).max() < 1e-12  # no pixel carries both tokens
-    chex.assert_trees_all_close(res.maps.unique1 + res.maps.unique2, pi.orthogonal_coords[:, 2].mean(0), atol=1e-12)
+    chex.assert_trees_all_close(
+        res.maps.unique1 + res.maps.unique2, pi.orthogonal_coords[:, 2].mean(0), atol=1e-12
+    )
 
     tm_x = block_structured(("y1", "y2", "xor", "none"), block_size=2, separation=3.0, std=0.6)
     mx = ConditionalMixture.from_token_mixture(tm_x)
     xx, yx = mx.sample(jr.key(2), 12)
-    px = info.pid_information(mx, xx, yx, jr.key(3), scheme=GATE_SCHEME, n_noise=2, specific=False, chunk_size=CHUNK)
+    px = info.pid_information(
+        mx, xx, yx, jr.key(3), scheme=GATE_SCHEME, n_noise=2, specific=False, chunk_size=CHUNK
+    )
     none = tm_x.support["3:none"]
     assert np.abs(px.orthogonal_coords[:, :, none]).max() < 1e-12
     assert px.orthogonal_coords[:, 0, tm_x.support["1:y2"]].max() > 1e-4  # coupling: y1 informs the y2 block
@@ -396,8 +503,15 @@ def test_network_adapter_runs_pid(key):
     x = jr.normal(jr.key(1), (4, 2))
     y = jnp.asarray([[0, 0], [0, 1], [1, 0], [1, 1]])
     lo, hi = model.log_snr_range
-    res = info.pid(model, x, y, jr.key(2), measure=info.PID_MEASURES,
-                   scheme=LogSNRScheme.uniform(8, max(lo, -8.0), min(hi, 8.0)), n_noise=2)
+    res = info.pid(
+        model,
+        x,
+        y,
+        jr.key(2),
+        measure=info.PID_MEASURES,
+        scheme=LogSNRScheme.uniform(8, max(lo, -8.0), min(hi, 8.0)),
+        n_noise=2,
+    )
     for r in res.values():
         chex.assert_tree_all_finite(np.asarray(r.terms))
     with pytest.raises(ValueError, match="token prior"):
@@ -465,6 +579,7 @@ def test_study_config_and_dit_helper():
     joint = info.well_separated_joint(ConditionalMixture.from_token_mixture(pid_gate("AND")))
     vals = dit_pid_values(joint)
     for measure in ("wb_imin", "mmi"):
-        chex.assert_trees_all_close(np.asarray(vals[measure]),
-                                    np.asarray(info.discrete_pid(joint, measure, unit="bits")), atol=1e-9)
+        chex.assert_trees_all_close(
+            np.asarray(vals[measure]), np.asarray(info.discrete_pid(joint, measure, unit="bits")), atol=1e-9
+        )
     chex.assert_trees_all_close(np.asarray(vals["broja"]), np.asarray([0.3113, 0.0, 0.0, 0.5]), atol=1e-3)

@@ -17,6 +17,7 @@ from diffsim.analysis.metrics import (
 from diffsim.processes import VP
 from diffsim.scores import GaussianMixture
 
+
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(37, 3))
 Y = RNG.normal(size=(29, 3)) + 0.5
@@ -37,9 +38,9 @@ def test_energy_distance_matches_brute_force_u_statistic_with_ragged_chunks():
 
 def test_mmd_matches_brute_force_and_vanishes_for_identical_distributions():
     h = 1.3
-    kxy, kxx, kyy = (np.exp(-_dists(a, b) ** 2 / (2 * h * h)) for a, b in ((X, Y), (X, X), (Y, Y)))
+    kxy, kxx, kyy = (np.exp(-(_dists(a, b) ** 2) / (2 * h * h)) for a, b in ((X, Y), (X, X), (Y, Y)))
     n, m = len(X), len(Y)
-    ref = ((kxx.sum() - n) / (n * (n - 1)) + (kyy.sum() - m) / (m * (m - 1)) - 2 * kxy.mean())
+    ref = (kxx.sum() - n) / (n * (n - 1)) + (kyy.sum() - m) / (m * (m - 1)) - 2 * kxy.mean()
     np.testing.assert_allclose(float(mmd(X, Y, bandwidth=h, chunk=6)), ref, rtol=1e-10)
     a = jax.random.normal(jax.random.key(1), (2000, 2))
     b = jax.random.normal(jax.random.key(2), (2000, 2))
@@ -48,7 +49,9 @@ def test_mmd_matches_brute_force_and_vanishes_for_identical_distributions():
 
 def test_wasserstein_1d_matches_scipy():
     a, b = RNG.normal(size=500), RNG.exponential(size=500)
-    np.testing.assert_allclose(float(wasserstein_1d(a, b)), scipy.stats.wasserstein_distance(a, b), rtol=1e-10)
+    np.testing.assert_allclose(
+        float(wasserstein_1d(a, b)), scipy.stats.wasserstein_distance(a, b), rtol=1e-10
+    )
     # W2 between N(0,1) and N(2,1) is 2 (a shift); quantile coupling of equal-size samples recovers it
     z = RNG.normal(size=1000)
     np.testing.assert_allclose(float(wasserstein_1d(z, z + 2.0, p=2.0)), 2.0, rtol=1e-10)
@@ -61,7 +64,7 @@ def test_expected_calibration_error_matches_a_loop():
     conf, pred = p.max(1), p.argmax(1)
     ece = 0.0
     for b in range(10):
-        sel = (np.clip((conf * 10).astype(int), 0, 9) == b)
+        sel = np.clip((conf * 10).astype(int), 0, 9) == b
         if sel.any():
             ece += sel.sum() / len(p) * abs(conf[sel].mean() - (pred[sel] == y[sel]).mean())
     np.testing.assert_allclose(float(expected_calibration_error(probs, labels, n_bins=10)), ece, rtol=1e-10)

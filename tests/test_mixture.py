@@ -6,11 +6,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 import diffsim as ds
-from diffsim.scores import eps_from_score, score_from_eps, score_from_v, score_from_x0, v_from_score, x0_from_score
+from diffsim.scores import (
+    eps_from_score,
+    score_from_eps,
+    score_from_v,
+    score_from_x0,
+    v_from_score,
+    x0_from_score,
+)
 
 
 def _random_spd(rng, k, d):
@@ -43,7 +51,9 @@ def _full_covs(kind):
     return c
 
 
-@pytest.fixture(scope="module", params=[(c, p) for c in COVS for p in PROCESSES], ids=lambda v: f"{v[0]}-{v[1]}")
+@pytest.fixture(
+    scope="module", params=[(c, p) for c in COVS for p in PROCESSES], ids=lambda v: f"{v[0]}-{v[1]}"
+)
 def mixture(request):
     kind, proc = request.param
     return kind, ds.GaussianMixture(W, MU, COVS[kind], process=PROCESSES[proc])
@@ -81,8 +91,12 @@ def test_log_prob_and_posterior_equal_scipy(mixture):
     for t in _times(gm):
         a, s2 = float(gm.process.alpha(t)), float(gm.process.sigma2(t))
         for x in X:
-            comp = np.array([stats.multivariate_normal(a * MU[k], a**2 * full[k] + s2 * np.eye(D)).pdf(x)
-                             for k in range(K)])
+            comp = np.array(
+                [
+                    stats.multivariate_normal(a * MU[k], a**2 * full[k] + s2 * np.eye(D)).pdf(x)
+                    for k in range(K)
+                ]
+            )
             _, _, _, lp, post = _closed(gm, t, x)
             np.testing.assert_allclose(lp, np.log(W @ comp), rtol=1e-10)
             np.testing.assert_allclose(post, W * comp / (W @ comp), rtol=1e-9, atol=1e-14)
@@ -96,8 +110,10 @@ def test_tweedie_equals_gaussian_conditioning(mixture):
     a, s2 = float(gm.process.alpha(t)), float(gm.process.sigma2(t))
     for x in X:
         r = np.asarray(gm.posterior(t, x))
-        cond = [MU[k] + a * full[k] @ np.linalg.solve(a**2 * full[k] + s2 * np.eye(D), np.asarray(x) - a * MU[k])
-                for k in range(K)]
+        cond = [
+            MU[k] + a * full[k] @ np.linalg.solve(a**2 * full[k] + s2 * np.eye(D), np.asarray(x) - a * MU[k])
+            for k in range(K)
+        ]
         np.testing.assert_allclose(gm.denoise(t, x), r @ np.array(cond), rtol=1e-9, atol=1e-12)
 
 
@@ -115,8 +131,9 @@ def test_parametrisation_round_trips():
         chex.assert_trees_all_close(gm.reverse_drift(t, x), p.drift(t, x) - p.beta(t) * s, rtol=1e-12)
     ve = ds.GaussianMixture(W, MU, 0.5, process=ds.VE(0.01, 10.0))
     s = ve.score(0.5, X[1])
-    chex.assert_trees_all_close(score_from_v(ve.process, 0.5, X[1], v_from_score(ve.process, 0.5, X[1], s)), s,
-                                rtol=1e-10)
+    chex.assert_trees_all_close(
+        score_from_v(ve.process, 0.5, X[1], v_from_score(ve.process, 0.5, X[1], s)), s, rtol=1e-10
+    )
 
 
 def test_default_hessian_autodiff_path():
@@ -159,8 +176,9 @@ def test_restrict_condition_group_posterior():
     r = gm.posterior(t, x)
     chex.assert_trees_all_close(gm.group_posterior(t, x, mask), r[0] + r[2], rtol=1e-12)
     # Bayes: P(S | x) = W_S p^S_t(x) / p_t(x)
-    chex.assert_trees_all_close(gm.group_posterior(t, x, mask),
-                                0.5 * jnp.exp(sub.log_prob(t, x) - gm.log_prob(t, x)), rtol=1e-10)
+    chex.assert_trees_all_close(
+        gm.group_posterior(t, x, mask), 0.5 * jnp.exp(sub.log_prob(t, x) - gm.log_prob(t, x)), rtol=1e-10
+    )
     full_sub = ds.GaussianMixture(W, MU, COVS["full"]).restrict(np.array([False, True, True]))
     assert full_sub.n_components == 2 and full_sub.cov_type == "full"
     sph = ds.GaussianMixture(W, MU, COVS["per_component"]).restrict([1])
@@ -245,7 +263,9 @@ def test_float32_far_mixture_refines_top_logits_only_where_cancellation_matters(
     g64 = ds.GaussianMixture(w, means, covs)
     assert g32.refine_logits and not g64.refine_logits
     assert not g32.restrict([0, 1, 2, 3]).refine_logits  # one cluster, recentred: no cancellation
-    assert not ds.GaussianMixture(w.astype(np.float32), rng.normal(size=(k, d)).astype(np.float32), 0.05).refine_logits
+    assert not ds.GaussianMixture(
+        w.astype(np.float32), rng.normal(size=(k, d)).astype(np.float32), 0.05
+    ).refine_logits
     xs = means[rng.integers(0, k, 300)] + rng.normal(size=(300, d))
     p32 = jax.vmap(lambda x: g32.posterior(jnp.float32(0.05), x))(jnp.asarray(xs, jnp.float32))
     p64 = jax.vmap(lambda x: g64.posterior(0.05, x))(jnp.asarray(xs))

@@ -22,8 +22,15 @@ def setups():
     """(model, training set, moments) for both parametrisations on the two-point set (small sizes)."""
     out = {}
     for param, weighting in (("denoiser", "denoiser"), ("score", "eps")):
-        ts = rf.make_training_set(TWO, key=jr.key(0), parametrisation=param, weighting=weighting, n_times=21,
-                                  n_noise=16, time_grid="log" if param == "score" else "uniform")
+        ts = rf.make_training_set(
+            TWO,
+            key=jr.key(0),
+            parametrisation=param,
+            weighting=weighting,
+            n_times=21,
+            n_noise=16,
+            time_grid="log" if param == "score" else "uniform",
+        )
         model = rf.RandomFeatureScore(2, 48, key=jr.key(1), n_freqs=4, parametrisation=param)
         out[param] = (model, ts, rf.fit_moments(model, ts))
     return out
@@ -109,8 +116,11 @@ def test_limit_with_null_space_term(setups):
     model, ts, _ = setups["denoiser"]
     half = model.width // 2
     dup = lambda a: jnp.concatenate([a[:half], a[:half]])  # noqa: E731
-    model = eqx.tree_at(lambda m: (m.weights_x, m.weights_t, m.bias), model,
-                        (dup(model.weights_x), dup(model.weights_t), dup(model.bias)))
+    model = eqx.tree_at(
+        lambda m: (m.weights_x, m.weights_t, m.bias),
+        model,
+        (dup(model.weights_x), dup(model.weights_t), dup(model.bias)),
+    )
     mom = rf.fit_moments(model, ts)
     lam = np.asarray(mom.eigvals)
     kept = lam > 1e-12 * lam.max()
@@ -163,8 +173,9 @@ def test_parametrisations_and_simulate(setups):
     for t in (0.01, 1.0):
         out = model.output(t, x)
         chex.assert_trees_all_close(model.score(t, x), (out - x) / p.sigma2(t), rtol=1e-12)
-        chex.assert_trees_all_close(model.denoise(t, x), ds.scores.x0_from_score(p, t, x, model.score(t, x)),
-                                    rtol=1e-10)
+        chex.assert_trees_all_close(
+            model.denoise(t, x), ds.scores.x0_from_score(p, t, x, model.score(t, x)), rtol=1e-10
+        )
     smodel, _, _ = setups["score"]
     chex.assert_trees_all_close(smodel.score(0.3, x), smodel.output(0.3, x), rtol=1e-12)
     tr = ds.simulate(model, "euler_maruyama", 20, n=16, key=jr.key(0))

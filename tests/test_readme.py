@@ -16,5 +16,7 @@ def test_readme_python_example_runs():
     assert ns["traj"].x.shape == (2_000, 2)
     assert np.isfinite(float(ns["score"].log_prob(0.0, ns["traj"].x[0])))
     # guidance towards label 1 (mean [2, 1]) moves the DDIM output's mean towards it
-    guided_mean = np.asarray(ns["ds"].simulate(ns["guided"], "ddim", 50, n=2_000, key=ns["jax"].random.key(1)).x.mean(0))
+    guided_mean = np.asarray(
+        ns["ds"].simulate(ns["guided"], "ddim", 50, n=2_000, key=ns["jax"].random.key(1)).x.mean(0)
+    )
     assert guided_mean[0] > 1.8

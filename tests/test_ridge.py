@@ -71,7 +71,9 @@ def test_analytic_hessians_equal_jax_hessian():
             h_tool = R.log_density_hessian(sc, t, x)
             chex.assert_trees_all_close(h_tool, _autodiff_hessian(sc, t, x), rtol=1e-9, atol=1e-9)
             # autodiff fallback for a score without a closed-form Hessian
-            chex.assert_trees_all_close(R.log_density_hessian(_ScoreOnly(sc), t, x), h_tool, rtol=1e-9, atol=1e-9)
+            chex.assert_trees_all_close(
+                R.log_density_hessian(_ScoreOnly(sc), t, x), h_tool, rtol=1e-9, atol=1e-9
+            )
 
 
 def test_two_point_spectrum_ordering_and_gap_mask():
@@ -152,7 +154,7 @@ def _em_variance(grid, v0=1.0):
     """Exact variance of y along the Euler-Maruyama chain: y' = y (1 - (2/h - 1) D) + sqrt(2 D) z."""
     g = np.asarray(grid)
     v = [v0]
-    for t, tn in zip(g[:-1], g[1:]):
+    for t, tn in zip(g[:-1], g[1:], strict=False):
         d = t - tn
         v.append((1 - (2 / _h(t) - 1) * d) ** 2 * v[-1] + 2 * d)
     return np.asarray(v)
@@ -162,7 +164,7 @@ def _em_shift(grid, c):
     """Exact mean offset of y under a denoiser shift (0, c): D' = D (1 - (2/h - 1) dt) + 2 c dt / h."""
     g = np.asarray(grid)
     out = [0.0]
-    for t, tn in zip(g[:-1], g[1:]):
+    for t, tn in zip(g[:-1], g[1:], strict=False):
         d = t - tn
         out.append(out[-1] * (1 - (2 / _h(t) - 1) * d) + 2 * c * d / _h(t))
     return np.asarray(out)
@@ -178,8 +180,15 @@ def sde_runs():
     out = {}
     for name, clip, shift in (("exact", 0.0, 0.0), ("normal", 0.0, 0.1), ("tangent", 1.0, 0.0)):
         sc = _perturbed(clip, shift)
-        out[name] = ds.simulate(sc, "euler_maruyama", GRID, n=N_SDE, key=jr.key(7), save=SAVE,
-                                stats=R.ridge_stats(EMP2, 1, score=sc, keep_basis=True))
+        out[name] = ds.simulate(
+            sc,
+            "euler_maruyama",
+            GRID,
+            n=N_SDE,
+            key=jr.key(7),
+            save=SAVE,
+            stats=R.ridge_stats(EMP2, 1, score=sc, keep_basis=True),
+        )
     return out
 
 
@@ -264,14 +273,24 @@ def test_pf_ode_distance_law_reach_and_relaxation():
     n = 64
     grid = ds.grids.geometric(P, 60)
     y_T = jnp.linspace(0.3, 2.5, n)
-    starts = {"exact": jnp.stack([jr.normal(jr.key(5), (n,)), y_T], axis=1),
-              "clip": jnp.stack([jnp.zeros(n), y_T], axis=1)}
+    starts = {
+        "exact": jnp.stack([jr.normal(jr.key(5), (n,)), y_T], axis=1),
+        "clip": jnp.stack([jnp.zeros(n), y_T], axis=1),
+    }
     runs = {}
     for name, clip in (("exact", 0.0), ("clip", 1.0)):
         sc = _perturbed(clip, 0.0)
-        runs[name] = ds.simulate(sc, "tsit5", grid, x=starts[name], key=jr.key(0), save="all",
-                                 stats=R.ridge_stats(EMP2, 1, score=sc, drift="ode", gap_threshold=1e-12),
-                                 rtol=1e-10, atol=1e-10)
+        runs[name] = ds.simulate(
+            sc,
+            "tsit5",
+            grid,
+            x=starts[name],
+            key=jr.key(0),
+            save="all",
+            stats=R.ridge_stats(EMP2, 1, score=sc, drift="ode", gap_threshold=1e-12),
+            rtol=1e-10,
+            atol=1e-10,
+        )
     ts = np.asarray(runs["exact"].ts)
     h = np.array([_h(t) for t in ts])
     law = np.abs(np.asarray(y_T))[None, :] * np.sqrt(h / h[0])[:, None]
@@ -292,11 +311,19 @@ def test_pf_ode_distance_law_reach_and_relaxation():
     assert err.max() < 1e-7
     mid = 0.5 * (ts[1:] + ts[:-1])
     small = mid < 1.0  # where the steps resolve the rate, it is 1/h - 1 at the midpoint
-    np.testing.assert_allclose(np.median(rate, axis=1)[small], 1 / np.asarray(P.sigma2(mid))[small] - 1, rtol=0.05)
+    np.testing.assert_allclose(
+        np.median(rate, axis=1)[small], 1 / np.asarray(P.sigma2(mid))[small] - 1, rtol=0.05
+    )
     # reach: the first saved time inside the tube brackets the closed-form entry time
     r = 0.25
-    ph = R.detect_phases(ts, nd, np.asarray(tr.stats["valid"]), np.asarray(tr.stats["drift_normal"]),
-                         np.asarray(tr.stats["drift_tangent"]), tube_radius=r)
+    ph = R.detect_phases(
+        ts,
+        nd,
+        np.asarray(tr.stats["valid"]),
+        np.asarray(tr.stats["drift_normal"]),
+        np.asarray(tr.stats["drift_tangent"]),
+        tube_radius=r,
+    )
     h_star = r**2 * h[0] / np.asarray(y_T) ** 2
     t_star = np.where(h_star < 1, -0.5 * np.log1p(-np.minimum(h_star, 1 - 1e-16)), np.inf)
     idx = ph.reach_index
@@ -366,8 +393,12 @@ def test_bad_input():
     with pytest.raises(ValueError, match="d >= 2"):
         R.ridge_geometry(emp1, 0.5, jnp.zeros((2, 1)), 1)
     for t in (0.0, -0.1):
-        for fn in (lambda t: R.ridge_geometry(EMP2, t, x, 1), lambda t: R.scms_project(EMP2, t, x, 1),
-                   lambda t: R.hessian_spectrum(EMP2, t, x), lambda t: R.log_density_hessian(EMP2, t, x)):
+        for fn in (
+            lambda t: R.ridge_geometry(EMP2, t, x, 1),
+            lambda t: R.scms_project(EMP2, t, x, 1),
+            lambda t: R.hessian_spectrum(EMP2, t, x),
+            lambda t: R.log_density_hessian(EMP2, t, x),
+        ):
             with pytest.raises(ValueError, match="`t` must be > 0"):
                 fn(t)
     with pytest.raises(ValueError, match="at least one training point"):

@@ -25,7 +25,9 @@ def _exact_pf_map(p, x, s, t):
 
 
 @pytest.mark.parametrize("proc", sorted(GAUSS_PROCESSES))
-@pytest.mark.parametrize("method,order", [("euler", 1.0), ("ddim", 1.0), ("heun", 2.0), ("dpm_solver_2m", 2.0)])
+@pytest.mark.parametrize(
+    "method,order", [("euler", 1.0), ("ddim", 1.0), ("heun", 2.0), ("dpm_solver_2m", 2.0)]
+)
 def test_ode_solvers_converge_at_their_order(proc, method, order):
     p = GAUSS_PROCESSES[proc]
     gm = ds.GaussianMixture(jnp.ones(1), MU[None], LAM[None], process=p)
@@ -56,8 +58,12 @@ def test_adaptive_ode_matches_closed_form(proc):
 
 
 # --- recovering a mixture's law ------------------------------------------------------------------------
-GMM = ds.GaussianMixture(jnp.array([0.25, 0.75]), jnp.array([[-2.0, 0.0], [2.0, 1.0]]), jnp.array([0.5, 1.0]),
-                         process=ds.VP.linear())
+GMM = ds.GaussianMixture(
+    jnp.array([0.25, 0.75]),
+    jnp.array([[-2.0, 0.0], [2.0, 1.0]]),
+    jnp.array([0.5, 1.0]),
+    process=ds.VP.linear(),
+)
 N_LAW = 20000
 
 
@@ -68,11 +74,20 @@ def gmm_reference():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method,steps,opts", [
-    ("euler_maruyama", 200, {}), ("ddpm", 200, {}), ("ddim", 100, {}), ("heun", 50, {}),
-    ("dpm_solver_2m", 50, {}), ("pc", 200, {}), ("tsit5", 1, {}), ("sde", 200, {"brownian": "unsafe"}),
-    ("heun", 50, {"churn": 10.0}),
-])
+@pytest.mark.parametrize(
+    "method,steps,opts",
+    [
+        ("euler_maruyama", 200, {}),
+        ("ddpm", 200, {}),
+        ("ddim", 100, {}),
+        ("heun", 50, {}),
+        ("dpm_solver_2m", 50, {}),
+        ("pc", 200, {}),
+        ("tsit5", 1, {}),
+        ("sde", 200, {"brownian": "unsafe"}),
+        ("heun", 50, {"churn": 10.0}),
+    ],
+)
 def test_samplers_recover_mixture_law(method, steps, opts, gmm_reference):
     grid = ds.grids.logsnr_uniform(GMM.process, steps)
     traj = ds.simulate(GMM, method, grid, n=N_LAW, key=jax.random.key(7), **opts)
@@ -99,8 +114,16 @@ def test_pf_ode_log_likelihood_equals_exact_log_prob():
     mismatch = p.prior_log_prob(x_end) - jax.vmap(prior)(x_end)
     chex.assert_trees_all_close(ll_std - exact, mismatch, atol=1e-6)
     # Hutchinson: unbiased, so the mean over points and probes agrees within its standard error
-    ll_h, _ = ds.log_likelihood(GMM, x, prior_log_prob=prior, divergence="hutchinson", n_probes=8,
-                                key=jax.random.key(4), rtol=1e-6, atol=1e-6)
+    ll_h, _ = ds.log_likelihood(
+        GMM,
+        x,
+        prior_log_prob=prior,
+        divergence="hutchinson",
+        n_probes=8,
+        key=jax.random.key(4),
+        rtol=1e-6,
+        atol=1e-6,
+    )
     diff = np.asarray(ll_h - exact)
     assert abs(diff.mean()) < 4 * diff.std() / np.sqrt(diff.size) + 1e-3
 
@@ -108,8 +131,9 @@ def test_pf_ode_log_likelihood_equals_exact_log_prob():
 @pytest.mark.slow
 def test_noise_denoise_reweighting_identity():
     """Li & Chen's identity for the exact reverse SDE: E_out f(X) = E[f(X_0) P(S | X_T)] / W_S."""
-    gm = ds.GaussianMixture(jnp.array([0.3, 0.3, 0.4]), jnp.array([[-4.0], [-1.0], [3.0]]),
-                            jnp.array([0.25, 0.25, 0.5]))
+    gm = ds.GaussianMixture(
+        jnp.array([0.3, 0.3, 0.4]), jnp.array([[-4.0], [-1.0], [3.0]]), jnp.array([0.25, 0.25, 0.5])
+    )
     s_init = [0]
     t_hat = 1.0
     n = 20000
@@ -128,9 +152,17 @@ def test_noise_denoise_reweighting_identity():
 
 
 # --- determinism, saving, cloning ----------------------------------------------------------------------
-@pytest.mark.parametrize("method,opts", [("euler_maruyama", {}), ("ddpm", {}), ("pc", {}),
-                                         ("heun", {"churn": 5.0}), ("dpm_solver_2m", {}),
-                                         ("sde", {"brownian": "unsafe"})])
+@pytest.mark.parametrize(
+    "method,opts",
+    [
+        ("euler_maruyama", {}),
+        ("ddpm", {}),
+        ("pc", {}),
+        ("heun", {"churn": 5.0}),
+        ("dpm_solver_2m", {}),
+        ("sde", {"brownian": "unsafe"}),
+    ],
+)
 def test_batching_and_chunking_do_not_change_particles(method, opts):
     key = jax.random.key(11)
     grid = ds.grids.logsnr_uniform(GMM.process, 12)
@@ -155,7 +187,9 @@ def test_save_and_stats():
     post = jax.vmap(lambda t, xb: jax.vmap(lambda xi: GMM.posterior(t, xi))(xb))(full.ts, full.xs)
     chex.assert_trees_all_close(full.stats["r"], post, rtol=1e-12)
     chex.assert_trees_all_close(full.stats["t"][:, 0], grid)
-    strided = ds.simulate(GMM, "ddim", grid, x=x0, key=jax.random.key(0), save=4, save_states=False, stats=stats)
+    strided = ds.simulate(
+        GMM, "ddim", grid, x=x0, key=jax.random.key(0), save=4, save_states=False, stats=stats
+    )
     assert strided.xs is None
     chex.assert_trees_all_close(strided.ts, grid[jnp.array([0, 4, 8, 10])])
     chex.assert_trees_all_close(strided.stats["r"], full.stats["r"][jnp.array([0, 4, 8, 10])])
@@ -190,9 +224,14 @@ def test_noise_denoise_traced_start_time():
 
 def test_grids():
     p = ds.VP.linear()
-    for g in [ds.grids.uniform(p, 10), ds.grids.geometric(p, 10), ds.grids.logsnr_uniform(p, 10),
-              ds.grids.karras(p, 10), ds.grids.exponential(p, 10, dense="early"),
-              ds.grids.exponential(p, 10, dense="late")]:
+    for g in [
+        ds.grids.uniform(p, 10),
+        ds.grids.geometric(p, 10),
+        ds.grids.logsnr_uniform(p, 10),
+        ds.grids.karras(p, 10),
+        ds.grids.exponential(p, 10, dense="early"),
+        ds.grids.exponential(p, 10, dense="late"),
+    ]:
         chex.assert_shape(g, (11,))
         assert np.all(np.diff(np.asarray(g)) < 0)
         chex.assert_trees_all_close((g[0], g[-1]), (p.t_max, p.t_min), rtol=1e-9)

@@ -22,8 +22,9 @@ from diffsim.sampling import particle_mesh, particle_sharding, simulate_sharded
 from diffsim.sampling.simulate import _counter_normals
 
 
-GMM = ds.GaussianMixture(jnp.array([0.3, 0.7]), jnp.array([[-2.0, 0.0, 1.0], [2.0, 1.0, 0.0]]),
-                         jnp.array([0.2, 0.5]))
+GMM = ds.GaussianMixture(
+    jnp.array([0.3, 0.7]), jnp.array([[-2.0, 0.0, 1.0], [2.0, 1.0, 0.0]]), jnp.array([0.2, 0.5])
+)
 
 
 # --- counter-based noise ---------------------------------------------------------------------------------
@@ -35,7 +36,7 @@ def test_counter_normals_are_rows_of_a_batch_normal(dtype):
     for offset, n in [(0, 11), (4, 5), (10, 1)]:
         part = _counter_normals(key, offset, n, (2, 3), dtype)
         assert part.dtype == dtype
-        np.testing.assert_array_equal(np.asarray(part), np.asarray(full[offset:offset + n]))
+        np.testing.assert_array_equal(np.asarray(part), np.asarray(full[offset : offset + n]))
     z = np.asarray(_counter_normals(key, 0, 20_000, (1,), jnp.float64)).ravel()
     assert abs(z.mean()) < 0.03 and abs(z.std() - 1) < 0.02
 
@@ -166,8 +167,9 @@ def test_four_devices_give_identical_particles():
     env = dict(os.environ)
     env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4").strip()
     env["JAX_PLATFORMS"] = "cpu"
-    proc = subprocess.run([sys.executable, "-c", _MULTI_DEVICE_SCRIPT], env=env, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", _MULTI_DEVICE_SCRIPT], env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "MULTI_DEVICE_OK" in proc.stdout
     # a wrong key offset per shard would give O(1) differences; the check above allows ~1e-12

@@ -74,7 +74,7 @@ def test_gate_code_tables():
     }
     for gate in GATES:
         tm = pid_gate(gate, separation=8.0, std=0.5)
-        table = {tuple(int(v) for v in t): int(g) for t, g in zip(tm.tokens, tm.code)}
+        table = {tuple(int(v) for v in t): int(g) for t, g in zip(tm.tokens, tm.code, strict=False)}
         assert table == expected[gate], gate
         # components with the same code share a mean; different codes are >= separation apart
         means = np.asarray(tm.mixture.means)

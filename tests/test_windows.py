@@ -17,6 +17,7 @@ import diffsim as ds
 from diffsim.analysis import windows as cw
 from diffsim.studies import critical_windows as study
 
+
 EPS = 0.05
 OU = ds.VP.ou()
 

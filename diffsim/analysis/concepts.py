@@ -86,6 +86,7 @@ from ..scores.mixture import GaussianMixture
 from ..scores.networks import UNetScore, convert_parametrisation
 from .information import LogSNRScheme, gaussian_mmse, mmse_curves
 
+
 __all__ = [
     "GRAD_CAM_TARGETS",
     "SCHEDULES",
@@ -149,8 +150,10 @@ def _check_process(process) -> AbstractProcess:
 
 def _check_model(model) -> AbstractConditionalDenoiser:
     if not isinstance(model, AbstractConditionalDenoiser):
-        raise TypeError("`model` must be a conditional denoiser (ConditionalMixture, TokenNetworkDenoiser, ...), "
-                        f"got {type(model).__name__}.")
+        raise TypeError(
+            "`model` must be a conditional denoiser (ConditionalMixture, TokenNetworkDenoiser, ...), "
+            f"got {type(model).__name__}."
+        )
     return model
 
 
@@ -171,7 +174,9 @@ def _image_shape(image_shape, d: int, name: str = "image_shape") -> tuple[int, i
     if len(shape) == 3 and shape[0] == 1:
         shape = shape[1:]
     if len(shape) != 2 or shape[0] * shape[1] != d or min(shape) < 1:
-        raise ValueError(f"`{name}` must be (H, W) with H * W = {d} (the dimension of x), got {tuple(image_shape)}.")
+        raise ValueError(
+            f"`{name}` must be (H, W) with H * W = {d} (the dimension of x), got {tuple(image_shape)}."
+        )
     return shape  # type: ignore[return-value]
 
 
@@ -193,16 +198,24 @@ def step_time(grid: ArrayLike, step: int) -> float:
     if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
         raise TypeError(f"`step` must be an integer grid index, got {type(step).__name__}.")
     if not 0 <= int(step) < ts.size:
-        raise ValueError(f"`step` {step} is outside the grid: it has {ts.size} times (steps 0..{ts.size - 1}).")
+        raise ValueError(
+            f"`step` {step} is outside the grid: it has {ts.size} times (steps 0..{ts.size - 1})."
+        )
     return float(ts[int(step)])
 
 
 # =====================================================================================================
 # 0. a token mixture with coarse and fine tokens on known image regions
 # =====================================================================================================
-def concept_mixture(separations: Sequence[float] = (6.0, 1.5), *, image_shape: Sequence[int] = (4, 4),
-                    block_shape: Sequence[int] = (2, 2), std: float = 0.5, prior: ArrayLike | None = None,
-                    process: AbstractProcess | None = None):
+def concept_mixture(
+    separations: Sequence[float] = (6.0, 1.5),
+    *,
+    image_shape: Sequence[int] = (4, 4),
+    block_shape: Sequence[int] = (2, 2),
+    std: float = 0.5,
+    prior: ArrayLike | None = None,
+    process: AbstractProcess | None = None,
+):
     r"""A :class:`~diffsim.data.synthetic.TokenMixture` on ``H x W`` images whose binary token ``y_j``
     moves region ``j`` only: the image is tiled into ``block_shape`` regions (row-major), region ``j <
     len(separations)`` has mean ``(2 y_j - 1) s_j / 2`` in each of its pixels, the remaining regions are
@@ -241,19 +254,22 @@ def concept_mixture(separations: Sequence[float] = (6.0, 1.5), *, image_shape: S
             perm[b * size + q] = (rb * bh + qr) * w + cb * bw + qc
     scale = np.ones(h * w)
     for j, s in enumerate(seps):
-        scale[j * size:(j + 1) * size] = s
+        scale[j * size : (j + 1) * size] = s
     means_block = np.asarray(base.mixture.means, float) * scale[None, :]
     means = np.zeros_like(means_block)
     means[:, perm] = means_block
-    mix = GaussianMixture(np.asarray(base.mixture.weights), means, float(std) ** 2,
-                          process=base.mixture.process)
+    mix = GaussianMixture(
+        np.asarray(base.mixture.weights), means, float(std) ** 2, process=base.mixture.process
+    )
     support = {}
     for j in range(n_tok):
         m = np.zeros(h * w, bool)
-        m[perm[j * size:(j + 1) * size]] = True
+        m[perm[j * size : (j + 1) * size]] = True
         support[f"y{j + 1}"] = m
     name = "concepts(" + ",".join(f"{s:g}" for s in seps) + f"; {h}x{w})"
-    return TokenMixture(mix, np.asarray(base.tokens), base.alphabet_sizes, base.token_names, None, support, name)
+    return TokenMixture(
+        mix, np.asarray(base.tokens), base.alphabet_sizes, base.token_names, None, support, name
+    )
 
 
 # =====================================================================================================
@@ -277,16 +293,26 @@ class TokenConditionedScore(AbstractScore):
     unconditional_mask: Bool[Array, " n"]
     strength: Array | None
 
-    def __init__(self, model: AbstractConditionalDenoiser, process: AbstractProcess,
-                 tokens: Int[ArrayLike, " n"] | None = None, mask: Bool[ArrayLike, " n"] | None = None, *,
-                 guidance: float | None = None, unconditional_mask: Bool[ArrayLike, " n"] | None = None):
+    def __init__(
+        self,
+        model: AbstractConditionalDenoiser,
+        process: AbstractProcess,
+        tokens: Int[ArrayLike, " n"] | None = None,
+        mask: Bool[ArrayLike, " n"] | None = None,
+        *,
+        guidance: float | None = None,
+        unconditional_mask: Bool[ArrayLike, " n"] | None = None,
+    ):
         self.model = _check_model(model)
         self.process = _check_process(process)
         n = model.n_tokens
         tok = np.zeros(n, np.int32) if tokens is None else np.asarray(model.check_tokens(tokens))
         msk = np.zeros(n, bool) if mask is None else np.asarray(model.check_mask(mask))
-        umsk = np.zeros(n, bool) if unconditional_mask is None else np.asarray(
-            model.check_mask(unconditional_mask, "unconditional_mask"))
+        umsk = (
+            np.zeros(n, bool)
+            if unconditional_mask is None
+            else np.asarray(model.check_mask(unconditional_mask, "unconditional_mask"))
+        )
         if tok.shape != (n,) or msk.shape != (n,) or umsk.shape != (n,):
             raise ValueError(f"`tokens` and masks must be single vectors of {n} slot(s).")
         model.check_condition(tok, msk)
@@ -319,12 +345,20 @@ class TokenConditionedScore(AbstractScore):
         return -self.eps(t, x) / self.process.sigma(t).astype(x.dtype)
 
     def denoise(self, t, x):
-        return (x - self.process.sigma(t).astype(x.dtype) * self.eps(t, x)) / self.process.alpha(t).astype(x.dtype)
+        return (x - self.process.sigma(t).astype(x.dtype) * self.eps(t, x)) / self.process.alpha(t).astype(
+            x.dtype
+        )
 
 
-def exact_token_posterior(model: ConditionalMixture, process: AbstractProcess, t: ArrayLike,
-                          x: Float[Array, " d"], slots: Sequence[int], tokens: Int[ArrayLike, " n"] | None = None,
-                          mask: Bool[ArrayLike, " n"] | None = None) -> tuple[Float[Array, " A"], ...]:
+def exact_token_posterior(
+    model: ConditionalMixture,
+    process: AbstractProcess,
+    t: ArrayLike,
+    x: Float[Array, " d"],
+    slots: Sequence[int],
+    tokens: Int[ArrayLike, " n"] | None = None,
+    mask: Bool[ArrayLike, " n"] | None = None,
+) -> tuple[Float[Array, " A"], ...]:
     r"""Exact marginal posteriors ``p(y_k | x_t = x, y_S)`` of the token ``slots`` under an analytic
     :class:`ConditionalMixture` (the component responsibilities at ``x_lambda = (a/alpha_t) x``, summed over
     components sharing a token value). One point ``x`` (traceable; ``vmap`` for batches)."""
@@ -363,13 +397,17 @@ class ConceptProbe(eqx.Module):
 
     def check_dim(self, d: int, what: str = "the input") -> None:
         if int(d) != self.dim:
-            raise ValueError(f"Probe {self.name!r} was trained on {self.dim}-dimensional data, but {what} has "
-                             f"dimension {int(d)}: probes apply only to data of the dimension they were trained on.")
+            raise ValueError(
+                f"Probe {self.name!r} was trained on {self.dim}-dimensional data, but {what} has "
+                f"dimension {int(d)}: probes apply only to data of the dimension they were trained on."
+            )
 
     def logits(self, x: Float[Array, " d"]) -> Float[Array, " A"]:
         if jnp.ndim(x) != 1:
-            raise ValueError(f"ConceptProbe.logits takes one point of shape ({self.dim},) (vmap for batches), "
-                             f"got shape {jnp.shape(x)}.")
+            raise ValueError(
+                f"ConceptProbe.logits takes one point of shape ({self.dim},) (vmap for batches), "
+                f"got shape {jnp.shape(x)}."
+            )
         self.check_dim(jnp.shape(x)[0])
         h = (x - self.mean.astype(x.dtype)) / self.std.astype(x.dtype)
         for i, (w, b) in enumerate(self.layers):
@@ -405,10 +443,20 @@ def _train_probe_scan(probe, x, y, key, steps, batch, lr, wd, noise):
     return eqx.tree_at(lambda p: p.layers, probe, layers), losses
 
 
-def train_probe(x: Float[ArrayLike, "N d"], labels: Int[ArrayLike, " N"], *, key: jax.Array,
-                n_classes: int | None = None, hidden: int = 0, steps: int = 400, batch_size: int = 256,
-                learning_rate: float = 1e-2, weight_decay: float = 1e-4, input_noise: float = 0.0,
-                name: str = "probe") -> ConceptProbe:
+def train_probe(
+    x: Float[ArrayLike, "N d"],
+    labels: Int[ArrayLike, " N"],
+    *,
+    key: jax.Array,
+    n_classes: int | None = None,
+    hidden: int = 0,
+    steps: int = 400,
+    batch_size: int = 256,
+    learning_rate: float = 1e-2,
+    weight_decay: float = 1e-4,
+    input_noise: float = 0.0,
+    name: str = "probe",
+) -> ConceptProbe:
     """Train a :class:`ConceptProbe` on clean data ``x`` with integer ``labels`` by minibatch AdamW on the
     cross-entropy (optax; one compiled scan; ``hidden = 0`` gives a linear probe). ``input_noise`` adds
     Gaussian noise of that std to the inputs of each batch (a mild regulariser). Deterministic given ``key``."""
@@ -432,16 +480,29 @@ def train_probe(x: Float[ArrayLike, "N d"], labels: Int[ArrayLike, " N"], *, key
     d = xs.shape[1]
     mean = jnp.mean(xs, axis=0)
     std = jnp.maximum(jnp.std(xs, axis=0), 1e-3)
-    rng = np.random.default_rng(np.asarray(jr.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
-                                           else key).ravel().tolist())
+    rng = np.random.default_rng(
+        np.asarray(jr.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key)
+        .ravel()
+        .tolist()
+    )
     dtype = xs.dtype
     sizes = [d] + ([hidden] if hidden else []) + [a]
-    layers = tuple((jnp.asarray(rng.normal(0, 1 / math.sqrt(i), (o, i)), dtype), jnp.zeros(o, dtype))
-                   for i, o in zip(sizes[:-1], sizes[1:]))
+    layers = tuple(
+        (jnp.asarray(rng.normal(0, 1 / math.sqrt(i), (o, i)), dtype), jnp.zeros(o, dtype))
+        for i, o in zip(sizes[:-1], sizes[1:], strict=False)
+    )
     probe = ConceptProbe(mean, std, layers, str(name))
-    trained, _ = _train_probe_scan(probe, xs, jnp.asarray(y, jnp.int32), jr.fold_in(key, 1), steps,
-                                   min(batch, xs.shape[0]), float(learning_rate), float(weight_decay),
-                                   jnp.asarray(input_noise, dtype))
+    trained, _ = _train_probe_scan(
+        probe,
+        xs,
+        jnp.asarray(y, jnp.int32),
+        jr.fold_in(key, 1),
+        steps,
+        min(batch, xs.shape[0]),
+        float(learning_rate),
+        float(weight_decay),
+        jnp.asarray(input_noise, dtype),
+    )
     return trained
 
 
@@ -463,9 +524,16 @@ class X0Record(eqx.Module):
     x: np.ndarray
 
 
-def x0_statistics(score: AbstractScore, *, probes: Sequence[ConceptProbe] = (), exact: ConditionalMixture | None = None,
-                  exact_slots: Sequence[int] = (), given_tokens: Int[ArrayLike, " n"] | None = None,
-                  given_mask: Bool[ArrayLike, " n"] | None = None, keep_x0: bool = True) -> Callable:
+def x0_statistics(
+    score: AbstractScore,
+    *,
+    probes: Sequence[ConceptProbe] = (),
+    exact: ConditionalMixture | None = None,
+    exact_slots: Sequence[int] = (),
+    given_tokens: Int[ArrayLike, " n"] | None = None,
+    given_mask: Bool[ArrayLike, " n"] | None = None,
+    keep_x0: bool = True,
+) -> Callable:
     r"""A per-particle statistic ``stats(t, x_t) -> dict`` for :func:`diffsim.simulate`: Tweedie's
     ``x0_hat = score.denoise(t, x_t)`` (key ``"x0"``, unless ``keep_x0=False``), each probe's probabilities
     of ``x0_hat`` (``"probs"``) and, with an analytic ``exact`` model, ``p(y_k | x_t, y_given)`` for
@@ -491,7 +559,11 @@ def x0_statistics(score: AbstractScore, *, probes: Sequence[ConceptProbe] = (), 
             if not 0 <= s < exact.n_tokens:
                 raise ValueError(f"`exact_slots` slot {s} out of range for {exact.n_tokens} token slot(s).")
         n = exact.n_tokens
-        tok = jnp.zeros(n, jnp.int32) if given_tokens is None else exact.check_tokens(given_tokens, "given_tokens")
+        tok = (
+            jnp.zeros(n, jnp.int32)
+            if given_tokens is None
+            else exact.check_tokens(given_tokens, "given_tokens")
+        )
         msk = jnp.zeros(n, bool) if given_mask is None else exact.check_mask(given_mask, "given_mask")
         exact.check_condition(tok, msk)
 
@@ -504,32 +576,68 @@ def x0_statistics(score: AbstractScore, *, probes: Sequence[ConceptProbe] = (), 
             out["probs"] = {p.name: p(x0) for p in probes}
         if slots:
             post = exact_token_posterior(exact, score.process, t, x, slots, tok, msk)
-            out["exact"] = {s: p for s, p in zip(slots, post)}
+            out["exact"] = {s: p for s, p in zip(slots, post, strict=False)}
         return out
 
     return stats
 
 
-def record_x0(score: AbstractScore, method: str = "ddim", grid: ArrayLike | int | None = None, *, key: jax.Array,
-              n: int | None = None, x: Float[ArrayLike, "N d"] | None = None, save: Any = "all",
-              probes: Sequence[ConceptProbe] = (), exact: ConditionalMixture | None = None,
-              exact_slots: Sequence[int] = (), given_tokens=None, given_mask=None, keep_x0: bool = True,
-              chunk_size: int | None = None, **method_options) -> X0Record:
+def record_x0(
+    score: AbstractScore,
+    method: str = "ddim",
+    grid: ArrayLike | int | None = None,
+    *,
+    key: jax.Array,
+    n: int | None = None,
+    x: Float[ArrayLike, "N d"] | None = None,
+    save: Any = "all",
+    probes: Sequence[ConceptProbe] = (),
+    exact: ConditionalMixture | None = None,
+    exact_slots: Sequence[int] = (),
+    given_tokens=None,
+    given_mask=None,
+    keep_x0: bool = True,
+    chunk_size: int | None = None,
+    **method_options,
+) -> X0Record:
     """Run ``simulate(score, method, grid, save=save, stats=x0_statistics(...), save_states=False)`` and
     return an :class:`X0Record` (predicted clean samples, probe probabilities and exact posteriors at the
     saved steps). Memory is bounded by the saved steps, not the grid."""
-    stats = x0_statistics(score, probes=probes, exact=exact, exact_slots=exact_slots, given_tokens=given_tokens,
-                          given_mask=given_mask, keep_x0=keep_x0)
+    stats = x0_statistics(
+        score,
+        probes=probes,
+        exact=exact,
+        exact_slots=exact_slots,
+        given_tokens=given_tokens,
+        given_mask=given_mask,
+        keep_x0=keep_x0,
+    )
     if not keep_x0 and not probes and not tuple(exact_slots):
         raise ValueError("Nothing to record: keep_x0=False and no probes or exact slots.")
-    traj = simulate(score, method, grid, x=x, n=n, key=key, save=save, stats=stats, save_states=False,
-                    chunk_size=chunk_size, **method_options)
+    traj = simulate(
+        score,
+        method,
+        grid,
+        x=x,
+        n=n,
+        key=key,
+        save=save,
+        stats=stats,
+        save_states=False,
+        chunk_size=chunk_size,
+        **method_options,
+    )
     st = traj.stats
     ts = np.asarray(traj.ts)
     lam = np.asarray(score.process.log_snr(jnp.asarray(ts)))
-    return X0Record(ts, lam, np.asarray(st["x0"]) if keep_x0 else None,
-                    {k: np.asarray(v) for k, v in st.get("probs", {}).items()},
-                    {int(k): np.asarray(v) for k, v in st.get("exact", {}).items()}, np.asarray(traj.x))
+    return X0Record(
+        ts,
+        lam,
+        np.asarray(st["x0"]) if keep_x0 else None,
+        {k: np.asarray(v) for k, v in st.get("probs", {}).items()},
+        {int(k): np.asarray(v) for k, v in st.get("exact", {}).items()},
+        np.asarray(traj.x),
+    )
 
 
 # =====================================================================================================
@@ -574,7 +682,9 @@ def auroc(scores: ArrayLike, labels: ArrayLike) -> float:
         vals = [v for v in vals if np.isfinite(v)]
         return float(np.mean(vals)) if vals else float("nan")
     if s.ndim != 1 or y.shape != s.shape:
-        raise ValueError(f"`scores` and `labels` must be 1-D of the same length, got {s.shape} and {y.shape}.")
+        raise ValueError(
+            f"`scores` and `labels` must be 1-D of the same length, got {s.shape} and {y.shape}."
+        )
     pos = y == 1
     n_pos, n_neg = int(pos.sum()), int((~pos).sum())
     if n_pos == 0 or n_neg == 0:
@@ -602,8 +712,12 @@ class ConceptCurve:
     chance: float
 
 
-def concept_curve(probs: Float[ArrayLike, "S N A"], labels: Int[ArrayLike, " N"], log_snr: ArrayLike,
-                  ts: ArrayLike | None = None) -> ConceptCurve:
+def concept_curve(
+    probs: Float[ArrayLike, "S N A"],
+    labels: Int[ArrayLike, " N"],
+    log_snr: ArrayLike,
+    ts: ArrayLike | None = None,
+) -> ConceptCurve:
     """Accuracy, AUROC, mean label probability and expected accuracy of ``probs`` (probabilities of each
     class at each saved step, from a probe on ``x0_hat`` or an exact posterior) against ``labels`` (usually
     the concept of the final sample)."""
@@ -627,8 +741,15 @@ def concept_curve(probs: Float[ArrayLike, "S N A"], labels: Int[ArrayLike, " N"]
     return ConceptCurve(lam, t, acc, au, true, exp_acc, chance)
 
 
-def emergence_time(curve: ConceptCurve | ArrayLike, log_snr: ArrayLike | None = None, *, level: float = 0.5,
-                   chance: float | None = None, ceiling: float = 1.0, field: str = "accuracy") -> float:
+def emergence_time(
+    curve: ConceptCurve | ArrayLike,
+    log_snr: ArrayLike | None = None,
+    *,
+    level: float = 0.5,
+    chance: float | None = None,
+    ceiling: float = 1.0,
+    field: str = "accuracy",
+) -> float:
     r"""The log-SNR at which a concept emerges: normalise the curve ``u = (c - chance) / (ceiling - chance)``
     and return the log-SNR after which ``u`` stays ``>= level`` (linear interpolation between the last
     saved step below the level and the next). Robust to early fluctuations above the level.
@@ -691,10 +812,19 @@ class TokenInformationRate(eqx.Module):
         return self.rate.mean(0)
 
 
-def token_information_rate(model: AbstractConditionalDenoiser, x: Float[ArrayLike, "N d"],
-                           tokens: Int[ArrayLike, "N n"], key: jax.Array, *, slot: int, log_snr: ArrayLike,
-                           given: Sequence[int] | None = None, n_noise: int = 8, coordinate_curves: bool = False,
-                           chunk_size: int | None = None) -> TokenInformationRate:
+def token_information_rate(
+    model: AbstractConditionalDenoiser,
+    x: Float[ArrayLike, "N d"],
+    tokens: Int[ArrayLike, "N n"],
+    key: jax.Array,
+    *,
+    slot: int,
+    log_snr: ArrayLike,
+    given: Sequence[int] | None = None,
+    n_noise: int = 8,
+    coordinate_curves: bool = False,
+    chunk_size: int | None = None,
+) -> TokenInformationRate:
     r"""Token ``slot``'s information rate over log-SNR (module docstring):
 
         rho_k(lambda) = 1/2 E_eps | eps_hat(x_lambda | y_S) - eps_hat(x_lambda | y_{S \ k}) |^2,
@@ -705,11 +835,23 @@ def token_information_rate(model: AbstractConditionalDenoiser, x: Float[ArrayLik
     (trapezoid) log-SNR rule, so ``integral`` is ``i^o(x; y_k | y_given)``.
     """
     model = _check_model(model)
-    if isinstance(slot, bool) or not isinstance(slot, (int, np.integer)) or not 0 <= int(slot) < model.n_tokens:
+    if (
+        isinstance(slot, bool)
+        or not isinstance(slot, (int, np.integer))
+        or not 0 <= int(slot) < model.n_tokens
+    ):
         raise ValueError(f"`slot` must be a token slot in 0..{model.n_tokens - 1}, got {slot!r}.")
     slot = int(slot)
-    given_t = tuple(j for j in range(model.n_tokens) if j != slot) if given is None else tuple(int(g) for g in given)
-    if slot in given_t or any(not 0 <= g < model.n_tokens for g in given_t) or len(set(given_t)) != len(given_t):
+    given_t = (
+        tuple(j for j in range(model.n_tokens) if j != slot)
+        if given is None
+        else tuple(int(g) for g in given)
+    )
+    if (
+        slot in given_t
+        or any(not 0 <= g < model.n_tokens for g in given_t)
+        or len(set(given_t)) != len(given_t)
+    ):
         raise ValueError(f"`given` {given_t} must be distinct token slots other than `slot` {slot}.")
     lam = np.asarray(log_snr, float).reshape(-1)
     if lam.size < 1 or not np.all(np.isfinite(lam)):
@@ -723,8 +865,18 @@ def token_information_rate(model: AbstractConditionalDenoiser, x: Float[ArrayLik
     if tok.shape != (xs.shape[0], model.n_tokens):
         raise ValueError(f"`tokens` must have shape ({xs.shape[0]}, {model.n_tokens}), got {tok.shape}.")
     tok2 = np.broadcast_to(tok[:, None, :], (xs.shape[0], 2, model.n_tokens))
-    curves = mmse_curves(model, xs, tok2, masks, key, scheme=scheme, n_noise=n_noise, pairs=((0, 1),),
-                         coordinate_curves=coordinate_curves, chunk_size=chunk_size)
+    curves = mmse_curves(
+        model,
+        xs,
+        tok2,
+        masks,
+        key,
+        scheme=scheme,
+        n_noise=n_noise,
+        pairs=((0, 1),),
+        coordinate_curves=coordinate_curves,
+        chunk_size=chunk_size,
+    )
     rate = curves.orthogonal_integrand(0, 1)  # (N, L)
     coords = None if curves.orth_curve_coords is None else 0.5 * curves.orth_curve_coords[:, 0]
     w = np.asarray(curves.weight[0])
@@ -744,7 +896,9 @@ def spearman(a: ArrayLike, b: ArrayLike, axis: int = -1) -> np.ndarray:
         return np.where(den > 0, (rx * ry).sum(-1) / np.where(den > 0, den, 1.0), np.nan)
 
 
-def correlation_over_steps(relevance: Float[ArrayLike, "N S"], rate: Float[ArrayLike, "N S"]) -> dict[str, Any]:
+def correlation_over_steps(
+    relevance: Float[ArrayLike, "N S"], rate: Float[ArrayLike, "N S"]
+) -> dict[str, Any]:
     """The "correlation quantification": per-sample Spearman correlation over steps between a relevance
     curve (e.g. a token's attention relevance at each step) and the token's information rate at the same
     steps (``(N, S)`` or ``(S,)``, broadcast). Returns ``{"per_sample": (N,), "mean", "se", "n"}``."""
@@ -757,8 +911,12 @@ def correlation_over_steps(relevance: Float[ArrayLike, "N S"], rate: Float[Array
     rho = spearman(r, q)
     ok = rho[np.isfinite(rho)]
     n = int(ok.size)
-    return {"per_sample": rho, "mean": float(ok.mean()) if n else float("nan"),
-            "se": float(ok.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan"), "n": n}
+    return {
+        "per_sample": rho,
+        "mean": float(ok.mean()) if n else float("nan"),
+        "se": float(ok.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan"),
+        "n": n,
+    }
 
 
 # =====================================================================================================
@@ -808,8 +966,14 @@ class ConditionalTokensFn(eqx.Module):
         return e if self.output == "eps" else (x - sigma * e) / alpha
 
 
-def conditional_tokens_fn(model: AbstractConditionalDenoiser, process: AbstractProcess, t: float,
-                          mask: Bool[ArrayLike, " n"] | None = None, *, output: str = "x0") -> ConditionalTokensFn:
+def conditional_tokens_fn(
+    model: AbstractConditionalDenoiser,
+    process: AbstractProcess,
+    t: float,
+    mask: Bool[ArrayLike, " n"] | None = None,
+    *,
+    output: str = "x0",
+) -> ConditionalTokensFn:
     """:class:`ConditionalTokensFn` at time ``t`` (validated) conditioning on the slots in ``mask``
     (default: every slot)."""
     model = _check_model(model)
@@ -823,10 +987,17 @@ def conditional_tokens_fn(model: AbstractConditionalDenoiser, process: AbstractP
     return ConditionalTokensFn(model, process, jnp.asarray(tt, jnp.result_type(float)), msk, output)
 
 
-def conditional_fn(model: AbstractConditionalDenoiser | AbstractScore, process: AbstractProcess | None, t: float,
-                   tokens: Int[ArrayLike, " n"] | None = None, mask: Bool[ArrayLike, " n"] | None = None, *,
-                   output: str = "x0", guidance: float | None = None,
-                   unconditional_mask: Bool[ArrayLike, " n"] | None = None) -> ConditionalFn:
+def conditional_fn(
+    model: AbstractConditionalDenoiser | AbstractScore,
+    process: AbstractProcess | None,
+    t: float,
+    tokens: Int[ArrayLike, " n"] | None = None,
+    mask: Bool[ArrayLike, " n"] | None = None,
+    *,
+    output: str = "x0",
+    guidance: float | None = None,
+    unconditional_mask: Bool[ArrayLike, " n"] | None = None,
+) -> ConditionalFn:
     """``x_t -> x0_hat(t, x_t | y_S)`` (``output="x0"``) or ``eps_hat`` (``"eps"``) at a fixed time ``t``
     (validated against the process: a time outside ``(0, t_max]`` raises), optionally guided. ``model``
     may also be a plain :class:`AbstractScore` (its own process; tokens ignored)."""
@@ -835,14 +1006,22 @@ def conditional_fn(model: AbstractConditionalDenoiser | AbstractScore, process: 
     if isinstance(model, AbstractScore):
         score = model
     else:
-        score = TokenConditionedScore(model, process, tokens, mask, guidance=guidance,
-                                      unconditional_mask=unconditional_mask)
+        score = TokenConditionedScore(
+            model, process, tokens, mask, guidance=guidance, unconditional_mask=unconditional_mask
+        )
     tt = _check_time(score.process, t)
     return ConditionalFn(score, jnp.asarray(tt, jnp.result_type(float)), output)
 
 
-def token_effect_fn(model: AbstractConditionalDenoiser, process: AbstractProcess, t: float,
-                    tokens: Int[ArrayLike, " n"], slot: int, *, given: Sequence[int] | None = None) -> TokenEffectFn:
+def token_effect_fn(
+    model: AbstractConditionalDenoiser,
+    process: AbstractProcess,
+    t: float,
+    tokens: Int[ArrayLike, " n"],
+    slot: int,
+    *,
+    given: Sequence[int] | None = None,
+) -> TokenEffectFn:
     r"""Token ``slot``'s effect on the noise prediction at time ``t``:
     ``g_k(x_t) = eps_hat(x_t | y_S) - eps_hat(x_t | y_{S \ k})`` with ``S = given + {slot}`` (``given``
     defaults to every other slot); ``|g_k|^2 / 2`` is the pointwise integrand of :func:`token_information_rate`.
@@ -864,7 +1043,9 @@ def token_effect_fn(model: AbstractConditionalDenoiser, process: AbstractProcess
     return TokenEffectFn(s_full, s_less, jnp.asarray(tt, jnp.result_type(float)))
 
 
-def bernoulli_masks(key: jax.Array, n: int, shape: int | Sequence[int], p: float = 0.5) -> Float[Array, "n ..."]:
+def bernoulli_masks(
+    key: jax.Array, n: int, shape: int | Sequence[int], p: float = 0.5
+) -> Float[Array, "n ..."]:
     """``n`` i.i.d. Bernoulli(``p``) masks of ``shape`` (values 0/1, mean ``p``; DF-RISE's masks)."""
     key = check_key(key)
     n = check_positive_int(n, "n")
@@ -874,8 +1055,9 @@ def bernoulli_masks(key: jax.Array, n: int, shape: int | Sequence[int], p: float
     return (jr.uniform(key, (n,) + shape) < p).astype(jnp.result_type(float))
 
 
-def smooth_masks(key: jax.Array, n: int, image_shape: Sequence[int], cells: Sequence[int] = (4, 4),
-                 p: float = 0.5) -> Float[Array, "n H W"]:
+def smooth_masks(
+    key: jax.Array, n: int, image_shape: Sequence[int], cells: Sequence[int] = (4, 4), p: float = 0.5
+) -> Float[Array, "n H W"]:
     r"""RISE masks (Petsiuk et al. 2018): a ``cells`` grid of Bernoulli(``p``) values, bilinearly upsampled
     to ``(cells + 1) * cell_size`` and cropped to ``image_shape`` at a uniformly random shift in
     ``[0, cell_size)^2``. Values in ``[0, 1]`` with mean ``p`` (interpolation preserves the mean)."""
@@ -907,8 +1089,14 @@ def _gaussian_window(size: int, sigma: float) -> np.ndarray:
     return g2 / g2.sum()
 
 
-def ssim_map(a: Float[ArrayLike, "H W"], b: Float[ArrayLike, "H W"], *, window: int = 5, sigma: float = 1.5,
-             data_range: float = 2.0) -> Float[Array, "H W"]:
+def ssim_map(
+    a: Float[ArrayLike, "H W"],
+    b: Float[ArrayLike, "H W"],
+    *,
+    window: int = 5,
+    sigma: float = 1.5,
+    data_range: float = 2.0,
+) -> Float[Array, "H W"]:
     r"""Local structural similarity (Wang et al. 2004) of two images of LIKE quantities, per pixel:
 
         SSIM = l c s,  l = (2 mu_a mu_b + C1)/(mu_a^2 + mu_b^2 + C1),
@@ -960,11 +1148,22 @@ def _flat_masks(masks, d: int, image_shape) -> Array:
     return m.astype(jnp.result_type(float))
 
 
-def masking_saliency(fn: Callable[[Array], Array], x: Float[ArrayLike, " d"], key: jax.Array | None = None, *,
-                     masks: ArrayLike | None = None, n_masks: int = 500, p: float = 0.5, kind: str = "bernoulli",
-                     image_shape: Sequence[int] | None = None, cells: Sequence[int] = (4, 4),
-                     baseline: float | ArrayLike = 0.0, score: str = "mse", centred: bool = True,
-                     batch_size: int = 256) -> Float[Array, " d"]:
+def masking_saliency(
+    fn: Callable[[Array], Array],
+    x: Float[ArrayLike, " d"],
+    key: jax.Array | None = None,
+    *,
+    masks: ArrayLike | None = None,
+    n_masks: int = 500,
+    p: float = 0.5,
+    kind: str = "bernoulli",
+    image_shape: Sequence[int] | None = None,
+    cells: Sequence[int] = (4, 4),
+    baseline: float | ArrayLike = 0.0,
+    score: str = "mse",
+    centred: bool = True,
+    batch_size: int = 256,
+) -> Float[Array, " d"]:
     r"""DF-RISE done right (module docstring): masks ``M_i`` (given, or ``n_masks`` drawn: ``kind`` =
     ``"bernoulli"`` per pixel or ``"smooth"`` RISE masks on ``image_shape``), masked inputs
     ``x_i = M_i x + (1 - M_i) baseline``, scores between like quantities
@@ -997,7 +1196,9 @@ def masking_saliency(fn: Callable[[Array], Array], x: Float[ArrayLike, " d"], ke
     if score == "ssim":
         out_shape = jax.eval_shape(fn, xv).shape
         if out_shape != (d,):
-            raise ValueError(f"score='ssim' needs `fn` to return an image of the input's shape ({d},), got {out_shape}.")
+            raise ValueError(
+                f"score='ssim' needs `fn` to return an image of the input's shape ({d},), got {out_shape}."
+            )
     return _masking_core(fn, xv, m, base, score, hw, bool(centred), min(int(batch_size), m.shape[0]))
 
 
@@ -1033,9 +1234,14 @@ def _jacobian_core(fn, xv):
     return jnp.abs(jac).sum(0)
 
 
-def occlusion_saliency(fn: Callable[[Array], Array], x: Float[ArrayLike, " d"], *, baseline: float | ArrayLike = 0.0,
-                       patch: Sequence[int] | None = None, image_shape: Sequence[int] | None = None
-                       ) -> Float[Array, " d"]:
+def occlusion_saliency(
+    fn: Callable[[Array], Array],
+    x: Float[ArrayLike, " d"],
+    *,
+    baseline: float | ArrayLike = 0.0,
+    patch: Sequence[int] | None = None,
+    image_shape: Sequence[int] | None = None,
+) -> Float[Array, " d"]:
     r"""Occlusion (Zeiler & Fergus 2014): ``e(P) = |f(x) - f(x with P -> baseline)|^2`` for every
     ``patch``-sized window ``P`` (stride 1; default a single pixel) and ``S_j`` the mean of ``e`` over the
     windows containing pixel ``j``. For an analytic model with a single-pixel patch this is the exact
@@ -1051,7 +1257,7 @@ def occlusion_saliency(fn: Callable[[Array], Array], x: Float[ArrayLike, " d"], 
     for i in range(h - ph + 1):
         for j in range(w - pw + 1):
             mk = np.zeros((h, w), bool)
-            mk[i:i + ph, j:j + pw] = True
+            mk[i : i + ph, j : j + pw] = True
             wins.append(mk.reshape(d))
     return _occlusion_core(fn, xv, jnp.asarray(np.asarray(wins), xv.dtype), base)
 
@@ -1059,8 +1265,9 @@ def occlusion_saliency(fn: Callable[[Array], Array], x: Float[ArrayLike, " d"], 
 @eqx.filter_jit
 def _occlusion_core(fn, xv, wm, base):
     ref = fn(xv)
-    eff = jax.lax.map(lambda mk: jnp.sum((fn(mk * base + (1 - mk) * xv) - ref) ** 2), wm,
-                      batch_size=min(256, wm.shape[0]))
+    eff = jax.lax.map(
+        lambda mk: jnp.sum((fn(mk * base + (1 - mk) * xv) - ref) ** 2), wm, batch_size=min(256, wm.shape[0])
+    )
     return (wm * eff[:, None]).sum(0) / wm.sum(0)
 
 
@@ -1085,12 +1292,16 @@ def _target_fn(target):
         return _guidance_energy
     if target == "sum_eps":
         return _sum_eps
-    raise ValueError(f"`target` must be one of {GRAD_CAM_TARGETS} or a callable target(eps_u, eps_c), got {target!r}.")
+    raise ValueError(
+        f"`target` must be one of {GRAD_CAM_TARGETS} or a callable target(eps_u, eps_c), got {target!r}."
+    )
 
 
 def _check_unet(net) -> UNetScore:
     if not isinstance(net, UNetScore):
-        raise TypeError(f"This method needs a UNetScore (feature maps and attention), got {type(net).__name__}.")
+        raise TypeError(
+            f"This method needs a UNetScore (feature maps and attention), got {type(net).__name__}."
+        )
     return net
 
 
@@ -1098,7 +1309,11 @@ def _pair_tokens(net, tokens, unconditional):
     from ..scores.networks import check_tokens
 
     tc = check_tokens(tokens, net.alphabet_sizes)
-    tu = net.null_tokens if unconditional is None else check_tokens(unconditional, net.alphabet_sizes, "unconditional")
+    tu = (
+        net.null_tokens
+        if unconditional is None
+        else check_tokens(unconditional, net.alphabet_sizes, "unconditional")
+    )
     if tc.ndim != 1 or tu.ndim != 1:
         raise ValueError("`tokens` and `unconditional` must be single token vectors.")
     return tc, tu
@@ -1120,9 +1335,17 @@ class GradCAM(eqx.Module):
     layers: tuple[str, ...] = eqx.field(static=True)
 
 
-def grad_cam(net: UNetScore, t: float, x: Float[ArrayLike, " d"], tokens: Int[ArrayLike, " n"], *,
-             unconditional: Int[ArrayLike, " n"] | None = None, guidance: float = 1.0,
-             layers: Sequence[str] | None = None, target: str | Callable = "guidance_energy") -> GradCAM:
+def grad_cam(
+    net: UNetScore,
+    t: float,
+    x: Float[ArrayLike, " d"],
+    tokens: Int[ArrayLike, " n"],
+    *,
+    unconditional: Int[ArrayLike, " n"] | None = None,
+    guidance: float = 1.0,
+    layers: Sequence[str] | None = None,
+    target: str | Callable = "guidance_energy",
+) -> GradCAM:
     r"""Grad-CAM (Selvaraju et al. 2017) on the UNet's feature maps, combined over the two guidance passes
     as in Park et al. (2024): the conditional pass (``tokens``) and the unconditional one
     (``unconditional``, default all null; pass the tokens with one slot nulled for a per-token map) give
@@ -1186,9 +1409,16 @@ class AttentionRelevance(eqx.Module):
     attention_maps: Array
 
 
-def attention_relevance(net: UNetScore, t: float, x: Float[ArrayLike, " d"], tokens: Int[ArrayLike, " n"], *,
-                        unconditional: Int[ArrayLike, " n"] | None = None, guidance: float = 1.0,
-                        target: str | Callable = "guidance_energy") -> AttentionRelevance:
+def attention_relevance(
+    net: UNetScore,
+    t: float,
+    x: Float[ArrayLike, " d"],
+    tokens: Int[ArrayLike, " n"],
+    *,
+    unconditional: Int[ArrayLike, " n"] | None = None,
+    guidance: float = 1.0,
+    target: str | Callable = "guidance_energy",
+) -> AttentionRelevance:
     r"""Chefer et al. (2021)'s gradient-weighted attention relevance on the UNet's token cross-attention
     layer, guidance-combined like :func:`grad_cam`. With a single cross-attention layer (and no text
     encoder or self-attention) the relevance rules reduce to ``R_iq = A_bar = mean_heads (grad A * A)^+``;
@@ -1204,7 +1434,9 @@ def attention_relevance(net: UNetScore, t: float, x: Float[ArrayLike, " d"], tok
     tt = _check_time(net.process, t)
     xv = _point(x, dim=net.dim)
     tc, tu = _pair_tokens(net, tokens, unconditional)
-    return _attention_jit(net, tt.astype(xv.dtype), xv, tc, tu, jnp.asarray(guidance, xv.dtype), _target_fn(target))
+    return _attention_jit(
+        net, tt.astype(xv.dtype), xv, tc, tu, jnp.asarray(guidance, xv.dtype), _target_fn(target)
+    )
 
 
 def _attention_grad(net, t, x, tok, g_out):
@@ -1253,9 +1485,16 @@ def _attention_path_jit(net, ts, xs, tc, tu, w, tfn):
     return jax.vmap(lambda t, x: _attention_core(net, t, x, tc, tu, w, tfn).relevance)(ts, xs)
 
 
-def attention_relevance_path(net: UNetScore, ts: Float[ArrayLike, " S"], xs: Float[ArrayLike, "S d"],
-                             tokens: Int[ArrayLike, " n"], *, unconditional: Int[ArrayLike, " n"] | None = None,
-                             guidance: float = 1.0, target: str | Callable = "guidance_energy") -> Float[Array, "S n1"]:
+def attention_relevance_path(
+    net: UNetScore,
+    ts: Float[ArrayLike, " S"],
+    xs: Float[ArrayLike, "S d"],
+    tokens: Int[ArrayLike, " n"],
+    *,
+    unconditional: Int[ArrayLike, " n"] | None = None,
+    guidance: float = 1.0,
+    target: str | Callable = "guidance_energy",
+) -> Float[Array, "S n1"]:
     """The token relevances ``sum_p A_bar[p, k]`` of :func:`attention_relevance` at every step ``(t_s, x_s)``
     of a path (e.g. a trajectory), vectorised: ``(S, n + 1)`` (last column: the time key)."""
     net = _check_unet(net)
@@ -1265,15 +1504,25 @@ def attention_relevance_path(net: UNetScore, ts: Float[ArrayLike, " S"], xs: Flo
     net.process.check_time(tv, "ts", allow_zero=False)
     xv = as_float_array(xs, "xs", ndim=2)
     if xv.shape != (tv.shape[0], net.dim):
-        raise ValueError(f"`xs` must have shape ({tv.shape[0]}, {net.dim}) (one state per time), got {xv.shape}.")
+        raise ValueError(
+            f"`xs` must have shape ({tv.shape[0]}, {net.dim}) (one state per time), got {xv.shape}."
+        )
     tc, tu = _pair_tokens(net, tokens, unconditional)
-    return _attention_path_jit(net, tv.astype(xv.dtype), xv, tc, tu, jnp.asarray(guidance, xv.dtype),
-                               _target_fn(target))
+    return _attention_path_jit(
+        net, tv.astype(xv.dtype), xv, tc, tu, jnp.asarray(guidance, xv.dtype), _target_fn(target)
+    )
 
 
-def token_effect_energy(model: AbstractConditionalDenoiser, process: AbstractProcess, ts: Float[ArrayLike, " S"],
-                        xs: Float[ArrayLike, "S d"], tokens: Int[ArrayLike, " n"], slot: int, *,
-                        given: Sequence[int] | None = None) -> Float[Array, " S"]:
+def token_effect_energy(
+    model: AbstractConditionalDenoiser,
+    process: AbstractProcess,
+    ts: Float[ArrayLike, " S"],
+    xs: Float[ArrayLike, "S d"],
+    tokens: Int[ArrayLike, " n"],
+    slot: int,
+    *,
+    given: Sequence[int] | None = None,
+) -> Float[Array, " S"]:
     r"""The pathwise information rate ``1/2 |eps_hat(x_s | y_S) - eps_hat(x_s | y_{S \ k})|^2`` at every step
     ``(t_s, x_s)`` of a path (the integrand of :func:`token_information_rate` at the path's own states
     instead of an average over fresh noise), vectorised: ``(S,)``."""
@@ -1297,8 +1546,9 @@ def _effect_path_jit(fn, ts, xs):
     return jax.vmap(one)(ts, xs)
 
 
-def saliency_scores(saliency: Float[ArrayLike, "*b d"], region: Bool[ArrayLike, "*b d"], *,
-                    q: float | None = None) -> dict[str, np.ndarray]:
+def saliency_scores(
+    saliency: Float[ArrayLike, "*b d"], region: Bool[ArrayLike, "*b d"], *, q: float | None = None
+) -> dict[str, np.ndarray]:
     r"""Scores of saliency maps against a ground-truth region (per map, numpy):
 
     - ``pointing``: 1 if the most salient pixel lies in the region (pointing game, Zhang et al. 2018);
@@ -1310,7 +1560,9 @@ def saliency_scores(saliency: Float[ArrayLike, "*b d"], region: Bool[ArrayLike, 
     s = np.asarray(saliency, float)
     r = np.asarray(region, bool)
     if s.shape[-1] != r.shape[-1]:
-        raise ValueError(f"`saliency` and `region` must have the same last axis, got {s.shape} and {r.shape}.")
+        raise ValueError(
+            f"`saliency` and `region` must have the same last axis, got {s.shape} and {r.shape}."
+        )
     s, r = np.broadcast_arrays(s, r)
     d = s.shape[-1]
     frac = r.mean(-1)
@@ -1368,7 +1620,7 @@ def _reveal_masks(order, n_pix, stride, k_steps):
     """(K+1, d) masks: row k reveals the first min(k * stride, d) pixels of ``order``."""
     rank = jnp.zeros(n_pix, jnp.int32).at[order].set(jnp.arange(n_pix, dtype=jnp.int32))
     counts = jnp.minimum(jnp.arange(k_steps + 1) * stride, n_pix)
-    return (rank[None, :] < counts[:, None])
+    return rank[None, :] < counts[:, None]
 
 
 def _fidelity(fn, x, ctx, base, inputs):
@@ -1421,12 +1673,24 @@ def _greedy_ranks(fn, x, ctx, base, op, pick, stride, k_steps):
 
 def _oracle_orders(fn, x, ctx, base, stride, k_steps):
     """Four greedy orders (forward and backward, for each game): ``(4, d)`` pixel orders."""
-    fwd_ins = _greedy_ranks(fn, x, ctx, base, "insert", "max", stride, k_steps)   # add the most helpful first
-    fwd_del = _greedy_ranks(fn, x, ctx, base, "delete", "min", stride, k_steps)   # remove the most harmful first
-    bwd_ins = _greedy_ranks(fn, x, ctx, base, "delete", "max", stride, k_steps)   # least harmful removed first = inserted last
-    bwd_del = _greedy_ranks(fn, x, ctx, base, "insert", "min", stride, k_steps)   # least helpful added first = deleted last
-    return jnp.stack([jnp.argsort(fwd_ins, stable=True), jnp.argsort(fwd_del, stable=True),
-                      jnp.argsort(-bwd_ins, stable=True), jnp.argsort(-bwd_del, stable=True)])
+    fwd_ins = _greedy_ranks(fn, x, ctx, base, "insert", "max", stride, k_steps)  # add the most helpful first
+    fwd_del = _greedy_ranks(
+        fn, x, ctx, base, "delete", "min", stride, k_steps
+    )  # remove the most harmful first
+    bwd_ins = _greedy_ranks(
+        fn, x, ctx, base, "delete", "max", stride, k_steps
+    )  # least harmful removed first = inserted last
+    bwd_del = _greedy_ranks(
+        fn, x, ctx, base, "insert", "min", stride, k_steps
+    )  # least helpful added first = deleted last
+    return jnp.stack(
+        [
+            jnp.argsort(fwd_ins, stable=True),
+            jnp.argsort(fwd_del, stable=True),
+            jnp.argsort(-bwd_ins, stable=True),
+            jnp.argsort(-bwd_del, stable=True),
+        ]
+    )
 
 
 @eqx.filter_jit
@@ -1436,7 +1700,9 @@ def _id_batch(fn, xs, ctx, base, orders, insertion, stride, k_steps, n_random, k
             return _curve_for_order(fn, x, c, b, o, insertion, stride, k_steps)
 
         curves = jax.vmap(curve)(ords)
-        rand_orders = jax.vmap(lambda k: jr.permutation(k, x.shape[0]))(jr.split(jr.fold_in(key, i), n_random))
+        rand_orders = jax.vmap(lambda k: jr.permutation(k, x.shape[0]))(
+            jr.split(jr.fold_in(key, i), n_random)
+        )
         rand = jax.vmap(curve)(rand_orders)
         if oracle:  # the four greedy orders, evaluated in this game
             orc = jax.vmap(curve)(_oracle_orders(fn, x, c, b, stride, k_steps))
@@ -1455,10 +1721,20 @@ class _IgnoreContext(eqx.Module):
         return self.fn(v)
 
 
-def insertion_deletion(fn: Callable, x: Float[ArrayLike, "N d"], saliency: Mapping[str, ArrayLike],
-                       key: jax.Array, *, mode: str = "insertion", context: Any = None,
-                       baseline: float | ArrayLike = 0.0, stride: int = 1, n_random: int = 16,
-                       oracle: bool = True, image_shape: Sequence[int] | None = None) -> InsertionDeletion:
+def insertion_deletion(
+    fn: Callable,
+    x: Float[ArrayLike, "N d"],
+    saliency: Mapping[str, ArrayLike],
+    key: jax.Array,
+    *,
+    mode: str = "insertion",
+    context: Any = None,
+    baseline: float | ArrayLike = 0.0,
+    stride: int = 1,
+    n_random: int = 16,
+    oracle: bool = True,
+    image_shape: Sequence[int] | None = None,
+) -> InsertionDeletion:
     r"""Insertion or deletion game for ``N`` inputs (module docstring, section 5).
 
     - ``fn``: ``f(x)`` (or ``f(x, c)`` with ``c = context[i]``, a per-sample pytree with leading axis
@@ -1516,8 +1792,19 @@ def insertion_deletion(fn: Callable, x: Float[ArrayLike, "N d"], saliency: Mappi
     else:
         ctx = jnp.zeros((n,))  # placeholder, ignored
     fn_used = fn if context is not None else _IgnoreContext(fn)
-    curves, rand, orc = _id_batch(fn_used, xs, ctx, base, orders_arr, jnp.asarray(mode == "insertion"), stride,
-                                  k_steps, n_random, key, bool(oracle))
+    curves, rand, orc = _id_batch(
+        fn_used,
+        xs,
+        ctx,
+        base,
+        orders_arr,
+        jnp.asarray(mode == "insertion"),
+        stride,
+        k_steps,
+        n_random,
+        key,
+        bool(oracle),
+    )
     curves, rand, orc = np.asarray(curves), np.asarray(rand), np.asarray(orc)
     frac = np.minimum(np.arange(k_steps + 1) * stride, d) / d
     out_curves = {name: curves[:, j] for j, name in enumerate(names)}
@@ -1534,11 +1821,17 @@ def insertion_deletion(fn: Callable, x: Float[ArrayLike, "N d"], saliency: Mappi
         den = auc["oracle"] - auc["random"]
         for name in names + ["random", "oracle"]:
             with np.errstate(invalid="ignore", divide="ignore"):
-                score[name] = np.where(np.abs(den) > 1e-9, (auc[name] - auc["random"]) / np.where(
-                    np.abs(den) > 1e-9, den, 1.0), np.nan)
+                score[name] = np.where(
+                    np.abs(den) > 1e-9,
+                    (auc[name] - auc["random"]) / np.where(np.abs(den) > 1e-9, den, 1.0),
+                    np.nan,
+                )
     summary = {}
     for name, a in auc.items():
-        row = {"auc": float(np.mean(a)), "auc_se": float(np.std(a, ddof=1) / math.sqrt(n)) if n > 1 else float("nan")}
+        row = {
+            "auc": float(np.mean(a)),
+            "auc_se": float(np.std(a, ddof=1) / math.sqrt(n)) if n > 1 else float("nan"),
+        }
         if name in score:
             sc = score[name][np.isfinite(score[name])]
             row["score"] = float(np.mean(sc)) if sc.size else float("nan")
@@ -1550,8 +1843,9 @@ def insertion_deletion(fn: Callable, x: Float[ArrayLike, "N d"], saliency: Mappi
 # =====================================================================================================
 # 6. step schedules
 # =====================================================================================================
-def paper_timesteps(n_steps: int = 30, lam: float = 60.0, dense: str = "early", n_train_steps: int = 1000
-                    ) -> np.ndarray:
+def paper_timesteps(
+    n_steps: int = 30, lam: float = 60.0, dense: str = "early", n_train_steps: int = 1000
+) -> np.ndarray:
     r"""Park, Ju & Lee (2024)'s exponential scheduler exactly as in the released code, in discrete DDPM
     timesteps (``T = n_train_steps``): ``a = exp(ln T / (N + lam))``;
 
@@ -1574,9 +1868,16 @@ def paper_timesteps(n_steps: int = 30, lam: float = 60.0, dense: str = "early", 
     return np.sort(np.minimum(pw, big_t - 1))[::-1].copy()
 
 
-def information_schedule(process: AbstractProcess, n_steps: int, log_snr: ArrayLike, density: ArrayLike, *,
-                         floor: float = 0.1, t_start: float | None = None, t_end: float | None = None
-                         ) -> Float[Array, " n1"]:
+def information_schedule(
+    process: AbstractProcess,
+    n_steps: int,
+    log_snr: ArrayLike,
+    density: ArrayLike,
+    *,
+    floor: float = 0.1,
+    t_start: float | None = None,
+    t_end: float | None = None,
+) -> Float[Array, " n1"]:
     r"""An information-equalising reverse grid (ITD's FIG schedule, Kong et al. 2023): with a non-negative
     density ``q(lambda)`` on a log-SNR grid (linearly interpolated, zero outside it) mixed with a uniform
     floor, ``q_f = (1 - floor) q / \int q + floor / (lambda_1 - lambda_0)`` on ``[lambda_0, lambda_1] =
@@ -1590,7 +1891,9 @@ def information_schedule(process: AbstractProcess, n_steps: int, log_snr: ArrayL
     lam = np.asarray(log_snr, float).reshape(-1)
     q = np.asarray(density, float).reshape(-1)
     if lam.shape != q.shape or lam.size < 2:
-        raise ValueError(f"`log_snr` and `density` must be 1-D of one length >= 2, got {lam.shape} and {q.shape}.")
+        raise ValueError(
+            f"`log_snr` and `density` must be 1-D of one length >= 2, got {lam.shape} and {q.shape}."
+        )
     if not (np.all(np.isfinite(lam)) and np.all(np.isfinite(q))) or np.any(q < 0):
         raise ValueError("`density` must be finite and non-negative (and `log_snr` finite).")
     order = np.argsort(lam)
@@ -1615,9 +1918,18 @@ def information_schedule(process: AbstractProcess, n_steps: int, log_snr: ArrayL
     return jnp.asarray(ts)
 
 
-def information_density(model: AbstractConditionalDenoiser, x: Float[ArrayLike, "N d"], tokens: Int[ArrayLike, "N n"],
-                        key: jax.Array, *, log_snr: ArrayLike, kind: str = "gap", n_noise: int = 8,
-                        variances: ArrayLike | None = None, chunk_size: int | None = None) -> np.ndarray:
+def information_density(
+    model: AbstractConditionalDenoiser,
+    x: Float[ArrayLike, "N d"],
+    tokens: Int[ArrayLike, "N n"],
+    key: jax.Array,
+    *,
+    log_snr: ArrayLike,
+    kind: str = "gap",
+    n_noise: int = 8,
+    variances: ArrayLike | None = None,
+    chunk_size: int | None = None,
+) -> np.ndarray:
     r"""A density over log-SNR for :func:`information_schedule`, averaged over data points ``x``:
 
     - ``kind="gap"`` (ITD's FIG integrand): ``1/2 (mmse_G(lambda) - mmse(lambda))^+`` with the
@@ -1631,27 +1943,55 @@ def information_density(model: AbstractConditionalDenoiser, x: Float[ArrayLike, 
     tok = np.asarray(model.check_tokens(tokens))
     lam = np.asarray(log_snr, float).reshape(-1)
     if kind == "gap":
-        v = (np.linalg.eigvalsh(np.cov(xs, rowvar=False)) if variances is None
-             else np.broadcast_to(np.asarray(variances, float), (xs.shape[1],)))
+        v = (
+            np.linalg.eigvalsh(np.cov(xs, rowvar=False))
+            if variances is None
+            else np.broadcast_to(np.asarray(variances, float), (xs.shape[1],))
+        )
         v = np.clip(v, 1e-8, None)
         masks = np.zeros((1, model.n_tokens), bool)
-        curves = mmse_curves(model, xs, tok[:, None, :], masks, key, scheme=LogSNRScheme.fixed(lam), n_noise=n_noise,
-                             chunk_size=chunk_size)
+        curves = mmse_curves(
+            model,
+            xs,
+            tok[:, None, :],
+            masks,
+            key,
+            scheme=LogSNRScheme.fixed(lam),
+            n_noise=n_noise,
+            chunk_size=chunk_size,
+        )
         base = gaussian_mmse(curves.log_snr[0], v).sum(-1)
         return np.clip(0.5 * (base - curves.mmse[:, 0].mean(0)), 0.0, None)
     if kind == "tokens":
         tot = np.zeros(lam.size)
         for k in range(model.n_tokens):
-            r = token_information_rate(model, xs, tok, jr.fold_in(check_key(key), k), slot=k, log_snr=lam,
-                                       n_noise=n_noise, chunk_size=chunk_size)
+            r = token_information_rate(
+                model,
+                xs,
+                tok,
+                jr.fold_in(check_key(key), k),
+                slot=k,
+                log_snr=lam,
+                n_noise=n_noise,
+                chunk_size=chunk_size,
+            )
             tot += r.mean_rate
         return tot
     raise ValueError(f"`kind` must be 'gap' or 'tokens', got {kind!r}.")
 
 
-def step_schedule(process: AbstractProcess, n_steps: int, kind: str = "uniform", *, lam: float = 60.0,
-                  log_snr: ArrayLike | None = None, density: ArrayLike | None = None, floor: float = 0.1,
-                  t_start: float | None = None, t_end: float | None = None) -> Float[Array, " n1"]:
+def step_schedule(
+    process: AbstractProcess,
+    n_steps: int,
+    kind: str = "uniform",
+    *,
+    lam: float = 60.0,
+    log_snr: ArrayLike | None = None,
+    density: ArrayLike | None = None,
+    floor: float = 0.1,
+    t_start: float | None = None,
+    t_end: float | None = None,
+) -> Float[Array, " n1"]:
     """A reverse time grid of ``n_steps`` steps: ``"uniform"`` in ``t``; ``"early"`` / ``"late"``: Park et
     al.'s exponential early-dense / late-dense schedule (:func:`diffsim.sampling.grids.exponential`, ``lam``);
     ``"logsnr"``: uniform in log-SNR; ``"information"``: :func:`information_schedule` of ``density`` on
@@ -1666,5 +2006,7 @@ def step_schedule(process: AbstractProcess, n_steps: int, kind: str = "uniform",
     if kind == "logsnr":
         return _grids.logsnr_uniform(process, n_steps, t_start, t_end)
     if log_snr is None or density is None:
-        raise ValueError("The 'information' schedule needs `log_snr` and `density` (see information_density).")
+        raise ValueError(
+            "The 'information' schedule needs `log_snr` and `density` (see information_density)."
+        )
     return information_schedule(process, n_steps, log_snr, density, floor=floor, t_start=t_start, t_end=t_end)

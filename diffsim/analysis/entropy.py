@@ -63,6 +63,7 @@ from ..processes import AbstractProcess
 from ..sampling import log_likelihood, simulate
 from ..scores._base import AbstractScore
 
+
 __all__ = [
     "EntropyEstimate",
     "PathEntropy",
@@ -147,7 +148,7 @@ def gaussian_entropy(cov: ArrayLike, dim: int | None = None) -> Float[Array, ""]
 
 def gaussian_marginal_entropy(
     process: AbstractProcess, cov0: ArrayLike, t: ArrayLike, dim: int | None = None
-) -> Float[Array, "..."]:
+) -> Float[Array, ...]:
     r"""Entropy of ``p_t`` when ``p_0 = N(mu, Sigma)``:
     ``1/2 sum_j log(2 pi e (alpha_t^2 lambda_j + sigma_t^2))``.
 

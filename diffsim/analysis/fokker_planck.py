@@ -61,6 +61,7 @@ from ..processes import AbstractProcess
 from ..scores._base import AbstractScore
 from ..scores.guidance import unwrap_mixture
 
+
 __all__ = [
     "FokkerPlanckGrid",
     "FokkerPlanckSolution",
@@ -97,7 +98,11 @@ class FokkerPlanckGrid(eqx.Module):
             raise ValueError(
                 f"`lower`, `upper`, `n_cells` must describe a 1-D or 2-D box, got {lo}, {hi}, {nc}."
             )
-        if not all(np.isfinite(lo)) or not all(np.isfinite(hi)) or any(a >= b for a, b in zip(lo, hi)):
+        if (
+            not all(np.isfinite(lo))
+            or not all(np.isfinite(hi))
+            or any(a >= b for a, b in zip(lo, hi, strict=False))
+        ):
             raise ValueError(f"Need finite lower < upper on every axis, got lower={lo}, upper={hi}.")
         for n in nc:
             if n < 16:
@@ -113,14 +118,16 @@ class FokkerPlanckGrid(eqx.Module):
 
     @property
     def h(self) -> tuple[float, ...]:
-        return tuple((b - a) / n for a, b, n in zip(self.lower, self.upper, self.n_cells))
+        return tuple((b - a) / n for a, b, n in zip(self.lower, self.upper, self.n_cells, strict=False))
 
     @property
     def cell_volume(self) -> float:
         return float(np.prod(self.h))
 
     def centers(self) -> tuple[np.ndarray, ...]:
-        return tuple(a + (np.arange(n) + 0.5) * h for a, n, h in zip(self.lower, self.n_cells, self.h))
+        return tuple(
+            a + (np.arange(n) + 0.5) * h for a, n, h in zip(self.lower, self.n_cells, self.h, strict=False)
+        )
 
     def points(self) -> np.ndarray:
         """Cell centres as ``(M, dim)`` (C order: the last axis varies fastest)."""
@@ -262,7 +269,7 @@ def _axis_flux_divergence(p, b, diff, h, axis):
 
 def _rhs(p, drifts, diff, hs):
     out = jnp.zeros_like(p)
-    for ax, (b, h) in enumerate(zip(drifts, hs)):
+    for ax, (b, h) in enumerate(zip(drifts, hs, strict=False)):
         out = out + _axis_flux_divergence(p, b, diff, h, ax)
     return out
 
@@ -285,7 +292,7 @@ def _face_drifts(b_center):
 
 def _stable_dt(drifts, diff, hs, cfl):
     rate = 0.0
-    for b, h in zip(drifts, hs):
+    for b, h in zip(drifts, hs, strict=False):
         rate = rate + 3.0 * jnp.max(jnp.abs(b)) / h + 2.0 * diff / h**2
     return cfl / jnp.maximum(rate, 1e-30)
 
@@ -353,7 +360,9 @@ def _run_impl(dynamics, p0, centers, shape, hs, save_u, cfl, max_steps, band, vo
         entropy(p0)[None],
         (jnp.sum(jnp.where(band, p0, 0.0)) * vol)[None],
     )
-    ps, masses, ents, bms = (jnp.concatenate([a, b]) for a, b in zip(first, (ps, masses, ents, bms)))
+    ps, masses, ents, bms = (
+        jnp.concatenate([a, b]) for a, b in zip(first, (ps, masses, ents, bms), strict=False)
+    )
     return ps, masses, ents, bms, carry[1], carry[3], carry[4], carry[5]
 
 
@@ -458,10 +467,12 @@ def solve_fokker_planck(
     return out
 
 
-def _solution(ts, out, grid) -> "FokkerPlanckSolution":
+def _solution(ts, out, grid) -> FokkerPlanckSolution:
     """Wrap the raw arrays of :func:`solve_fokker_planck` (see its docstring for their order)."""
     densities, masses, entropies, boundary, _, n_steps, _, min_density = out
-    return FokkerPlanckSolution(jnp.asarray(ts), densities, masses, entropies, boundary, min_density, n_steps, grid)
+    return FokkerPlanckSolution(
+        jnp.asarray(ts), densities, masses, entropies, boundary, min_density, n_steps, grid
+    )
 
 
 def _check_resolution(p: np.ndarray, grid: FokkerPlanckGrid, cells_per_std: float, what: str) -> None:

@@ -60,6 +60,7 @@ from ..scores.mixture import GaussianMixture
 from . import entropy as _ent
 from .fokker_planck import FokkerPlanckGrid, FokkerPlanckSolution, reverse_fokker_planck_batch
 
+
 __all__ = [
     "GuidanceSweep",
     "ProjectedProblem",

@@ -82,6 +82,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int
 from .._validation import as_float_array, check_key, check_positive_int
 from ..scores.conditional import AbstractConditionalDenoiser, ConditionalMixture, channel_coefficients
 
+
 __all__ = [
     "ESTIMATORS",
     "LOGSNR_SCHEMES",
@@ -135,12 +136,25 @@ class LogSNRScheme(eqx.Module):
     kind: str = eqx.field(static=True)
     n: int = eqx.field(static=True)
     stratified: bool = eqx.field(static=True)
-    params: Float[Array, " 5"]  # (loc, scale, clip, lo, hi): array leaves, so changing them does not recompile
+    params: Float[
+        Array, " 5"
+    ]  # (loc, scale, clip, lo, hi): array leaves, so changing them does not recompile
     nodes: Float[Array, " L"] | None = None
     node_weights: Float[Array, " L"] | None = None
 
-    def __init__(self, kind: str, n: int, stratified: bool, loc: float, scale: float, clip: float, lo: float,
-                 hi: float, nodes=None, node_weights=None):
+    def __init__(
+        self,
+        kind: str,
+        n: int,
+        stratified: bool,
+        loc: float,
+        scale: float,
+        clip: float,
+        lo: float,
+        hi: float,
+        nodes=None,
+        node_weights=None,
+    ):
         if kind not in LOGSNR_SCHEMES:
             raise ValueError(f"Unknown log-SNR scheme {kind!r}; use one of {LOGSNR_SCHEMES}.")
         self.kind = kind
@@ -171,12 +185,17 @@ class LogSNRScheme(eqx.Module):
         return float(self.params[4])
 
     @classmethod
-    def logistic(cls, n: int, loc: float = 1.0, scale: float = 2.0, clip: float = 3.0, *,
-                 stratified: bool = False) -> LogSNRScheme:
+    def logistic(
+        cls, n: int, loc: float = 1.0, scale: float = 2.0, clip: float = 3.0, *, stratified: bool = False
+    ) -> LogSNRScheme:
         """Truncated-logistic importance sampling (ITD); defaults are Info-Decomp's ``loc 1, scale 2,
         clip 3`` (support ``[-5, 7]``, Stable Diffusion's trained range)."""
         n = check_positive_int(n, "n")
-        loc, scale, clip = _finite_float(loc, "loc"), _finite_float(scale, "scale"), _finite_float(clip, "clip")
+        loc, scale, clip = (
+            _finite_float(loc, "loc"),
+            _finite_float(scale, "scale"),
+            _finite_float(clip, "clip"),
+        )
         if scale <= 0:
             raise ValueError(f"`scale` must be positive, got {scale}.")
         if clip <= 0:
@@ -201,8 +220,18 @@ class LogSNRScheme(eqx.Module):
             raise ValueError(f"Need lo < hi, got lo={lo}, hi={hi}.")
         z, w = np.polynomial.legendre.leggauss(n)
         nodes = 0.5 * (hi - lo) * z + 0.5 * (hi + lo)
-        return cls("gauss_legendre", n, False, 0.5 * (lo + hi), hi - lo, 1.0, lo, hi,
-                   jnp.asarray(nodes), jnp.asarray(0.5 * (hi - lo) * w))
+        return cls(
+            "gauss_legendre",
+            n,
+            False,
+            0.5 * (lo + hi),
+            hi - lo,
+            1.0,
+            lo,
+            hi,
+            jnp.asarray(nodes),
+            jnp.asarray(0.5 * (hi - lo) * w),
+        )
 
     @classmethod
     def fixed(cls, log_snrs: ArrayLike, weights: ArrayLike | None = None) -> LogSNRScheme:
@@ -227,12 +256,23 @@ class LogSNRScheme(eqx.Module):
             w = np.asarray(weights, float).reshape(-1)
             if w.shape != lam.shape or not np.all(np.isfinite(w)):
                 raise ValueError(f"`weights` must be finite with shape {lam.shape}, got {w.shape}.")
-        return cls("fixed", n, False, float(lam.mean()), float(np.ptp(lam)), 1.0, float(lam.min()), float(lam.max()),
-                   jnp.asarray(lam), jnp.asarray(w))
+        return cls(
+            "fixed",
+            n,
+            False,
+            float(lam.mean()),
+            float(np.ptp(lam)),
+            1.0,
+            float(lam.min()),
+            float(lam.max()),
+            jnp.asarray(lam),
+            jnp.asarray(w),
+        )
 
     @classmethod
-    def from_spectrum(cls, variances: ArrayLike, n: int, clip: float = 4.0, *,
-                      stratified: bool = False) -> LogSNRScheme:
+    def from_spectrum(
+        cls, variances: ArrayLike, n: int, clip: float = 4.0, *, stratified: bool = False
+    ) -> LogSNRScheme:
         r"""ITD's data-adapted logistic: ``loc = -mean(log v_i)``, ``scale = sqrt(1 + 3 var(log v_i) / pi^2)``
         for the eigenvalues ``v_i`` of the data covariance.
 
@@ -245,8 +285,13 @@ class LogSNRScheme(eqx.Module):
         if v.size == 0 or np.any(~np.isfinite(v)) or np.any(v <= 0):
             raise ValueError("`variances` must be positive and finite.")
         lv = np.log(v)
-        return cls.logistic(n, float(-lv.mean()), float(math.sqrt(1.0 + 3.0 * lv.var() / math.pi**2)), clip,
-                            stratified=stratified)
+        return cls.logistic(
+            n,
+            float(-lv.mean()),
+            float(math.sqrt(1.0 + 3.0 * lv.var() / math.pi**2)),
+            clip,
+            stratified=stratified,
+        )
 
     @property
     def support(self) -> tuple[float, float]:
@@ -275,9 +320,18 @@ class LogSNRScheme(eqx.Module):
         return lam, w
 
 
-def logsnr_samples(key: jax.Array | None, n: int, scheme: str = "logistic", *, loc: float = 1.0,
-                   scale: float = 2.0, clip: float = 3.0, lo: float = -5.0, hi: float = 7.0,
-                   stratified: bool = False) -> tuple[Float[Array, " n"], Float[Array, " n"]]:
+def logsnr_samples(
+    key: jax.Array | None,
+    n: int,
+    scheme: str = "logistic",
+    *,
+    loc: float = 1.0,
+    scale: float = 2.0,
+    clip: float = 3.0,
+    lo: float = -5.0,
+    hi: float = 7.0,
+    stratified: bool = False,
+) -> tuple[Float[Array, " n"], Float[Array, " n"]]:
     """Functional form of :class:`LogSNRScheme`: ``(log_snrs, weights)`` of ``scheme`` (one of
     ``"logistic"``, ``"uniform"``, ``"gauss_legendre"``)."""
     if scheme == "logistic":
@@ -287,8 +341,10 @@ def logsnr_samples(key: jax.Array | None, n: int, scheme: str = "logistic", *, l
     elif scheme == "gauss_legendre":
         s = LogSNRScheme.gauss_legendre(n, lo, hi)
     else:
-        raise ValueError(f"Unknown log-SNR scheme {scheme!r}; use one of {LOGSNR_SCHEMES[:3]} "
-                         f"(or LogSNRScheme.fixed for given values).")
+        raise ValueError(
+            f"Unknown log-SNR scheme {scheme!r}; use one of {LOGSNR_SCHEMES[:3]} "
+            f"(or LogSNRScheme.fixed for given values)."
+        )
     if s.kind != "gauss_legendre":
         key = check_key(key)
     return _sample_jit(s, key)
@@ -311,7 +367,9 @@ def gaussian_mmse(log_snr: ArrayLike, variances: ArrayLike) -> np.ndarray:
 
 def _check_scheme(scheme) -> LogSNRScheme:
     if not isinstance(scheme, LogSNRScheme):
-        raise TypeError(f"`scheme` must be a LogSNRScheme (e.g. LogSNRScheme.logistic(64)), got {type(scheme).__name__}.")
+        raise TypeError(
+            f"`scheme` must be a LogSNRScheme (e.g. LogSNRScheme.logistic(64)), got {type(scheme).__name__}."
+        )
     return scheme
 
 
@@ -396,14 +454,23 @@ def _curves_one(model, x, tokens, masks, key, scheme, n_noise, pa, pb, coordinat
         return carry[0] + err, carry[1] + dif, carry[2] + e**2
 
     m, p = tokens.shape[0], pa.shape[0]
-    init = (jnp.zeros((lam.shape[0], m, d), x.dtype), jnp.zeros((lam.shape[0], p, d), x.dtype),
-            jnp.zeros((lam.shape[0], d), x.dtype))
+    init = (
+        jnp.zeros((lam.shape[0], m, d), x.dtype),
+        jnp.zeros((lam.shape[0], p, d), x.dtype),
+        jnp.zeros((lam.shape[0], d), x.dtype),
+    )
     err, dif, esq = jax.lax.fori_loop(0, n_noise, body, init)
     nf = n_noise.astype(x.dtype)
     err = jnp.moveaxis(err, 0, 1) / nf  # (M, L, d)
     dif = jnp.moveaxis(dif, 0, 1) / nf  # (P, L, d)
-    out = dict(log_snr=lam, weight=w, mmse=err.sum(-1), mmse_coords=jnp.einsum("l,mld->md", w, err),
-               orth=dif.sum(-1), orth_coords=jnp.einsum("l,pld->pd", w, dif))
+    out = dict(
+        log_snr=lam,
+        weight=w,
+        mmse=err.sum(-1),
+        mmse_coords=jnp.einsum("l,mld->md", w, err),
+        orth=dif.sum(-1),
+        orth_coords=jnp.einsum("l,pld->pd", w, dif),
+    )
     if coordinate_curves:
         out["mmse_curve_coords"] = err
         out["orth_curve_coords"] = dif
@@ -415,8 +482,9 @@ def _curves_one(model, x, tokens, masks, key, scheme, n_noise, pa, pb, coordinat
 @eqx.filter_jit
 def _curves_chunk(model, x, tokens, masks, idx, key, scheme, n_noise, pa, pb, coordinate_curves, noise_power):
     def one(xi, ti, mi, i):
-        return _curves_one(model, xi, ti, mi, jr.fold_in(key, i), scheme, n_noise, pa, pb, coordinate_curves,
-                           noise_power)
+        return _curves_one(
+            model, xi, ti, mi, jr.fold_in(key, i), scheme, n_noise, pa, pb, coordinate_curves, noise_power
+        )
 
     return jax.vmap(one)(x, tokens, masks, idx)
 
@@ -434,15 +502,27 @@ def _check_points(model, x, name="x") -> np.ndarray:
 
 def _check_model(model) -> AbstractConditionalDenoiser:
     if not isinstance(model, AbstractConditionalDenoiser):
-        raise TypeError(f"`model` must be a conditional denoiser (ConditionalMixture, TokenNetworkDenoiser, ...), "
-                        f"got {type(model).__name__}.")
+        raise TypeError(
+            f"`model` must be a conditional denoiser (ConditionalMixture, TokenNetworkDenoiser, ...), "
+            f"got {type(model).__name__}."
+        )
     return model
 
 
-def mmse_curves(model: AbstractConditionalDenoiser, x: Float[ArrayLike, "N d"], tokens: Int[ArrayLike, "N M n"],
-                masks: Bool[ArrayLike, "M n"], key: jax.Array, *, scheme: LogSNRScheme, n_noise: int = 1,
-                pairs: Sequence[tuple[int, int]] = (), coordinate_curves: bool = False,
-                noise_power: bool = False, chunk_size: int | None = None) -> InformationCurves:
+def mmse_curves(
+    model: AbstractConditionalDenoiser,
+    x: Float[ArrayLike, "N d"],
+    tokens: Int[ArrayLike, "N M n"],
+    masks: Bool[ArrayLike, "M n"],
+    key: jax.Array,
+    *,
+    scheme: LogSNRScheme,
+    n_noise: int = 1,
+    pairs: Sequence[tuple[int, int]] = (),
+    coordinate_curves: bool = False,
+    noise_power: bool = False,
+    chunk_size: int | None = None,
+) -> InformationCurves:
     r"""MMSE curves of ``N`` points under ``M`` conditions (the estimator's core; module docstring).
 
     - ``tokens``: ``(N, M, n)`` (or ``(M, n)`` shared by all points) token values of each condition;
@@ -466,8 +546,10 @@ def mmse_curves(model: AbstractConditionalDenoiser, x: Float[ArrayLike, "N d"], 
     if msk.ndim == 2:
         msk = np.broadcast_to(msk, (n,) + msk.shape)
     if tok.ndim != 3 or tok.shape[0] != n or msk.shape != tok.shape:
-        raise ValueError(f"`tokens` must have shape (N, M, n) = ({n}, M, {model.n_tokens}) and `masks` (M, n) or the "
-                         f"same shape; got {tok.shape} and {msk.shape}.")
+        raise ValueError(
+            f"`tokens` must have shape (N, M, n) = ({n}, M, {model.n_tokens}) and `masks` (M, n) or the "
+            f"same shape; got {tok.shape} and {msk.shape}."
+        )
     m = tok.shape[1]
     pairs = tuple((int(a), int(b)) for a, b in pairs)
     for a, b in pairs:
@@ -476,7 +558,9 @@ def mmse_curves(model: AbstractConditionalDenoiser, x: Float[ArrayLike, "N d"], 
     if isinstance(model, ConditionalMixture):
         model.check_condition(tok, msk)
     if chunk_size is None:
-        per_point = scheme.n * m * model.dim * (3 if coordinate_curves else 2) + scheme.n * len(pairs) * model.dim
+        per_point = (
+            scheme.n * m * model.dim * (3 if coordinate_curves else 2) + scheme.n * len(pairs) * model.dim
+        )
         per_point += scheme.n * getattr(model, "n_components", 0) * (model.dim + m)  # mixture intermediates
         chunk_size = int(max(1, min(n, 1_000_000 // max(per_point, 1))))
     chunk_size = check_positive_int(chunk_size, "chunk_size")
@@ -487,14 +571,35 @@ def mmse_curves(model: AbstractConditionalDenoiser, x: Float[ArrayLike, "N d"], 
     for start in range(0, n, chunk_size):  # fixed chunk shape (last chunk padded): one compilation
         idx = np.arange(start, start + chunk_size)
         src = np.minimum(idx, n - 1)
-        out = _curves_chunk(model, xs[src], tok[src], msk[src], idx, key, scheme, nn, pa, pb, bool(coordinate_curves),
-                            bool(noise_power))
+        out = _curves_chunk(
+            model,
+            xs[src],
+            tok[src],
+            msk[src],
+            idx,
+            key,
+            scheme,
+            nn,
+            pa,
+            pb,
+            bool(coordinate_curves),
+            bool(noise_power),
+        )
         keep = idx < n
         parts.append({k: np.asarray(v)[keep] for k, v in out.items()})
     res = {k: np.concatenate([p[k] for p in parts], axis=0) for k in parts[0]}
-    return InformationCurves(res["log_snr"], res["weight"], res["mmse"], res["mmse_coords"], res["orth"],
-                             res["orth_coords"], res.get("mmse_curve_coords"), res.get("orth_curve_coords"),
-                             res.get("noise_sq"), pairs)
+    return InformationCurves(
+        res["log_snr"],
+        res["weight"],
+        res["mmse"],
+        res["mmse_coords"],
+        res["orth"],
+        res["orth_coords"],
+        res.get("mmse_curve_coords"),
+        res.get("orth_curve_coords"),
+        res.get("noise_sq"),
+        pairs,
+    )
 
 
 # =====================================================================================================
@@ -518,8 +623,10 @@ def _slots(model, slots, name) -> tuple[int, ...]:
         if isinstance(s, bool) or not isinstance(s, (int, np.integer)):
             raise TypeError(f"`{name}` must hold integer token slots, got {s!r}.")
         if not 0 <= int(s) < model.n_tokens:
-            raise ValueError(f"`{name}` slot {s} out of range: the model has {model.n_tokens} token slot(s) "
-                             f"(alphabet sizes {model.alphabet_sizes}).")
+            raise ValueError(
+                f"`{name}` slot {s} out of range: the model has {model.n_tokens} token slot(s) "
+                f"(alphabet sizes {model.alphabet_sizes})."
+            )
         out.append(int(s))
     if len(set(out)) != len(out):
         raise ValueError(f"`{name}` contains repeated slots: {out}.")
@@ -542,14 +649,24 @@ def _sample_tokens(model, tokens, n, name="tokens") -> Array:
     if tok.ndim == 1:
         tok = np.broadcast_to(tok, (n, model.n_tokens))
     if tok.shape != (n, model.n_tokens):
-        raise ValueError(f"`{name}` must have shape (N, n) = ({n}, {model.n_tokens}) (one row per point), got {tok.shape}.")
+        raise ValueError(
+            f"`{name}` must have shape (N, n) = ({n}, {model.n_tokens}) (one row per point), got {tok.shape}."
+        )
     return np.array(tok)
 
 
-def neg_log_likelihood(model: AbstractConditionalDenoiser, x: Float[ArrayLike, "N d"], key: jax.Array, *,
-                       scheme: LogSNRScheme, tokens: Int[ArrayLike, "N n"] | None = None,
-                       given: Sequence[int] = (), n_noise: int = 1, base_variances: ArrayLike = 1.0,
-                       chunk_size: int | None = None) -> NegLogLikelihood:
+def neg_log_likelihood(
+    model: AbstractConditionalDenoiser,
+    x: Float[ArrayLike, "N d"],
+    key: jax.Array,
+    *,
+    scheme: LogSNRScheme,
+    tokens: Int[ArrayLike, "N n"] | None = None,
+    given: Sequence[int] = (),
+    n_noise: int = 1,
+    base_variances: ArrayLike = 1.0,
+    chunk_size: int | None = None,
+) -> NegLogLikelihood:
     r"""ITD's pointwise ``-log p(x | y_given)`` (module docstring) with the Gaussian base ``N(0, diag(v))``,
     ``v = base_variances`` (scalar or ``(d,)``; ITD uses the data-covariance eigenvalues).
 
@@ -573,8 +690,17 @@ def neg_log_likelihood(model: AbstractConditionalDenoiser, x: Float[ArrayLike, "
     if np.any(~np.isfinite(v)) or np.any(v <= 0):
         raise ValueError("`base_variances` must be positive and finite.")
     masks = _mask_table(model.n_tokens, [given])
-    curves = mmse_curves(model, xs, tok[:, None, :], masks, key, scheme=scheme, n_noise=n_noise,
-                         noise_power=True, chunk_size=chunk_size)
+    curves = mmse_curves(
+        model,
+        xs,
+        tok[:, None, :],
+        masks,
+        key,
+        scheme=scheme,
+        n_noise=n_noise,
+        noise_power=True,
+        chunk_size=chunk_size,
+    )
     base = gaussian_mmse(curves.log_snr, v) * curves.noise_sq  # (N, L, d), expectation mmse_G per coordinate
     h_coords = 0.5 * np.log(2 * math.pi * math.e * v)
     base_int = np.einsum("nl,nld->nd", curves.weight, base)
@@ -595,10 +721,19 @@ class PointwiseInformation(eqx.Module):
     curves: InformationCurves
 
 
-def pointwise_information(model: AbstractConditionalDenoiser, x: Float[ArrayLike, "N d"],
-                          tokens: Int[ArrayLike, "N n"], key: jax.Array, *, about: Sequence[int],
-                          given: Sequence[int] = (), scheme: LogSNRScheme, n_noise: int = 1,
-                          coordinate_curves: bool = False, chunk_size: int | None = None) -> PointwiseInformation:
+def pointwise_information(
+    model: AbstractConditionalDenoiser,
+    x: Float[ArrayLike, "N d"],
+    tokens: Int[ArrayLike, "N n"],
+    key: jax.Array,
+    *,
+    about: Sequence[int],
+    given: Sequence[int] = (),
+    scheme: LogSNRScheme,
+    n_noise: int = 1,
+    coordinate_curves: bool = False,
+    chunk_size: int | None = None,
+) -> PointwiseInformation:
     r"""Pointwise (conditional) mutual information ``i(x; y_about | y_given)`` of each point with its own
     tokens, by the standard and the orthogonal estimator, image level and per coordinate (module
     docstring). ``about`` must be non-empty and disjoint from ``given``.
@@ -614,15 +749,35 @@ def pointwise_information(model: AbstractConditionalDenoiser, x: Float[ArrayLike
     tok = _sample_tokens(model, tokens, xs.shape[0])
     masks = _mask_table(model.n_tokens, [given, given + about])
     tok2 = np.broadcast_to(tok[:, None, :], (tok.shape[0], 2, tok.shape[1]))
-    curves = mmse_curves(model, xs, tok2, masks, key, scheme=scheme, n_noise=n_noise, pairs=((0, 1),),
-                         coordinate_curves=coordinate_curves, chunk_size=chunk_size)
-    return PointwiseInformation(curves.standard(0, 1), curves.orthogonal(0, 1), curves.standard_coords(0, 1),
-                                curves.orthogonal_coords(0, 1), curves)
+    curves = mmse_curves(
+        model,
+        xs,
+        tok2,
+        masks,
+        key,
+        scheme=scheme,
+        n_noise=n_noise,
+        pairs=((0, 1),),
+        coordinate_curves=coordinate_curves,
+        chunk_size=chunk_size,
+    )
+    return PointwiseInformation(
+        curves.standard(0, 1),
+        curves.orthogonal(0, 1),
+        curves.standard_coords(0, 1),
+        curves.orthogonal_coords(0, 1),
+        curves,
+    )
 
 
-def exact_pointwise_information(model: ConditionalMixture, x: Float[ArrayLike, "N d"],
-                                tokens: Int[ArrayLike, "N n"], *, about: Sequence[int],
-                                given: Sequence[int] = ()) -> Float[Array, " N"]:
+def exact_pointwise_information(
+    model: ConditionalMixture,
+    x: Float[ArrayLike, "N d"],
+    tokens: Int[ArrayLike, "N n"],
+    *,
+    about: Sequence[int],
+    given: Sequence[int] = (),
+) -> Float[Array, " N"]:
     """Exact ``log p(x | y_about, y_given) - log p(x | y_given)`` of an analytic conditional mixture."""
     if not isinstance(model, ConditionalMixture):
         raise TypeError(f"Exact informations need a ConditionalMixture, got {type(model).__name__}.")
@@ -631,8 +786,10 @@ def exact_pointwise_information(model: ConditionalMixture, x: Float[ArrayLike, "
     given = _slots(model, given, "given")
     tok = _sample_tokens(model, tokens, xs.shape[0])
     masks = _mask_table(model.n_tokens, [given, given + about])
-    model.check_condition(np.broadcast_to(tok[:, None], (tok.shape[0], 2, tok.shape[1])),
-                          np.broadcast_to(masks, (tok.shape[0],) + masks.shape))
+    model.check_condition(
+        np.broadcast_to(tok[:, None], (tok.shape[0], 2, tok.shape[1])),
+        np.broadcast_to(masks, (tok.shape[0],) + masks.shape),
+    )
     return _exact_pmi(model, xs, tok, masks[0], masks[1])
 
 
@@ -669,7 +826,7 @@ class PIDTerms(NamedTuple):
         return PIDTerms(*(np.asarray(v) / NATS_PER_BIT for v in self))
 
     def as_dict(self) -> dict[str, ArrayLike]:
-        return dict(zip(self._fields, self))
+        return dict(zip(self._fields, self, strict=False))
 
     def as_array(self) -> np.ndarray:
         """``(4, ...)``: ``[R, U1, U2, S]``."""
@@ -678,8 +835,10 @@ class PIDTerms(NamedTuple):
 
 def _check_measure(measure: str) -> str:
     if measure not in PID_MEASURES:
-        raise ValueError(f"Unknown PID measure {measure!r}; measures are {PID_MEASURES} "
-                         f"(pointwise_min: DiffusionPID; mmi: minimum mutual information; wb_imin: Williams-Beer I_min).")
+        raise ValueError(
+            f"Unknown PID measure {measure!r}; measures are {PID_MEASURES} "
+            f"(pointwise_min: DiffusionPID; mmi: minimum mutual information; wb_imin: Williams-Beer I_min)."
+        )
     return measure
 
 
@@ -692,8 +851,15 @@ def _weighted_mean(v, w, axis):
     return np.tensordot(w, np.moveaxis(v, axis, 0), axes=1)
 
 
-def pid_terms(i1: ArrayLike, i2: ArrayLike, i12: ArrayLike, measure: str, *, weights: ArrayLike | None = None,
-              axis: int | None = 0) -> PIDTerms:
+def pid_terms(
+    i1: ArrayLike,
+    i2: ArrayLike,
+    i12: ArrayLike,
+    measure: str,
+    *,
+    weights: ArrayLike | None = None,
+    axis: int | None = 0,
+) -> PIDTerms:
     r"""PID terms from informations (module docstring):
 
     - ``"pointwise_min"`` / ``"wb_imin"``: ``R = E[min(i1, i2)]``, ``U_k = E[i_k] - R``,
@@ -778,8 +944,10 @@ def _pair_prior(model, sources, context, tok: np.ndarray) -> np.ndarray:
     """``p(y_s1, y_s2 | y_C = c_n)`` for each sample: ``(N, A1, A2)`` (numpy)."""
     prior = model.token_prior
     if prior is None:
-        raise ValueError("The Williams-Beer measure needs the token prior p(y) for Bayes' rule; this model has none "
-                         "(pass token_prior= to TokenNetworkDenoiser).")
+        raise ValueError(
+            "The Williams-Beer measure needs the token prior p(y) for Bayes' rule; this model has none "
+            "(pass token_prior= to TokenNetworkDenoiser)."
+        )
     prior = np.asarray(prior, float)
     s1, s2 = sources
     other = tuple(j for j in range(model.n_tokens) if j not in (s1, s2) + context)
@@ -792,16 +960,22 @@ def _pair_prior(model, sources, context, tok: np.ndarray) -> np.ndarray:
         q = p[(slice(None), slice(None)) + tuple(int(row[c]) for c in context)]
         z = q.sum()
         if z <= 0:
-            raise ValueError(f"Sample {i} has a context {tuple(int(row[c]) for c in context)} of zero prior probability.")
+            raise ValueError(
+                f"Sample {i} has a context {tuple(int(row[c]) for c in context)} of zero prior probability."
+            )
         out[i] = q / z
     return out
 
 
 def _kl_terms(post, prior):
     """Specific informations from a joint posterior/prior over (A1, A2): ``(N, 3)``."""
+
     def kl(p, q):
-        return np.sum(np.where(p > 0, p * (np.log(np.where(p > 0, p, 1.0)) - np.log(np.where(q > 0, q, 1.0))), 0.0),
-                       axis=tuple(range(1, p.ndim)))
+        return np.sum(
+            np.where(p > 0, p * (np.log(np.where(p > 0, p, 1.0)) - np.log(np.where(q > 0, q, 1.0))), 0.0),
+            axis=tuple(range(1, p.ndim)),
+        )
+
     return np.stack([kl(post.sum(2), prior.sum(2)), kl(post.sum(1), prior.sum(1)), kl(post, prior)], axis=1)
 
 
@@ -814,10 +988,20 @@ def _sample_weights(weights, n):
     return np.asarray(w / w.sum())
 
 
-def pid_information(model: AbstractConditionalDenoiser, x: Float[ArrayLike, "N d"], tokens: Int[ArrayLike, "N n"],
-                    key: jax.Array, *, sources: Sequence[int] = (0, 1), context: Sequence[int] = (),
-                    scheme: LogSNRScheme, n_noise: int = 1, specific: bool = True,
-                    sample_weights: ArrayLike | None = None, chunk_size: int | None = None) -> PIDInformation:
+def pid_information(
+    model: AbstractConditionalDenoiser,
+    x: Float[ArrayLike, "N d"],
+    tokens: Int[ArrayLike, "N n"],
+    key: jax.Array,
+    *,
+    sources: Sequence[int] = (0, 1),
+    context: Sequence[int] = (),
+    scheme: LogSNRScheme,
+    n_noise: int = 1,
+    specific: bool = True,
+    sample_weights: ArrayLike | None = None,
+    chunk_size: int | None = None,
+) -> PIDInformation:
     r"""Estimate the informations behind every PID measure for samples ``(x_n, y_n)`` (usually drawn from
     the joint law, or stratified with ``sample_weights``).
 
@@ -851,8 +1035,9 @@ def pid_information(model: AbstractConditionalDenoiser, x: Float[ArrayLike, "N d
         masks = np.concatenate([masks, np.broadcast_to(masks[3], (a1 * a2, model.n_tokens))], axis=0)
     tok_all = np.stack(tok_c, axis=1)
     pairs = ((0, 1), (0, 2), (0, 3))
-    curves = mmse_curves(model, xs, tok_all, masks, key, scheme=scheme, n_noise=n_noise, pairs=pairs,
-                         chunk_size=chunk_size)
+    curves = mmse_curves(
+        model, xs, tok_all, masks, key, scheme=scheme, n_noise=n_noise, pairs=pairs, chunk_size=chunk_size
+    )
     pw = np.stack([curves.standard(0, k) for k in (1, 2, 3)], axis=1)
     orth = np.stack([curves.orthogonal(0, k) for k in (1, 2, 3)], axis=1)
     pw_c = np.stack([curves.standard_coords(0, k) for k in (1, 2, 3)], axis=1)
@@ -870,9 +1055,15 @@ def pid_information(model: AbstractConditionalDenoiser, x: Float[ArrayLike, "N d
     return PIDInformation(pw, orth, pw_c, orth_c, spec, post, w, curves, sources, context)
 
 
-def exact_pid_information(model: ConditionalMixture, x: Float[ArrayLike, "N d"], tokens: Int[ArrayLike, "N n"], *,
-                          sources: Sequence[int] = (0, 1), context: Sequence[int] = (),
-                          sample_weights: ArrayLike | None = None) -> PIDInformation:
+def exact_pid_information(
+    model: ConditionalMixture,
+    x: Float[ArrayLike, "N d"],
+    tokens: Int[ArrayLike, "N n"],
+    *,
+    sources: Sequence[int] = (0, 1),
+    context: Sequence[int] = (),
+    sample_weights: ArrayLike | None = None,
+) -> PIDInformation:
     """The exact counterpart of :func:`pid_information` for an analytic :class:`ConditionalMixture`:
     pointwise MIs from exact log-densities and the exact token posterior ``p(y | x, c)``."""
     if not isinstance(model, ConditionalMixture):
@@ -885,8 +1076,9 @@ def exact_pid_information(model: ConditionalMixture, x: Float[ArrayLike, "N d"],
     ctx = list(context)
     s1, s2 = sources
     masks = _mask_table(model.n_tokens, [ctx, ctx + [s1], ctx + [s2], ctx + [s1, s2]])
-    model.check_condition(np.broadcast_to(tok[:, None], (n, 4, model.n_tokens)),
-                          np.broadcast_to(masks, (n,) + masks.shape))
+    model.check_condition(
+        np.broadcast_to(tok[:, None], (n, 4, model.n_tokens)), np.broadcast_to(masks, (n,) + masks.shape)
+    )
     pw = np.stack([np.asarray(_exact_pmi(model, xs, tok, masks[0], masks[k])) for k in (1, 2, 3)], axis=1)
     prior = np.asarray(_pair_prior(model, sources, context, np.asarray(tok)), xs.dtype)
     post_full = np.asarray(_exact_token_posterior(model, xs, tok, masks[0]), float)  # (N, *alphabet)
@@ -903,8 +1095,9 @@ def _exact_token_posterior(model, xs, tok, mask):
     return jax.vmap(lambda xi, ti: model.data_token_posterior(xi, ti, mask))(xs, tok)
 
 
-def decompose(info: PIDInformation, measure: str, *, estimator: str = "standard", map_estimator: str = "orthogonal"
-              ) -> PIDResult:
+def decompose(
+    info: PIDInformation, measure: str, *, estimator: str = "standard", map_estimator: str = "orthogonal"
+) -> PIDResult:
     r"""Apply one PID ``measure`` to :class:`PIDInformation` (module docstring).
 
     ``estimator`` chooses the image-level pointwise informations (``"standard"`` or ``"orthogonal"``;
@@ -921,13 +1114,22 @@ def decompose(info: PIDInformation, measure: str, *, estimator: str = "standard"
     w = info.weights
     if measure == "wb_imin":
         if info.specific is None:
-            raise ValueError("The 'wb_imin' measure needs specific informations: compute them with specific=True.")
+            raise ValueError(
+                "The 'wb_imin' measure needs specific informations: compute them with specific=True."
+            )
         s = info.specific
         terms = pid_terms(s[:, 0], s[:, 1], s[:, 2], measure, weights=w)
         mi = np.asarray(_weighted_mean(s, w, 0))
         sample = pid_terms(s[:, 0], s[:, 1], s[:, 2], measure, axis=None)
-        return PIDResult(measure, label, PIDTerms(*(float(v) for v in terms)), mi,
-                         PIDTerms(*(np.asarray(v) for v in sample)), None, None)
+        return PIDResult(
+            measure,
+            label,
+            PIDTerms(*(float(v) for v in terms)),
+            mi,
+            PIDTerms(*(np.asarray(v) for v in sample)),
+            None,
+            None,
+        )
     vals = info.pointwise if (exact or estimator == "standard") else info.orthogonal
     terms = pid_terms(vals[:, 0], vals[:, 1], vals[:, 2], measure, weights=w)
     mi = np.asarray(_weighted_mean(vals, w, 0))
@@ -946,11 +1148,21 @@ def decompose(info: PIDInformation, measure: str, *, estimator: str = "standard"
     return PIDResult(measure, label, PIDTerms(*(float(v) for v in terms)), mi, sample, maps, sample_maps)
 
 
-def pid(model: AbstractConditionalDenoiser, x: Float[ArrayLike, "N d"], tokens: Int[ArrayLike, "N n"],
-        key: jax.Array | None, *, measure: str | Sequence[str], estimator: str = "standard",
-        sources: Sequence[int] = (0, 1), context: Sequence[int] = (), scheme: LogSNRScheme | None = None,
-        n_noise: int = 1, sample_weights: ArrayLike | None = None, chunk_size: int | None = None
-        ) -> PIDResult | dict[str, PIDResult]:
+def pid(
+    model: AbstractConditionalDenoiser,
+    x: Float[ArrayLike, "N d"],
+    tokens: Int[ArrayLike, "N n"],
+    key: jax.Array | None,
+    *,
+    measure: str | Sequence[str],
+    estimator: str = "standard",
+    sources: Sequence[int] = (0, 1),
+    context: Sequence[int] = (),
+    scheme: LogSNRScheme | None = None,
+    n_noise: int = 1,
+    sample_weights: ArrayLike | None = None,
+    chunk_size: int | None = None,
+) -> PIDResult | dict[str, PIDResult]:
     """PID of what tokens ``sources`` say about ``x`` (given ``context``: conditional PID), with the
     measure(s) named explicitly. ``estimator="exact"`` uses the exact informations of a
     :class:`ConditionalMixture` (no ``key``/``scheme`` needed). A tuple of measures returns a dict.
@@ -963,14 +1175,28 @@ def pid(model: AbstractConditionalDenoiser, x: Float[ArrayLike, "N d"], tokens: 
     if estimator not in ESTIMATORS + ("exact",):
         raise ValueError(f"Unknown `estimator` {estimator!r}; use one of {ESTIMATORS + ('exact',)}.")
     if estimator == "exact":
-        info = exact_pid_information(model, x, tokens, sources=sources, context=context, sample_weights=sample_weights)
+        info = exact_pid_information(
+            model, x, tokens, sources=sources, context=context, sample_weights=sample_weights
+        )
     else:
         if scheme is None:
             raise ValueError("`scheme` (a LogSNRScheme) is required for the MMSE estimators.")
-        info = pid_information(model, x, tokens, key, sources=sources, context=context, scheme=scheme,
-                               n_noise=n_noise, specific="wb_imin" in measures, sample_weights=sample_weights,
-                               chunk_size=chunk_size)
-    out = {m: decompose(info, m, estimator="standard" if estimator == "exact" else estimator) for m in measures}
+        info = pid_information(
+            model,
+            x,
+            tokens,
+            key,
+            sources=sources,
+            context=context,
+            scheme=scheme,
+            n_noise=n_noise,
+            specific="wb_imin" in measures,
+            sample_weights=sample_weights,
+            chunk_size=chunk_size,
+        )
+    out = {
+        m: decompose(info, m, estimator="standard" if estimator == "exact" else estimator) for m in measures
+    }
     return out[measures[0]] if isinstance(measure, str) else out
 
 
@@ -981,16 +1207,24 @@ def _check_joint(joint, context: bool) -> np.ndarray:
     p = np.asarray(joint, float)
     want = 4 if context else 3
     if p.ndim != want:
-        raise ValueError(f"`joint` must have {want} axes ({'(C, A1, A2, G)' if context else '(A1, A2, G)'}), "
-                         f"got shape {p.shape}.")
+        raise ValueError(
+            f"`joint` must have {want} axes ({'(C, A1, A2, G)' if context else '(A1, A2, G)'}), "
+            f"got shape {p.shape}."
+        )
     if np.any(~np.isfinite(p)) or np.any(p < 0) or abs(p.sum() - 1.0) > 1e-8:
-        raise ValueError(f"`joint` must be a probability table (non-negative, summing to one), got sum {p.sum():.6g}.")
+        raise ValueError(
+            f"`joint` must be a probability table (non-negative, summing to one), got sum {p.sum():.6g}."
+        )
     return p if context else p[None]
 
 
 def _log_ratio(num, den):
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where((num > 0) & (den > 0), np.log(np.where(num > 0, num, 1.0)) - np.log(np.where(den > 0, den, 1.0)), 0.0)
+        return np.where(
+            (num > 0) & (den > 0),
+            np.log(np.where(num > 0, num, 1.0)) - np.log(np.where(den > 0, den, 1.0)),
+            0.0,
+        )
 
 
 def discrete_pid(joint: ArrayLike, measure: str, *, unit: str = "nats", context: bool = False) -> PIDTerms:
@@ -1010,10 +1244,10 @@ def discrete_pid(joint: ArrayLike, measure: str, *, unit: str = "nats", context:
         raise ValueError(f"`unit` must be 'nats' or 'bits', got {unit!r}.")
     p = _check_joint(joint, context)  # (C, A1, A2, G)
     p_c = p.sum(axis=(1, 2, 3), keepdims=True)
-    p_g = p.sum(axis=(1, 2), keepdims=True)          # p(c, g)
-    p_1g = p.sum(axis=2, keepdims=True)              # p(c, y1, g)
-    p_2g = p.sum(axis=1, keepdims=True)              # p(c, y2, g)
-    p_1 = p.sum(axis=(2, 3), keepdims=True)          # p(c, y1)
+    p_g = p.sum(axis=(1, 2), keepdims=True)  # p(c, g)
+    p_1g = p.sum(axis=2, keepdims=True)  # p(c, y1, g)
+    p_2g = p.sum(axis=1, keepdims=True)  # p(c, y2, g)
+    p_1 = p.sum(axis=(2, 3), keepdims=True)  # p(c, y1)
     p_2 = p.sum(axis=(1, 3), keepdims=True)
     p_12 = p.sum(axis=3, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -1043,8 +1277,13 @@ def discrete_pid(joint: ArrayLike, measure: str, *, unit: str = "nats", context:
     return PIDTerms(*(float(v) for v in terms))
 
 
-def well_separated_joint(model: ConditionalMixture, *, sources: Sequence[int] = (0, 1),
-                         context: Sequence[int] = (), decimals: int = 6) -> np.ndarray:
+def well_separated_joint(
+    model: ConditionalMixture,
+    *,
+    sources: Sequence[int] = (0, 1),
+    context: Sequence[int] = (),
+    decimals: int = 6,
+) -> np.ndarray:
     r"""The discrete law the image carries in the well-separated limit: ``p([c,] y_s1, y_s2, g)`` with
     ``g`` the index of each component's distinct ``(mean, covariance)`` (components that coincide cannot be
     told apart by ``x``; separated ones can be told apart exactly), numbered in order of first appearance
@@ -1057,7 +1296,9 @@ def well_separated_joint(model: ConditionalMixture, *, sources: Sequence[int] = 
     covs = np.round(np.asarray(model.eigvals, float), decimals)
     key_rows = np.concatenate([means, covs], axis=1)
     if model.eigvecs is not None:
-        key_rows = np.concatenate([key_rows, np.round(np.asarray(model.eigvecs, float), decimals).reshape(len(means), -1)], 1)
+        key_rows = np.concatenate(
+            [key_rows, np.round(np.asarray(model.eigvecs, float), decimals).reshape(len(means), -1)], 1
+        )
     _, first, g = np.unique(key_rows, axis=0, return_index=True, return_inverse=True)
     relabel = np.empty(len(first), int)
     relabel[np.argsort(first)] = np.arange(len(first))  # g numbered by first appearance in component order

@@ -103,8 +103,9 @@ def _median_bandwidth(x, y, max_points=2000):
     return float(np.sqrt(0.5 * med)) if med > 0 else 1.0
 
 
-def mmd(x: Float[Array, "N d"], y: Float[Array, "M d"], *, bandwidth: float | None = None,
-        chunk: int = 1024) -> Array:
+def mmd(
+    x: Float[Array, "N d"], y: Float[Array, "M d"], *, bandwidth: float | None = None, chunk: int = 1024
+) -> Array:
     r"""Unbiased ``MMD^2`` with a Gaussian kernel of width ``bandwidth`` (median heuristic by default)."""
     x, y = _check_pair(x, y)
     h = _median_bandwidth(x, y) if bandwidth is None else float(bandwidth)
@@ -151,7 +152,9 @@ def mode_weight_error(mixture, x: Float[Array, "N d"], *, soft: bool = True) -> 
     return freq, jnp.max(jnp.abs(freq - mixture.weights))
 
 
-def expected_calibration_error(probs: Float[Array, "N C"], labels: Int[Array, " N"], n_bins: int = 15) -> Array:
+def expected_calibration_error(
+    probs: Float[Array, "N C"], labels: Int[Array, " N"], n_bins: int = 15
+) -> Array:
     """Expected calibration error of the top-class confidence (equal-width bins)."""
     probs = as_float_array(probs, "probs", ndim=2)
     labels = jnp.asarray(labels)

@@ -47,6 +47,7 @@ training point.
 from __future__ import annotations
 
 import math
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -83,8 +84,12 @@ __all__ = [
 ]
 
 PHASE_UNRESOLVED, PHASE_OUTSIDE, PHASE_ALIGN, PHASE_SLIDE = -1, 0, 1, 2
-PHASE_NAMES = {PHASE_UNRESOLVED: "unresolved", PHASE_OUTSIDE: "outside", PHASE_ALIGN: "align",
-               PHASE_SLIDE: "slide"}
+PHASE_NAMES = {
+    PHASE_UNRESOLVED: "unresolved",
+    PHASE_OUTSIDE: "outside",
+    PHASE_ALIGN: "align",
+    PHASE_SLIDE: "slide",
+}
 
 
 # =====================================================================================================
@@ -100,7 +105,9 @@ def _check_intrinsic_dim(k, d: int) -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
         raise TypeError(f"`intrinsic_dim` must be an integer, got {type(k).__name__}.")
     if d < 2:
-        raise ValueError(f"A ridge needs dimension d >= 2 (1 <= intrinsic_dim <= d - 1); the score has d = {d}.")
+        raise ValueError(
+            f"A ridge needs dimension d >= 2 (1 <= intrinsic_dim <= d - 1); the score has d = {d}."
+        )
     if not 1 <= int(k) <= d - 1:
         raise ValueError(f"`intrinsic_dim` must lie in [1, d - 1] = [1, {d - 1}], got {k}.")
     return int(k)
@@ -157,18 +164,18 @@ class RidgeGeometry(eqx.Module):
     eigvals: Float[Array, "... D"]
     eigvecs: Float[Array, "... D D"]
     gradient: Float[Array, "... D"]
-    gap: Float[Array, "..."]
-    relative_gap: Float[Array, "..."]
-    curvature: Float[Array, "..."]
-    valid: Bool[Array, "..."]
-    residual: Float[Array, "..."]
-    newton_distance: Float[Array, "..."]
+    gap: Float[Array, ...]
+    relative_gap: Float[Array, ...]
+    curvature: Float[Array, ...]
+    valid: Bool[Array, ...]
+    residual: Float[Array, ...]
+    newton_distance: Float[Array, ...]
     intrinsic_dim: int = eqx.field(static=True)
 
     @property
     def normal_basis(self) -> Float[Array, "... D Dk"]:
         """``V_perp``: eigenvectors of the ``D - k`` most negative eigenvalues."""
-        return self.eigvecs[..., :, self.intrinsic_dim:]
+        return self.eigvecs[..., :, self.intrinsic_dim :]
 
     @property
     def tangent_basis(self) -> Float[Array, "... D k"]:
@@ -219,7 +226,9 @@ def _geometries(score, t, x, k, thr, relative):
     return jax.vmap(lambda xi: _geometry_point(score, t, xi, k, thr, relative))(x)
 
 
-def log_density_hessian(score: AbstractScore, t: ArrayLike, x: Float[ArrayLike, "N D"]) -> Float[Array, "N D D"]:
+def log_density_hessian(
+    score: AbstractScore, t: ArrayLike, x: Float[ArrayLike, "N D"]
+) -> Float[Array, "N D D"]:
     r"""``\nabla^2 log p_t(x)`` at each point: ``score.hessian`` (closed form for
     :class:`~diffsim.GaussianMixture` and :class:`~diffsim.EmpiricalScore`, forward-mode autodiff of the
     score for any other score). ``x`` is ``(N, D)`` or one point ``(D,)``."""
@@ -229,8 +238,9 @@ def log_density_hessian(score: AbstractScore, t: ArrayLike, x: Float[ArrayLike, 
     return _unbatch(_hessians(score, t.astype(pts.dtype), pts), single)
 
 
-def hessian_spectrum(score: AbstractScore, t: ArrayLike, x: Float[ArrayLike, "N D"]
-                     ) -> tuple[Float[Array, "N D"], Float[Array, "N D D"]]:
+def hessian_spectrum(
+    score: AbstractScore, t: ArrayLike, x: Float[ArrayLike, "N D"]
+) -> tuple[Float[Array, "N D"], Float[Array, "N D D"]]:
     """Eigenvalues (descending) and eigenvectors (columns) of ``\\nabla^2 log p_t`` at each point."""
     _check_score(score)
     t = _check_t(score, t)
@@ -238,8 +248,15 @@ def hessian_spectrum(score: AbstractScore, t: ArrayLike, x: Float[ArrayLike, "N 
     return _unbatch(_spectra(score, t.astype(pts.dtype), pts), single)
 
 
-def ridge_geometry(score: AbstractScore, t: ArrayLike, x: Float[ArrayLike, "N D"], intrinsic_dim: int, *,
-                   gap_threshold: float = 1e-2, relative_gap: bool = True) -> RidgeGeometry:
+def ridge_geometry(
+    score: AbstractScore,
+    t: ArrayLike,
+    x: Float[ArrayLike, "N D"],
+    intrinsic_dim: int,
+    *,
+    gap_threshold: float = 1e-2,
+    relative_gap: bool = True,
+) -> RidgeGeometry:
     """The :class:`RidgeGeometry` of the ``intrinsic_dim``-ridge of ``log p_t`` at each point of ``x``
     (``(N, D)`` or ``(D,)``): spectrum, eigengap, mask, residual and Newton distance."""
     _check_score(score)
@@ -302,9 +319,18 @@ def _scms(score, t, x, k, thr, relative, tol, max_iter, step_size):
     return jax.vmap(lambda xi: _scms_point(score, t, xi, k, thr, relative, tol, max_iter, step_size))(x)
 
 
-def scms_project(score: AbstractScore, t: ArrayLike, x: Float[ArrayLike, "N D"], intrinsic_dim: int, *,
-                 tol: float | None = None, max_iter: int = 500, step_size: float | None = None,
-                 gap_threshold: float = 1e-2, relative_gap: bool = True) -> SCMSResult:
+def scms_project(
+    score: AbstractScore,
+    t: ArrayLike,
+    x: Float[ArrayLike, "N D"],
+    intrinsic_dim: int,
+    *,
+    tol: float | None = None,
+    max_iter: int = 500,
+    step_size: float | None = None,
+    gap_threshold: float = 1e-2,
+    relative_gap: bool = True,
+) -> SCMSResult:
     r"""Project points onto the ``intrinsic_dim``-ridge of ``log p_t`` by subspace-constrained mean shift.
 
     Iterates ``x <- x + eta P_perp(x) \nabla log p_t(x)`` in a ``lax.while_loop`` until the Newton-step
@@ -327,16 +353,26 @@ def scms_project(score: AbstractScore, t: ArrayLike, x: Float[ArrayLike, "N D"],
     if step_size is not None and not (step_size > 0 and math.isfinite(step_size)):
         raise ValueError(f"`step_size` must be positive and finite, got {step_size}.")
     dt = pts.dtype
-    res = _scms(score, t.astype(dt), pts, k, jnp.asarray(thr, dt), bool(relative_gap), jnp.asarray(tol, dt),
-                jnp.asarray(max_iter, jnp.int32), jnp.asarray(0.0 if step_size is None else step_size, dt))
+    res = _scms(
+        score,
+        t.astype(dt),
+        pts,
+        k,
+        jnp.asarray(thr, dt),
+        bool(relative_gap),
+        jnp.asarray(tol, dt),
+        jnp.asarray(max_iter, jnp.int32),
+        jnp.asarray(0.0 if step_size is None else step_size, dt),
+    )
     return _unbatch(res, single)
 
 
 # =====================================================================================================
 # normal / tangent decompositions along trajectories
 # =====================================================================================================
-def decompose(vectors: Float[ArrayLike, "... D"], normal_basis: Float[ArrayLike, "... D Dk"]
-              ) -> tuple[Float[Array, "..."], Float[Array, "..."]]:
+def decompose(
+    vectors: Float[ArrayLike, "... D"], normal_basis: Float[ArrayLike, "... D Dk"]
+) -> tuple[Float[Array, ...], Float[Array, ...]]:
     """Norms of the normal part ``|V_perp^T u|`` and of the tangent part ``|u - V_perp V_perp^T u|``."""
     u = jnp.asarray(vectors)
     vn = jnp.asarray(normal_basis)
@@ -360,17 +396,24 @@ class RidgeStats(eqx.Module):
     relative_gap: bool = eqx.field(static=True)
 
     def __call__(self, t: ArrayLike, x: Float[Array, " D"]) -> dict[str, Array]:
-        geo = _geometry_point(self.reference, t, x, self.intrinsic_dim, self.gap_threshold.astype(x.dtype),
-                              self.relative_gap)
+        geo = _geometry_point(
+            self.reference, t, x, self.intrinsic_dim, self.gap_threshold.astype(x.dtype), self.relative_gap
+        )
         vn = geo.normal_basis
         nan = jnp.asarray(jnp.nan, x.dtype)
         mask = lambda a: jnp.where(geo.valid, a, nan)  # noqa: E731
         sampler_score = self.reference if self.score is None else self.score
         dr = sampler_score.reverse_drift(t, x) if self.drift == "sde" else sampler_score.velocity(t, x)
         dn, dt = decompose(dr, vn)
-        out = {"residual": geo.residual, "newton_distance": geo.newton_distance, "gap": geo.gap,
-               "relative_gap": geo.relative_gap, "valid": geo.valid,
-               "drift_normal": mask(dn), "drift_tangent": mask(dt)}
+        out = {
+            "residual": geo.residual,
+            "newton_distance": geo.newton_distance,
+            "gap": geo.gap,
+            "relative_gap": geo.relative_gap,
+            "valid": geo.valid,
+            "drift_normal": mask(dn),
+            "drift_tangent": mask(dt),
+        }
         if self.score is not None:
             en, et = decompose(self.score.score(t, x) - geo.gradient, vn)
             out["error_normal"] = mask(en)
@@ -380,9 +423,16 @@ class RidgeStats(eqx.Module):
         return out
 
 
-def ridge_stats(reference: AbstractScore, intrinsic_dim: int, *, score: AbstractScore | None = None,
-                drift: str = "sde", keep_basis: bool = False, gap_threshold: float = 1e-2,
-                relative_gap: bool = True) -> RidgeStats:
+def ridge_stats(
+    reference: AbstractScore,
+    intrinsic_dim: int,
+    *,
+    score: AbstractScore | None = None,
+    drift: str = "sde",
+    keep_basis: bool = False,
+    gap_threshold: float = 1e-2,
+    relative_gap: bool = True,
+) -> RidgeStats:
     r"""A ``stats(t, x)`` callable for :func:`diffsim.simulate` recording the ridge geometry of
     ``reference`` (typically the exact :class:`~diffsim.EmpiricalScore` of the training set) at each saved
     step, per particle:
@@ -409,17 +459,21 @@ def ridge_stats(reference: AbstractScore, intrinsic_dim: int, *, score: Abstract
     return RidgeStats(reference, score, jnp.asarray(thr), k, drift, bool(keep_basis), bool(relative_gap))
 
 
-def displacement_components(xs: Float[ArrayLike, "S N D"], normal_basis: Float[ArrayLike, "S N D Dk"],
-                            valid: Bool[ArrayLike, "S N"] | None = None
-                            ) -> tuple[Float[Array, "S1 N"], Float[Array, "S1 N"]]:
+def displacement_components(
+    xs: Float[ArrayLike, "S N D"],
+    normal_basis: Float[ArrayLike, "S N D Dk"],
+    valid: Bool[ArrayLike, "S N"] | None = None,
+) -> tuple[Float[Array, "S1 N"], Float[Array, "S1 N"]]:
     """Normal and tangent norms of the displacement ``x_{s+1} - x_s`` between consecutive saved states,
     decomposed in the normal space at ``x_s`` (record it with ``ridge_stats(..., keep_basis=True)``);
     NaN where ``valid[s]`` is False."""
     x = jnp.asarray(xs)
     vn = jnp.asarray(normal_basis)
     if x.ndim != 3 or vn.ndim != 4 or vn.shape[:3] != x.shape:
-        raise ValueError(f"`xs` must be (S, N, D) and `normal_basis` (S, N, D, D - k) with matching leading "
-                         f"axes, got {x.shape} and {vn.shape}.")
+        raise ValueError(
+            f"`xs` must be (S, N, D) and `normal_basis` (S, N, D, D - k) with matching leading "
+            f"axes, got {x.shape} and {vn.shape}."
+        )
     n, t = decompose(x[1:] - x[:-1], vn[:-1])
     if valid is not None:
         ok = jnp.asarray(valid)[:-1]
@@ -448,17 +502,24 @@ class Phases(eqx.Module):
     fractions: Float[np.ndarray, "S 4"]
 
 
-def tube_radius(process: AbstractProcess, ts: Float[ArrayLike, " S"], codim: int, scale: float = 2.0,
-                floor: float = 0.0) -> Float[np.ndarray, " S"]:
+def tube_radius(
+    process: AbstractProcess, ts: Float[ArrayLike, " S"], codim: int, scale: float = 2.0, floor: float = 0.0
+) -> Float[np.ndarray, " S"]:
     r"""``floor + scale sqrt(codim sigma_t^2)``: ``scale`` times the rms normal distance of the exact
     sampler, whose normal fluctuation has variance ``sigma_t^2`` per normal direction."""
     codim = check_positive_int(codim, "codim")
     return floor + scale * np.sqrt(codim * np.asarray(process.sigma2(jnp.asarray(ts)), float))
 
 
-def detect_phases(ts: Float[ArrayLike, " S"], distance: Float[ArrayLike, "S N"], valid: Bool[ArrayLike, "S N"],
-                  drift_normal: Float[ArrayLike, "S N"], drift_tangent: Float[ArrayLike, "S N"], *,
-                  tube_radius: float | Float[ArrayLike, " S"]) -> Phases:
+def detect_phases(
+    ts: Float[ArrayLike, " S"],
+    distance: Float[ArrayLike, "S N"],
+    valid: Bool[ArrayLike, "S N"],
+    drift_normal: Float[ArrayLike, "S N"],
+    drift_tangent: Float[ArrayLike, "S N"],
+    *,
+    tube_radius: float | Float[ArrayLike, " S"],
+) -> Phases:
     """Label reach / align / slide along saved trajectories (module docstring). ``ts`` in the sampler's
     order (decreasing for reverse samplers); ``tube_radius`` a scalar or one radius per saved time."""
     t = np.asarray(ts, float)
@@ -466,7 +527,9 @@ def detect_phases(ts: Float[ArrayLike, " S"], distance: Float[ArrayLike, "S N"],
     ok = np.asarray(valid, bool)
     dn, dtg = np.asarray(drift_normal, float), np.asarray(drift_tangent, float)
     if t.ndim != 1 or dist.ndim != 2 or dist.shape[0] != t.shape[0]:
-        raise ValueError(f"`distance` must have shape (S, N) with S = len(ts) = {t.shape[0]}, got {dist.shape}.")
+        raise ValueError(
+            f"`distance` must have shape (S, N) with S = len(ts) = {t.shape[0]}, got {dist.shape}."
+        )
     for name, a in (("valid", ok), ("drift_normal", dn), ("drift_tangent", dtg)):
         if a.shape != dist.shape:
             raise ValueError(f"`{name}` must have shape {dist.shape}, got {a.shape}.")
@@ -476,8 +539,9 @@ def detect_phases(ts: Float[ArrayLike, " S"], distance: Float[ArrayLike, "S N"],
     ok = ok & np.isfinite(dist)
     inside = ok & (dist <= r)
     outside = ok & ~inside
-    labels = np.where(~ok, PHASE_UNRESOLVED,
-                      np.where(outside, PHASE_OUTSIDE, np.where(dn >= dtg, PHASE_ALIGN, PHASE_SLIDE)))
+    labels = np.where(
+        ~ok, PHASE_UNRESOLVED, np.where(outside, PHASE_OUTSIDE, np.where(dn >= dtg, PHASE_ALIGN, PHASE_SLIDE))
+    )
     s, n = dist.shape
     idx = np.arange(s)[:, None]
     last_out = np.max(np.where(outside, idx, -1), axis=0)
@@ -491,7 +555,9 @@ def detect_phases(ts: Float[ArrayLike, " S"], distance: Float[ArrayLike, "S N"],
     return Phases(labels, reach, reach_t, slide, slide_t, fractions)
 
 
-def log_distance_rate(ts: Float[ArrayLike, " S"], distance: Float[ArrayLike, "S N"]) -> Float[np.ndarray, "S1 N"]:
+def log_distance_rate(
+    ts: Float[ArrayLike, " S"], distance: Float[ArrayLike, "S N"]
+) -> Float[np.ndarray, "S1 N"]:
     r"""``d log(dist) / dt`` between consecutive saved times (finite differences); for the exact PF-ODE
     of the two-point set it equals ``1/sigma_t^2 - 1`` (normal relaxation, the align phase)."""
     t = np.asarray(ts, float)
@@ -519,6 +585,7 @@ def nearest_distance(x: Float[ArrayLike, "N D"], data: Float[ArrayLike, "M D"]) 
 def _nearest(x, data):
     def one(xi):
         return jnp.sqrt(jnp.min(jnp.sum((data - xi) ** 2, axis=-1)))
+
     return jax.lax.map(one, x, batch_size=256)
 
 

@@ -77,6 +77,7 @@ from ..sampling import noise_denoise as _noise_denoise
 from ..sampling import simulate as _simulate
 from ..scores.mixture import GaussianMixture
 
+
 __all__ = [
     "CriticalWindow",
     "NodeWindows",
@@ -936,7 +937,7 @@ def simulated_window_curves(
             )
             g_ref = np.asarray(_posteriors(work, jnp.asarray(t_hat, dt), _project(xs_ref, basis), m_i), float)
             pt_ref_list = [np.asarray(_posteriors(work, t_out_arr, y_ref, m_t), float) for m_t, _ in targets]
-        for r, (m_t, w_t), pt_ref in zip(res, targets, pt_ref_list):
+        for r, (m_t, w_t), pt_ref in zip(res, targets, pt_ref_list, strict=False):
             pt_y = np.asarray(_posteriors(work, t_out_arr, y, m_t), float)
             in_a = (g_y / w_i > pt_y / w_t).astype(float)
             nu, nu_se = _strat_estimate(pt_ref * (g_ref / w_i > pt_ref / w_t) / w_t, st_ref)
@@ -960,7 +961,7 @@ def simulated_window_curves(
             "simulation",
             t_out,
         )
-        for r, (_, it) in zip(res, pairs)
+        for r, (_, it) in zip(res, pairs, strict=False)
     )
 
 
@@ -1699,7 +1700,7 @@ def tree_windows(
                 )
             )
         centre = float(np.nanmean([w.centre for w in wins]))
-        centre_b = float(np.mean([0.5 * (a.t_upper + b.t_lower) for a, b in zip(kb, fb)]))
+        centre_b = float(np.mean([0.5 * (a.t_upper + b.t_lower) for a, b in zip(kb, fb, strict=False)]))
         out.append(
             NodeWindows(
                 node,

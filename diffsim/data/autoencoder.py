@@ -43,6 +43,7 @@ from ..scores.training import (
     save_model,
 )
 
+
 __all__ = [
     "Autoencoder",
     "AutoencoderConfig",

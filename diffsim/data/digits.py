@@ -40,6 +40,7 @@ from jaxtyping import Bool, Float, Int
 
 from .._validation import check_key, check_positive_int
 
+
 __all__ = [
     "ATTRIBUTES",
     "AttributeBatch",

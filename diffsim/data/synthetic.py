@@ -40,6 +40,7 @@ from .._validation import check_key, check_positive_int
 from ..processes import AbstractProcess
 from ..scores.mixture import GaussianMixture
 
+
 __all__ = [
     "BLOCK_FUNCTIONS",
     "GATES",

@@ -75,7 +75,7 @@ class AbstractSampler(eqx.Module):
     # fixed-grid samplers how many normal vectors of size d one step draws: `noise_draws` (used by
     # simulate(noise="counter"); samplers without it always get per-particle keys).
 
-    def configure(self, n_steps: int) -> "AbstractSampler":
+    def configure(self, n_steps: int) -> AbstractSampler:
         """Return the sampler specialised to a grid of ``n_steps`` (default: unchanged)."""
         del n_steps
         return self
@@ -120,7 +120,7 @@ def _normal_like(key, x):
 def _split_noise(key, n: int):
     """``n`` independent noise sources from one: ``jr.split`` for keys, the rows of a :class:`StepNoise`."""
     if isinstance(key, StepNoise):
-        return [StepNoise(key.z[i:i + 1]) for i in range(n)]
+        return [StepNoise(key.z[i : i + 1]) for i in range(n)]
     return list(jr.split(key, n))
 
 
@@ -128,7 +128,7 @@ def _split_noise(key, n: int):
 class EulerMaruyama(AbstractFixedSampler):
     r"""Euler-Maruyama on the reverse SDE ``dx = [f x - g^2 s] dt + g dW_bar`` with ``dt = t_next - t < 0``:
 
-        x_next = x + (f(t) x - g(t)^2 s(t, x)) dt + g(t) sqrt(-dt) z.
+    x_next = x + (f(t) x - g(t)^2 s(t, x)) dt + g(t) sqrt(-dt) z.
     """
 
     direction: ClassVar[str] = "reverse"
@@ -242,7 +242,7 @@ class Heun(AbstractFixedSampler):
     def noise_draws(self) -> int:
         return int(self.stochastic)
 
-    def configure(self, n_steps: int) -> "Heun":
+    def configure(self, n_steps: int) -> Heun:
         gamma = min(float(self.churn) / n_steps, math.sqrt(2.0) - 1.0)
         return eqx.tree_at(lambda h: h.gamma, self, gamma)
 
@@ -295,7 +295,7 @@ class DPMSolver2M(AbstractFixedSampler):
     noise_draws: ClassVar[int] = 0
     name: ClassVar[str] = "dpm_solver_2m"
 
-    def configure(self, n_steps: int) -> "DPMSolver2M":
+    def configure(self, n_steps: int) -> DPMSolver2M:
         return DPMSolver2M(lower_order_final=self.lower_order_final, n_steps=n_steps)
 
     def init(self, t0, x):
@@ -399,8 +399,17 @@ class ForwardEulerMaruyama(AbstractFixedSampler):
 
 SAMPLERS: dict[str, type[AbstractSampler]] = {
     cls.name: cls
-    for cls in (EulerMaruyama, DDPM, DDIM, Euler, Heun, DPMSolver2M, PredictorCorrector, ForwardExact,
-                ForwardEulerMaruyama)
+    for cls in (
+        EulerMaruyama,
+        DDPM,
+        DDIM,
+        Euler,
+        Heun,
+        DPMSolver2M,
+        PredictorCorrector,
+        ForwardExact,
+        ForwardEulerMaruyama,
+    )
 }
 
 

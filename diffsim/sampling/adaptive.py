@@ -46,11 +46,21 @@ from .simulate import AbstractAdaptiveSampler
 
 __all__ = ["ADAPTIVE", "AdaptiveODE", "DiffraxSDE", "flow", "log_likelihood"]
 
-_ODE_SOLVERS = {"tsit5": dfx.Tsit5, "dopri5": dfx.Dopri5, "dopri8": dfx.Dopri8, "heun": dfx.Heun,
-                "bosh3": dfx.Bosh3}
+_ODE_SOLVERS = {
+    "tsit5": dfx.Tsit5,
+    "dopri5": dfx.Dopri5,
+    "dopri8": dfx.Dopri8,
+    "heun": dfx.Heun,
+    "bosh3": dfx.Bosh3,
+}
 _ODE_STAGES = {"tsit5": 6, "dopri5": 6, "dopri8": 12, "heun": 2, "bosh3": 3}
-_SDE_SOLVERS = {"euler": (dfx.Euler, False, 1), "heun": (dfx.Heun, False, 2), "sea": (dfx.SEA, True, 1),
-                "shark": (dfx.ShARK, True, 2), "sra1": (dfx.SRA1, True, 2)}
+_SDE_SOLVERS = {
+    "euler": (dfx.Euler, False, 1),
+    "heun": (dfx.Heun, False, 2),
+    "sea": (dfx.SEA, True, 1),
+    "shark": (dfx.ShARK, True, 2),
+    "sra1": (dfx.SRA1, True, 2),
+}
 
 
 def _save_times_u(grid, save_idx):
@@ -84,8 +94,18 @@ class AdaptiveODE(AbstractAdaptiveSampler):
         return -1  # data dependent; see Trajectory.stats when needed
 
     def solve(self, score, grid, x, keys, save_idx, stats, save_states):
-        return _solve_ode(score, grid, x, jnp.asarray(save_idx), stats, bool(save_states), self.solver,
-                          jnp.asarray(self.rtol, x.dtype), jnp.asarray(self.atol, x.dtype), self.max_steps)
+        return _solve_ode(
+            score,
+            grid,
+            x,
+            jnp.asarray(save_idx),
+            stats,
+            bool(save_states),
+            self.solver,
+            jnp.asarray(self.rtol, x.dtype),
+            jnp.asarray(self.atol, x.dtype),
+            self.max_steps,
+        )
 
 
 @eqx.filter_jit
@@ -103,9 +123,17 @@ def _solve_ode(score, grid, x, save_idx, stats, save_states, solver, rtol, atol,
     term = dfx.ODETerm(vector_field)
 
     def one(y0):
-        sol = dfx.diffeqsolve(term, _ODE_SOLVERS[solver](), 0.0, u_end, None, y0,
-                              saveat=dfx.SaveAt(ts=u_save), stepsize_controller=dfx.PIDController(rtol=rtol, atol=atol),
-                              max_steps=max_steps)
+        sol = dfx.diffeqsolve(
+            term,
+            _ODE_SOLVERS[solver](),
+            0.0,
+            u_end,
+            None,
+            y0,
+            saveat=dfx.SaveAt(ts=u_save),
+            stepsize_controller=dfx.PIDController(rtol=rtol, atol=atol),
+            max_steps=max_steps,
+        )
         return sol.ys, sol.stats["num_steps"]
 
     ys, steps = jax.vmap(one)(x)  # ys: (N, S, d)
@@ -139,8 +167,9 @@ class DiffraxSDE(AbstractAdaptiveSampler):
         return _SDE_SOLVERS[self.solver][2] * n_steps
 
     def solve(self, score, grid, x, keys, save_idx, stats, save_states):
-        return _solve_sde(score, grid, x, keys, jnp.asarray(save_idx), stats, bool(save_states), self.solver,
-                          self.brownian)
+        return _solve_sde(
+            score, grid, x, keys, jnp.asarray(save_idx), stats, bool(save_states), self.solver, self.brownian
+        )
 
 
 @eqx.filter_jit
@@ -164,9 +193,18 @@ def _solve_sde(score, grid, x, keys, save_idx, stats, save_states, solver, brown
             adjoint = dfx.ForwardMode()
         drift = dfx.ODETerm(lambda u, y, args: -score.reverse_drift(t_start - u, y))
         diff = dfx.ControlTerm(lambda u, y, args: _diag(score.process.diffusion(t_start - u), d), bm)
-        sol = dfx.diffeqsolve(dfx.MultiTerm(drift, diff), solver_cls(), 0.0, u_end, None, y0,
-                              saveat=dfx.SaveAt(ts=u_save), stepsize_controller=dfx.StepTo(ts=us),
-                              adjoint=adjoint, max_steps=us.shape[0] + 1)
+        sol = dfx.diffeqsolve(
+            dfx.MultiTerm(drift, diff),
+            solver_cls(),
+            0.0,
+            u_end,
+            None,
+            y0,
+            saveat=dfx.SaveAt(ts=u_save),
+            stepsize_controller=dfx.StepTo(ts=us),
+            adjoint=adjoint,
+            max_steps=us.shape[0] + 1,
+        )
         return sol.ys
 
     ys = jnp.swapaxes(jax.vmap(one)(x, keys), 0, 1)
@@ -220,8 +258,16 @@ def flow(
     score.process.check_time(t1, "t1")
     if solver not in _ODE_SOLVERS:
         raise ValueError(f"Unknown ODE solver {solver!r}; choose from {sorted(_ODE_SOLVERS)}.")
-    return _flow(score, x, jnp.asarray(t0, x.dtype), jnp.asarray(t1, x.dtype), solver,
-                 jnp.asarray(rtol, x.dtype), jnp.asarray(atol, x.dtype), max_steps)
+    return _flow(
+        score,
+        x,
+        jnp.asarray(t0, x.dtype),
+        jnp.asarray(t1, x.dtype),
+        solver,
+        jnp.asarray(rtol, x.dtype),
+        jnp.asarray(atol, x.dtype),
+        max_steps,
+    )
 
 
 @eqx.filter_jit
@@ -231,7 +277,9 @@ def _flow(score, x, t0, t1, solver, rtol, atol, max_steps):
     use_log = (t0 > 0) & (t1 > 0)
     sign = jnp.sign(t1 - t0)
     safe0 = jnp.where(use_log, t0, 1.0)
-    u_end = jnp.where(use_log, jnp.abs(jnp.log(jnp.where(use_log, t1, 1.0)) - jnp.log(safe0)), jnp.abs(t1 - t0))
+    u_end = jnp.where(
+        use_log, jnp.abs(jnp.log(jnp.where(use_log, t1, 1.0)) - jnp.log(safe0)), jnp.abs(t1 - t0)
+    )
 
     def vector_field(u, y, args):
         t_log = safe0 * jnp.exp(sign * u)
@@ -242,8 +290,16 @@ def _flow(score, x, t0, t1, solver, rtol, atol, max_steps):
     term = dfx.ODETerm(vector_field)
 
     def one(y0):
-        sol = dfx.diffeqsolve(term, _ODE_SOLVERS[solver](), 0.0, u_end, None, y0,
-                              stepsize_controller=dfx.PIDController(rtol=rtol, atol=atol), max_steps=max_steps)
+        sol = dfx.diffeqsolve(
+            term,
+            _ODE_SOLVERS[solver](),
+            0.0,
+            u_end,
+            None,
+            y0,
+            stepsize_controller=dfx.PIDController(rtol=rtol, atol=atol),
+            max_steps=max_steps,
+        )
         return sol.ys[-1]
 
     return jax.vmap(one)(x)
@@ -297,9 +353,19 @@ def log_likelihood(
         probes = jnp.zeros((x.shape[0], 1, x.shape[1]), x.dtype)
     if prior_log_prob is None:
         prior_log_prob = p.prior_log_prob
-    return _log_likelihood(score, x, jnp.asarray(t0, x.dtype), jnp.asarray(t1, x.dtype), probes,
-                           divergence == "hutchinson", solver, jnp.asarray(rtol, x.dtype),
-                           jnp.asarray(atol, x.dtype), prior_log_prob, max_steps)
+    return _log_likelihood(
+        score,
+        x,
+        jnp.asarray(t0, x.dtype),
+        jnp.asarray(t1, x.dtype),
+        probes,
+        divergence == "hutchinson",
+        solver,
+        jnp.asarray(rtol, x.dtype),
+        jnp.asarray(atol, x.dtype),
+        prior_log_prob,
+        max_steps,
+    )
 
 
 @eqx.filter_jit
@@ -318,11 +384,18 @@ def _log_likelihood(score, x, t0, t1, probes, hutchinson, solver, rtol, atol, pr
     term = dfx.ODETerm(vf)
 
     def one(y0, eps):
-        sol = dfx.diffeqsolve(term, _ODE_SOLVERS[solver](), t0, t1, None, (y0, jnp.zeros((), y0.dtype)),
-                              args=eps, stepsize_controller=dfx.PIDController(rtol=rtol, atol=atol),
-                              max_steps=max_steps)
+        sol = dfx.diffeqsolve(
+            term,
+            _ODE_SOLVERS[solver](),
+            t0,
+            t1,
+            None,
+            (y0, jnp.zeros((), y0.dtype)),
+            args=eps,
+            stepsize_controller=dfx.PIDController(rtol=rtol, atol=atol),
+            max_steps=max_steps,
+        )
         y1, delta = sol.ys[0][-1], sol.ys[1][-1]
         return prior_log_prob(y1) + delta, y1
 
     return jax.vmap(one)(x, probes)
-

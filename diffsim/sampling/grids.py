@@ -40,7 +40,9 @@ __all__ = [
 ]
 
 
-def reverse_endpoints(process: AbstractProcess, t_start: float | None, t_end: float | None) -> tuple[float, float]:
+def reverse_endpoints(
+    process: AbstractProcess, t_start: float | None, t_end: float | None
+) -> tuple[float, float]:
     """Resolve and validate ``(t_start, t_end)`` of a reverse grid (``t_start > t_end > 0``)."""
     t0 = process.t_max if t_start is None else float(t_start)
     t1 = process.t_min if t_end is None else float(t_end)
@@ -56,23 +58,26 @@ def _from_u(process, n, t_start, t_end, u):
     return t0 + (t1 - t0) * jnp.asarray(u)
 
 
-def uniform(process: AbstractProcess, n_steps: int, t_start: float | None = None,
-            t_end: float | None = None) -> Float[Array, " n1"]:
+def uniform(
+    process: AbstractProcess, n_steps: int, t_start: float | None = None, t_end: float | None = None
+) -> Float[Array, " n1"]:
     """``n_steps + 1`` times uniform in ``t`` from ``t_start`` down to ``t_end``."""
     n = check_positive_int(n_steps, "n_steps")
     return _from_u(process, n, t_start, t_end, np.linspace(0.0, 1.0, n + 1))
 
 
-def geometric(process: AbstractProcess, n_steps: int, t_start: float | None = None,
-              t_end: float | None = None) -> Float[Array, " n1"]:
+def geometric(
+    process: AbstractProcess, n_steps: int, t_start: float | None = None, t_end: float | None = None
+) -> Float[Array, " n1"]:
     """Times uniform in ``log t`` (dense near the data end)."""
     n = check_positive_int(n_steps, "n_steps")
     t0, t1 = reverse_endpoints(process, t_start, t_end)
     return jnp.asarray(np.exp(np.linspace(math.log(t0), math.log(t1), n + 1)))
 
 
-def logsnr_uniform(process: AbstractProcess, n_steps: int, t_start: float | None = None,
-                   t_end: float | None = None) -> Float[Array, " n1"]:
+def logsnr_uniform(
+    process: AbstractProcess, n_steps: int, t_start: float | None = None, t_end: float | None = None
+) -> Float[Array, " n1"]:
     """Times uniform in log-SNR, mapped back with the process's closed-form inverse."""
     n = check_positive_int(n_steps, "n_steps")
     t0, t1 = reverse_endpoints(process, t_start, t_end)
@@ -81,8 +86,13 @@ def logsnr_uniform(process: AbstractProcess, n_steps: int, t_start: float | None
     return ts.at[0].set(t0).at[-1].set(t1)
 
 
-def karras(process: AbstractProcess, n_steps: int, rho: float = 7.0, t_start: float | None = None,
-           t_end: float | None = None) -> Float[Array, " n1"]:
+def karras(
+    process: AbstractProcess,
+    n_steps: int,
+    rho: float = 7.0,
+    t_start: float | None = None,
+    t_end: float | None = None,
+) -> Float[Array, " n1"]:
     """EDM's rho-schedule in ``sigma_tilde = sigma/alpha`` (Karras et al. 2022, eq. 5)."""
     n = check_positive_int(n_steps, "n_steps")
     if not rho > 0:
@@ -96,9 +106,15 @@ def karras(process: AbstractProcess, n_steps: int, rho: float = 7.0, t_start: fl
     return ts.at[0].set(t0).at[-1].set(t1)
 
 
-def exponential(process: AbstractProcess, n_steps: int, lam: float = 60.0, dense: str = "early",
-                t_start: float | None = None, t_end: float | None = None,
-                n_train_steps: int = 1000) -> Float[Array, " n1"]:
+def exponential(
+    process: AbstractProcess,
+    n_steps: int,
+    lam: float = 60.0,
+    dense: str = "early",
+    t_start: float | None = None,
+    t_end: float | None = None,
+    n_train_steps: int = 1000,
+) -> Float[Array, " n1"]:
     """Park, Ju & Lee (2024)'s exponential schedule, continuous version (see module docstring).
 
     ``dense="early"`` concentrates steps near ``t_start`` (the noise end, where coarse "semantic" features
@@ -118,8 +134,9 @@ def exponential(process: AbstractProcess, n_steps: int, lam: float = 60.0, dense
     return _from_u(process, n, t_start, t_end, u)
 
 
-def forward_uniform(process: AbstractProcess, n_steps: int, t_start: float = 0.0,
-                    t_end: float | None = None) -> Float[Array, " n1"]:
+def forward_uniform(
+    process: AbstractProcess, n_steps: int, t_start: float = 0.0, t_end: float | None = None
+) -> Float[Array, " n1"]:
     """Increasing grid from ``t_start`` (default 0, the data) to ``t_end`` (default ``t_max``)."""
     n = check_positive_int(n_steps, "n_steps")
     t1 = process.t_max if t_end is None else float(t_end)

@@ -59,16 +59,21 @@ def particle_sharding(mesh: Mesh | None = None, axis_name: str = PARTICLE_AXIS) 
     return NamedSharding(mesh, PartitionSpec(axis_name))
 
 
-def initialize_multihost(coordinator_address: str | None = None, num_processes: int | None = None,
-                         process_id: int | None = None, **kwargs: Any) -> None:
+def initialize_multihost(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    **kwargs: Any,
+) -> None:
     """Join a multi-host run: ``jax.distributed.initialize(coordinator_address, num_processes, process_id)``.
 
     Call it on every host before any other JAX call. On managed clusters (SLURM, Open MPI, Cloud TPU) the
     arguments can be left out and are read from the environment. Afterwards ``jax.devices()`` lists every
     host's devices and :func:`particle_mesh` spans them all.
     """
-    jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
-                               process_id=process_id, **kwargs)
+    jax.distributed.initialize(
+        coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id, **kwargs
+    )
 
 
 def _check_mesh(mesh, axis_name):
@@ -114,8 +119,20 @@ def simulate_sharded(
     """
     mesh = particle_mesh(axis_name=axis_name) if mesh is None else mesh
     _check_mesh(mesh, axis_name)
-    run, _ = _prepare(score, method, grid, x=x, n=n, key=key, save=save, stats=stats, save_states=save_states,
-                      chunk_size=None, noise=noise, method_options=method_options)
+    run, _ = _prepare(
+        score,
+        method,
+        grid,
+        x=x,
+        n=n,
+        key=key,
+        save=save,
+        stats=stats,
+        save_states=save_states,
+        chunk_size=None,
+        noise=noise,
+        method_options=method_options,
+    )
     n_dev = int(mesh.shape[axis_name])
     n_true = run.n_particles
     n_pad = -(-n_true // n_dev) * n_dev
@@ -128,8 +145,19 @@ def simulate_sharded(
         if n_pad > n_true:
             xh = np.concatenate([xh, np.zeros((n_pad - n_true, xh.shape[1]), xh.dtype)])
         x0 = _place(xh, sharding)
-    xs, st, xf = _run_chunk(run.score, run.sampler, run.ts, x0, run.key, 0, n_pad,
-                            run.save_idx, run.stats, run.save_states, run.noise)
+    xs, st, xf = _run_chunk(
+        run.score,
+        run.sampler,
+        run.ts,
+        x0,
+        run.key,
+        0,
+        n_pad,
+        run.save_idx,
+        run.stats,
+        run.save_states,
+        run.noise,
+    )
     if n_pad > n_true:
         xs = None if xs is None else xs[:, :n_true]
         st = None if st is None else jax.tree.map(lambda a: a[:, :n_true], st)

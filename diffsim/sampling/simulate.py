@@ -36,11 +36,18 @@ from jaxtyping import Array, ArrayLike, Float, PyTree
 from .._validation import as_float_array, check_key, check_positive_int, is_concrete
 from ..scores._base import AbstractScore
 from . import grids as _grids
-from ._kernels import AbstractFixedSampler, AbstractSampler, StepNoise, get_sampler
+from ._kernels import AbstractSampler, StepNoise, get_sampler
 
 
-__all__ = ["NOISE_SCHEMES", "AbstractAdaptiveSampler", "Trajectory", "clone", "noise_denoise", "resolve_grid",
-           "simulate"]
+__all__ = [
+    "NOISE_SCHEMES",
+    "AbstractAdaptiveSampler",
+    "Trajectory",
+    "clone",
+    "noise_denoise",
+    "resolve_grid",
+    "simulate",
+]
 
 DEFAULT_STEPS = 100
 
@@ -68,8 +75,16 @@ class Trajectory(eqx.Module):
 class AbstractAdaptiveSampler(AbstractSampler):
     """A sampler whose steps are chosen by Diffrax; implements :meth:`solve` instead of ``step``."""
 
-    def solve(self, score: AbstractScore, grid: Array, x: Array, keys: Array, save_idx: np.ndarray,
-              stats: Callable | None, save_states: bool) -> tuple[Any, Any, Array, Array]:
+    def solve(
+        self,
+        score: AbstractScore,
+        grid: Array,
+        x: Array,
+        keys: Array,
+        save_idx: np.ndarray,
+        stats: Callable | None,
+        save_states: bool,
+    ) -> tuple[Any, Any, Array, Array]:
         """Return ``(xs, stats, x_final, nfe_per_particle)`` for particles ``x`` with keys ``keys``."""
         raise NotImplementedError
 
@@ -87,8 +102,10 @@ def resolve_grid(score: AbstractScore, sampler: AbstractSampler, grid: Any) -> A
         n = check_positive_int(grid, "grid (number of steps)")
         return _grids.forward_uniform(p, n) if forward else _grids.uniform(p, n)
     if isinstance(grid, str):
-        raise TypeError("`grid` must be an array of times or a number of steps; build named grids with "
-                        "`diffsim.sampling.grids` (e.g. grids.karras(process, 50)).")
+        raise TypeError(
+            "`grid` must be an array of times or a number of steps; build named grids with "
+            "`diffsim.sampling.grids` (e.g. grids.karras(process, 50))."
+        )
     ts = as_float_array(grid, "grid", ndim=1)
     if ts.shape[0] < 2:
         raise ValueError(f"`grid` must hold at least 2 times (one step), got {ts.shape[0]}.")
@@ -98,8 +115,10 @@ def resolve_grid(score: AbstractScore, sampler: AbstractSampler, grid: Any) -> A
         if forward and not np.all(diffs > 0):
             raise ValueError(f"Forward sampler {sampler.name!r} needs a strictly increasing `grid`.")
         if not forward and not np.all(diffs < 0):
-            raise ValueError(f"Reverse sampler {sampler.name!r} needs a strictly decreasing `grid` "
-                             f"(from t_max down to t_min), got {arr[:3]}...")
+            raise ValueError(
+                f"Reverse sampler {sampler.name!r} needs a strictly decreasing `grid` "
+                f"(from t_max down to t_min), got {arr[:3]}..."
+            )
         p.check_time(ts, "grid", allow_zero=forward)
     return ts
 
@@ -179,8 +198,9 @@ def _noise_draws(sampler) -> int | None:
 # the compiled core
 # =====================================================================================================
 @eqx.filter_jit
-def _run_fixed(score, sampler, grid, x, key, offset, n_particles, slots, n_save, final_only, stats_fn,
-               save_states, noise):
+def _run_fixed(
+    score, sampler, grid, x, key, offset, n_particles, slots, n_save, final_only, stats_fn, save_states, noise
+):
     """One ``lax.scan`` over the grid on a batched ``(N, d)`` state.
 
     ``x=None`` draws the prior inside the computation (no input buffer). States are written to the save
@@ -235,8 +255,9 @@ def _run_fixed(score, sampler, grid, x, key, offset, n_particles, slots, n_save,
             if b is not None:
                 b = jax.lax.dynamic_update_index_in_dim(b, xb, slot, 0)
             if sb is not None:
-                sb = jax.tree.map(lambda a, v: jax.lax.dynamic_update_index_in_dim(a, v, slot, 0), sb,
-                                  compute_stats(t, xb))
+                sb = jax.tree.map(
+                    lambda a, v: jax.lax.dynamic_update_index_in_dim(a, v, slot, 0), sb, compute_stats(t, xb)
+                )
             return b, sb
 
         return jax.lax.cond(slot >= 0, do, lambda bs: bs, bufs)
@@ -265,8 +286,21 @@ def _run_chunk(score, sampler, grid, x, key, offset, n_particles, save_idx, stat
     slots[save_idx] = np.arange(save_idx.size, dtype=np.int32)
     final_only = bool(save_idx.size == 1 and save_idx[0] == n_steps)
     # NumPy arguments travel with the compiled call (no separate eager transfers: they cost on GPUs)
-    return _run_fixed(score, sampler, grid, x, key, np.asarray(offset, np.int32), n_particles, slots,
-                      int(save_idx.size), final_only, stats, bool(save_states), noise)
+    return _run_fixed(
+        score,
+        sampler,
+        grid,
+        x,
+        key,
+        np.asarray(offset, np.int32),
+        n_particles,
+        slots,
+        int(save_idx.size),
+        final_only,
+        stats,
+        bool(save_states),
+        noise,
+    )
 
 
 @eqx.filter_jit
@@ -321,15 +355,27 @@ class _Run:
         n_run = size if pad_to is None else pad_to
         xc = None
         if self.x_init is not None:
-            xc = self.x_init[offset:offset + size]
+            xc = self.x_init[offset : offset + size]
             if n_run > size:
                 xc = jnp.concatenate([xc, jnp.zeros((n_run - size, xc.shape[1]), xc.dtype)])
-        return _run_chunk(self.score, self.sampler, self.ts, xc, self.key, offset, n_run,
-                          self.save_idx, self.stats, self.save_states, self.noise)
+        return _run_chunk(
+            self.score,
+            self.sampler,
+            self.ts,
+            xc,
+            self.key,
+            offset,
+            n_run,
+            self.save_idx,
+            self.stats,
+            self.save_states,
+            self.noise,
+        )
 
 
-def _prepare(score, method, grid, *, x, n, key, save, stats, save_states, chunk_size, noise,
-             method_options) -> tuple[_Run, int | None]:
+def _prepare(
+    score, method, grid, *, x, n, key, save, stats, save_states, chunk_size, noise, method_options
+) -> tuple[_Run, int | None]:
     if not isinstance(score, AbstractScore):
         raise TypeError(f"`score` must be a diffsim score (AbstractScore), got {type(score).__name__}.")
     sampler = _resolve_method(method, method_options)
@@ -363,20 +409,39 @@ def _prepare(score, method, grid, *, x, n, key, save, stats, save_states, chunk_
         raise ValueError(f"`noise` must be one of {NOISE_SCHEMES}, got {noise!r}.")
     if noise == "counter":
         if isinstance(sampler, AbstractAdaptiveSampler) and sampler.stochastic:
-            raise ValueError('noise="counter" applies to fixed-grid samplers; the Diffrax "sde" method draws '
-                             "its Brownian paths from per-particle keys.")
-        impl = str(jr.key_impl(key)) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else str(
-            jax.config.jax_default_prng_impl)
+            raise ValueError(
+                'noise="counter" applies to fixed-grid samplers; the Diffrax "sde" method draws '
+                "its Brownian paths from per-particle keys."
+            )
+        impl = (
+            str(jr.key_impl(key))
+            if jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+            else str(jax.config.jax_default_prng_impl)
+        )
         if "threefry" not in impl:
             raise ValueError(f'noise="counter" needs a threefry2x32 key, got {impl}.')
         per = max(_noise_draws(sampler) or 0, 1) * score.dim
         if n_particles * per >= 2**32:
-            raise ValueError(f'noise="counter" supports N * draws * d < 2**32 numbers per step, got '
-                             f"{n_particles} * {per}; split the run over keys.")
+            raise ValueError(
+                f'noise="counter" supports N * draws * d < 2**32 numbers per step, got '
+                f"{n_particles} * {per}; split the run over keys."
+            )
     # saved times from the host copy of a concrete grid (no eager gather on the device)
     ts_saved = jnp.asarray(np.asarray(ts)[save_idx]) if is_concrete(ts) else ts[save_idx]
-    run = _Run(score, sampler, ts, save_idx, x_init, n_particles, key, ts_saved, stats, bool(save_states),
-               noise, sampler.nfe(n_steps))
+    run = _Run(
+        score,
+        sampler,
+        ts,
+        save_idx,
+        x_init,
+        n_particles,
+        key,
+        ts_saved,
+        stats,
+        bool(save_states),
+        noise,
+        sampler.nfe(n_steps),
+    )
     return run, chunk_size
 
 
@@ -391,17 +456,23 @@ def _run_chunked(run: _Run, chunk_size: int) -> Trajectory:
         parts = jax.tree.map(np.asarray, parts)
         if out is None:  # (xs (S, N, d) | None, stats leaves (S, N, ...) | None, xf (N, d))
             xs_c, st_c, xf_c = parts
-            out = (None if xs_c is None else np.empty((xs_c.shape[0], n) + xs_c.shape[2:], xs_c.dtype),
-                   None if st_c is None else jax.tree.map(
-                       lambda a: np.empty((a.shape[0], n) + a.shape[2:], a.dtype), st_c),
-                   np.empty((n,) + xf_c.shape[1:], xf_c.dtype))
+            out = (
+                None if xs_c is None else np.empty((xs_c.shape[0], n) + xs_c.shape[2:], xs_c.dtype),
+                None
+                if st_c is None
+                else jax.tree.map(lambda a: np.empty((a.shape[0], n) + a.shape[2:], a.dtype), st_c),
+                np.empty((n,) + xf_c.shape[1:], xf_c.dtype),
+            )
         xs_c, st_c, xf_c = parts
         if xs_c is not None:
-            out[0][:, offset:offset + size] = xs_c[:, :size]
+            out[0][:, offset : offset + size] = xs_c[:, :size]
         if st_c is not None:
-            jax.tree.map(lambda dst, src: dst.__setitem__((slice(None), slice(offset, offset + size)),
-                                                          src[:, :size]), out[1], st_c)
-        out[2][offset:offset + size] = xf_c[:size]
+            jax.tree.map(
+                lambda dst, src: dst.__setitem__((slice(None), slice(offset, offset + size)), src[:, :size]),
+                out[1],
+                st_c,
+            )
+        out[2][offset : offset + size] = xf_c[:size]
     return Trajectory(np.asarray(run.ts)[run.save_idx], out[0], out[1], out[2], run.nfe)
 
 
@@ -449,9 +520,20 @@ def simulate(
 
     Returns a :class:`Trajectory`.
     """
-    run, chunk_size = _prepare(score, method, grid, x=x, n=n, key=key, save=save, stats=stats,
-                               save_states=save_states, chunk_size=chunk_size, noise=noise,
-                               method_options=method_options)
+    run, chunk_size = _prepare(
+        score,
+        method,
+        grid,
+        x=x,
+        n=n,
+        key=key,
+        save=save,
+        stats=stats,
+        save_states=save_states,
+        chunk_size=chunk_size,
+        noise=noise,
+        method_options=method_options,
+    )
     if chunk_size is None or chunk_size >= run.n_particles:
         xs, st, xf = run.chunk(0, run.n_particles)
         return Trajectory(run.ts_saved, xs, st, xf, run.nfe)
@@ -529,8 +611,9 @@ def noise_denoise(
     t_hat = jnp.asarray(t_hat, dtype=x0.dtype)
     x_t = _renoise(p, x0, t_hat, k_noise)
     ts = _reverse_grid(score, n_steps, t_hat, t1, grid)
-    return simulate(score, method, ts, x=x_t, key=k_rev, save=save, stats=stats, chunk_size=chunk_size,
-                    **method_options)
+    return simulate(
+        score, method, ts, x=x_t, key=k_rev, save=save, stats=stats, chunk_size=chunk_size, **method_options
+    )
 
 
 @eqx.filter_jit
@@ -572,8 +655,15 @@ def clone(
     if is_concrete(t) and not float(t) > t1:
         raise ValueError(f"Branch time `t` must exceed t_end={t1:g}, got {float(t):g}.")
     ts = _reverse_grid(score, check_positive_int(n_steps, "n_steps"), jnp.asarray(t, x.dtype), t1, grid)
-    runs = [simulate(score, method, ts, x=x, key=jr.fold_in(key, c), save=save, stats=stats, **method_options)
-            for c in range(n_clones)]
+    runs = [
+        simulate(score, method, ts, x=x, key=jr.fold_in(key, c), save=save, stats=stats, **method_options)
+        for c in range(n_clones)
+    ]
     stack = lambda *a: None if a[0] is None else jax.tree.map(lambda *b: jnp.stack(b), *a)  # noqa: E731
-    return Trajectory(runs[0].ts, stack(*[r.xs for r in runs]), stack(*[r.stats for r in runs]),
-                      stack(*[r.x for r in runs]), runs[0].nfe)
+    return Trajectory(
+        runs[0].ts,
+        stack(*[r.xs for r in runs]),
+        stack(*[r.stats for r in runs]),
+        stack(*[r.x for r in runs]),
+        runs[0].nfe,
+    )

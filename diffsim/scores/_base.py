@@ -130,7 +130,9 @@ class AbstractScore(eqx.Module):
 
     def velocity_divergence(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, ""]:
         r"""``\nabla \cdot v = d f(t) - 1/2 g(t)^2 \Delta log p_t`` for the PF-ODE velocity ``v``."""
-        return self.dim * self.process.drift_coefficient(t) - 0.5 * self.process.beta(t) * self.laplacian(t, x)
+        return self.dim * self.process.drift_coefficient(t) - 0.5 * self.process.beta(t) * self.laplacian(
+            t, x
+        )
 
 
 class AbstractAnalyticScore(AbstractScore):

@@ -65,6 +65,7 @@ from ..processes import AbstractProcess
 from .mixture import GaussianMixture
 from .networks import AbstractTokenScore
 
+
 __all__ = [
     "AbstractConditionalDenoiser",
     "ConditionalMixture",
@@ -126,8 +127,9 @@ class AbstractConditionalDenoiser(eqx.Module):
         """Joint token prior of shape :attr:`alphabet_sizes` (``None`` when the model does not know it)."""
 
     @abc.abstractmethod
-    def eps(self, log_snr: ArrayLike, x: Float[Array, " d"], tokens: Int[Array, " n"],
-            mask: Bool[Array, " n"]) -> Float[Array, " d"]:
+    def eps(
+        self, log_snr: ArrayLike, x: Float[Array, " d"], tokens: Int[Array, " n"], mask: Bool[Array, " n"]
+    ) -> Float[Array, " d"]:
         r"""``E[eps | x_lambda = x, y_S = tokens_S]`` with ``S = {j : mask[j]}``."""
 
     # --- derived ------------------------------------------------------------------------------------
@@ -135,20 +137,23 @@ class AbstractConditionalDenoiser(eqx.Module):
     def n_tokens(self) -> int:
         return len(self.alphabet_sizes)
 
-    def denoise(self, log_snr: ArrayLike, x: Float[Array, " d"], tokens: Int[Array, " n"],
-                mask: Bool[Array, " n"]) -> Float[Array, " d"]:
+    def denoise(
+        self, log_snr: ArrayLike, x: Float[Array, " d"], tokens: Int[Array, " n"], mask: Bool[Array, " n"]
+    ) -> Float[Array, " d"]:
         """Tweedie's ``E[x | x_lambda = x, y_S] = (x - b eps_hat) / a``."""
         a, b = channel_coefficients(log_snr)
         return (x - b * self.eps(log_snr, x, tokens, mask)) / a
 
-    def score(self, log_snr: ArrayLike, x: Float[Array, " d"], tokens: Int[Array, " n"],
-              mask: Bool[Array, " n"]) -> Float[Array, " d"]:
+    def score(
+        self, log_snr: ArrayLike, x: Float[Array, " d"], tokens: Int[Array, " n"], mask: Bool[Array, " n"]
+    ) -> Float[Array, " d"]:
         r"""``\nabla_x log p_lambda(x | y_S) = -eps_hat / b``."""
         _, b = channel_coefficients(log_snr)
         return -self.eps(log_snr, x, tokens, mask) / b
 
-    def eps_conditions(self, log_snr: ArrayLike, x: Float[Array, " d"], tokens: Int[Array, "M n"],
-                       masks: Bool[Array, "M n"]) -> Float[Array, "M d"]:
+    def eps_conditions(
+        self, log_snr: ArrayLike, x: Float[Array, " d"], tokens: Int[Array, "M n"], masks: Bool[Array, "M n"]
+    ) -> Float[Array, "M d"]:
         """:meth:`eps` for ``M`` conditions (rows of ``tokens`` / ``masks``) at the SAME noisy point."""
         return jax.vmap(lambda tok, m: self.eps(log_snr, x, tok, m))(tokens, masks)
 
@@ -170,15 +175,19 @@ class AbstractConditionalDenoiser(eqx.Module):
         if not jnp.issubdtype(arr.dtype, jnp.integer):
             raise TypeError(f"`{name}` must hold integer token ids, got dtype {arr.dtype}.")
         if arr.ndim < 1 or arr.shape[-1] != n:
-            raise ValueError(f"`{name}` must have {n} token slot(s) in its last axis to match the model's "
-                             f"alphabet sizes {self.alphabet_sizes}, got shape {arr.shape}.")
+            raise ValueError(
+                f"`{name}` must have {n} token slot(s) in its last axis to match the model's "
+                f"alphabet sizes {self.alphabet_sizes}, got shape {arr.shape}."
+            )
         if is_concrete(arr):
             vals = np.asarray(arr).reshape(-1, n)
             for j, a in enumerate(self.alphabet_sizes):
                 bad = (vals[:, j] < 0) | (vals[:, j] >= a)
                 if np.any(bad):
-                    raise ValueError(f"`{name}` slot {j} holds {int(vals[:, j][bad][0])}, outside the model's "
-                                     f"alphabet 0..{a - 1} (alphabet sizes {self.alphabet_sizes}).")
+                    raise ValueError(
+                        f"`{name}` slot {j} holds {int(vals[:, j][bad][0])}, outside the model's "
+                        f"alphabet 0..{a - 1} (alphabet sizes {self.alphabet_sizes})."
+                    )
         return arr.astype(jnp.int32)
 
     def check_mask(self, mask: ArrayLike, name: str = "mask") -> Bool[Array, "*b n"]:
@@ -187,7 +196,9 @@ class AbstractConditionalDenoiser(eqx.Module):
         if arr.dtype != jnp.bool_:
             raise TypeError(f"`{name}` must be a boolean array, got dtype {arr.dtype}.")
         if arr.ndim < 1 or arr.shape[-1] != self.n_tokens:
-            raise ValueError(f"`{name}` must have {self.n_tokens} slot(s) in its last axis, got shape {arr.shape}.")
+            raise ValueError(
+                f"`{name}` must have {self.n_tokens} slot(s) in its last axis, got shape {arr.shape}."
+            )
         return arr
 
     def check_condition(self, tokens: ArrayLike, mask: ArrayLike) -> None:
@@ -217,8 +228,13 @@ class ConditionalMixture(AbstractConditionalDenoiser):
     _alphabet_sizes: tuple[int, ...] = eqx.field(static=True)
     token_names: tuple[str, ...] = eqx.field(static=True)
 
-    def __init__(self, mixture: GaussianMixture, component_tokens: ArrayLike, alphabet_sizes: Sequence[int],
-                 token_names: Sequence[str] | None = None):
+    def __init__(
+        self,
+        mixture: GaussianMixture,
+        component_tokens: ArrayLike,
+        alphabet_sizes: Sequence[int],
+        token_names: Sequence[str] | None = None,
+    ):
         if not isinstance(mixture, GaussianMixture):
             raise TypeError(f"`mixture` must be a GaussianMixture, got {type(mixture).__name__}.")
         sizes = tuple(alphabet_sizes)
@@ -229,7 +245,9 @@ class ConditionalMixture(AbstractConditionalDenoiser):
         tok = np.asarray(component_tokens)
         k = mixture.n_components
         if tok.ndim != 2 or tok.shape != (k, len(sizes)):
-            raise ValueError(f"`component_tokens` must have shape (K, n) = ({k}, {len(sizes)}), got {tok.shape}.")
+            raise ValueError(
+                f"`component_tokens` must have shape (K, n) = ({k}, {len(sizes)}), got {tok.shape}."
+            )
         if tok.size and not np.issubdtype(tok.dtype, np.integer):
             raise TypeError(f"`component_tokens` must hold integers, got dtype {tok.dtype}.")
         for j, a in enumerate(sizes):
@@ -251,10 +269,16 @@ class ConditionalMixture(AbstractConditionalDenoiser):
         """From a :class:`diffsim.data.synthetic.TokenMixture` (mixture, token table, alphabet, names)."""
         for attr in ("mixture", "tokens", "alphabet_sizes"):
             if not hasattr(token_mixture, attr):
-                raise TypeError(f"`token_mixture` must be a TokenMixture (missing `{attr}`), "
-                                f"got {type(token_mixture).__name__}.")
-        return cls(token_mixture.mixture, token_mixture.tokens, token_mixture.alphabet_sizes,
-                   getattr(token_mixture, "token_names", None))
+                raise TypeError(
+                    f"`token_mixture` must be a TokenMixture (missing `{attr}`), "
+                    f"got {type(token_mixture).__name__}."
+                )
+        return cls(
+            token_mixture.mixture,
+            token_mixture.tokens,
+            token_mixture.alphabet_sizes,
+            getattr(token_mixture, "token_names", None),
+        )
 
     # --- shape and prior ----------------------------------------------------------------------------
     @property
@@ -287,19 +311,23 @@ class ConditionalMixture(AbstractConditionalDenoiser):
         m = np.broadcast_to(mask_arr, tok_arr.shape).reshape(-1, self.n_tokens)
         comp = np.asarray(self.component_tokens)
         w = np.asarray(self.weights)
-        for row, mrow in zip(tok, m):
+        for row, mrow in zip(tok, m, strict=False):
             match = np.all((comp == row[None, :]) | ~mrow[None, :], axis=1)
             if not np.any(match & (w > 0)):
                 given = {self.token_names[j]: int(row[j]) for j in np.flatnonzero(mrow)}
-                raise ValueError(f"The condition {given} has zero prior probability under the mixture: "
-                                 f"p(x | y_S) does not exist.")
+                raise ValueError(
+                    f"The condition {given} has zero prior probability under the mixture: "
+                    f"p(x | y_S) does not exist."
+                )
 
     # --- core ---------------------------------------------------------------------------------------
     def log_weights(self, tokens: Int[Array, " n"], mask: Bool[Array, " n"]) -> Float[Array, " K"]:
         r"""``log pi_k(y_S)``: log prior weights restricted to the components consistent with ``y_S`` and
         renormalised (``-inf`` elsewhere)."""
         match = jnp.all((self.component_tokens == tokens[None, :]) | ~mask[None, :], axis=1)
-        logw = jnp.where(match & (self.weights > 0), jnp.log(jnp.where(self.weights > 0, self.weights, 1.0)), -jnp.inf)
+        logw = jnp.where(
+            match & (self.weights > 0), jnp.log(jnp.where(self.weights > 0, self.weights, 1.0)), -jnp.inf
+        )
         return logw - jax.nn.logsumexp(logw)
 
     def _rotate_in(self, v):
@@ -338,20 +366,23 @@ class ConditionalMixture(AbstractConditionalDenoiser):
         r = jax.nn.softmax(logw + log_n[None, :], axis=-1)
         return jnp.sqrt(b2) * (r @ self._rotate_out(z / c))
 
-    def log_prob(self, log_snr: ArrayLike, x: Float[Array, " d"], tokens: Int[Array, " n"],
-                 mask: Bool[Array, " n"]) -> Float[Array, ""]:
+    def log_prob(
+        self, log_snr: ArrayLike, x: Float[Array, " d"], tokens: Int[Array, " n"], mask: Bool[Array, " n"]
+    ) -> Float[Array, ""]:
         """``log p_lambda(x | y_S)``: the density of ``x_lambda = a x_0 + b eps`` given ``y_S``."""
         a, b2 = self._coefficients(log_snr, x.dtype)
         return jax.nn.logsumexp(self._parts(a, b2, x, tokens, mask)[2])
 
-    def data_log_prob(self, x: Float[Array, " d"], tokens: Int[Array, " n"], mask: Bool[Array, " n"]
-                      ) -> Float[Array, ""]:
+    def data_log_prob(
+        self, x: Float[Array, " d"], tokens: Int[Array, " n"], mask: Bool[Array, " n"]
+    ) -> Float[Array, ""]:
         """``log p(x | y_S)`` of clean data (``lambda = +inf``: ``a = 1``, ``b = 0``)."""
         one = jnp.ones((), x.dtype)
         return jax.nn.logsumexp(self._parts(one, 0.0 * one, x, tokens, mask)[2])
 
-    def posterior(self, log_snr: ArrayLike, x: Float[Array, " d"], tokens: Int[Array, " n"],
-                  mask: Bool[Array, " n"]) -> Float[Array, " K"]:
+    def posterior(
+        self, log_snr: ArrayLike, x: Float[Array, " d"], tokens: Int[Array, " n"], mask: Bool[Array, " n"]
+    ) -> Float[Array, " K"]:
         """Component responsibilities ``P(k | x_lambda = x, y_S)``."""
         a, b2 = self._coefficients(log_snr, x.dtype)
         return jax.nn.softmax(self._parts(a, b2, x, tokens, mask)[2])
@@ -361,14 +392,16 @@ class ConditionalMixture(AbstractConditionalDenoiser):
         p = jax.ops.segment_sum(r, flat, num_segments=int(np.prod(self.alphabet_sizes)))
         return p.reshape(self.alphabet_sizes)
 
-    def token_posterior(self, log_snr: ArrayLike, x: Float[Array, " d"], tokens: Int[Array, " n"],
-                        mask: Bool[Array, " n"]) -> Float[Array, "*alphabet"]:
+    def token_posterior(
+        self, log_snr: ArrayLike, x: Float[Array, " d"], tokens: Int[Array, " n"], mask: Bool[Array, " n"]
+    ) -> Float[Array, "*alphabet"]:
         """Joint token posterior ``p(y | x_lambda = x, y_S)``, shape :attr:`alphabet_sizes` (the component
         responsibilities summed over components sharing a token tuple)."""
         return self._token_table(self.posterior(log_snr, x, tokens, mask))
 
-    def data_token_posterior(self, x: Float[Array, " d"], tokens: Int[Array, " n"], mask: Bool[Array, " n"]
-                             ) -> Float[Array, "*alphabet"]:
+    def data_token_posterior(
+        self, x: Float[Array, " d"], tokens: Int[Array, " n"], mask: Bool[Array, " n"]
+    ) -> Float[Array, "*alphabet"]:
         """``p(y | x, y_S)`` for clean data ``x`` (Bayes over the exact conditional densities)."""
         one = jnp.ones((), x.dtype)
         return self._token_table(jax.nn.softmax(self._parts(one, 0.0 * one, x, tokens, mask)[2]))
@@ -387,8 +420,13 @@ class ConditionalMixture(AbstractConditionalDenoiser):
         return eqx.tree_at(
             lambda m: (m.weights, m.means, m.eigvals, m.eigvecs, m.component_tokens),
             self,
-            (jnp.concatenate([self.weights, jnp.zeros(extra, self.weights.dtype)]), rep(self.means),
-             rep(self.eigvals), rep(self.eigvecs), rep(self.component_tokens)),
+            (
+                jnp.concatenate([self.weights, jnp.zeros(extra, self.weights.dtype)]),
+                rep(self.means),
+                rep(self.eigvals),
+                rep(self.eigvecs),
+                rep(self.component_tokens),
+            ),
             is_leaf=lambda v: v is None,
         )
 
@@ -407,8 +445,9 @@ class ConditionalMixture(AbstractConditionalDenoiser):
         comp = jax.random.choice(k1, self.n_components, (n,), p=self.weights)
         return self._draw(k2, comp), self.component_tokens[comp]
 
-    def sample_stratified(self, key: jax.Array, n_per_component: int
-                          ) -> tuple[Float[Array, "N d"], Int[Array, "N n_tokens"], Float[Array, " N"]]:
+    def sample_stratified(
+        self, key: jax.Array, n_per_component: int
+    ) -> tuple[Float[Array, "N d"], Int[Array, "N n_tokens"], Float[Array, " N"]]:
         """``n_per_component`` draws from every component of positive weight, with sample weights
         ``w_k / n_per_component`` (normalised): expectations over the joint law without the sampling noise of
         the component frequencies. Returns ``(x, tokens, sample_weights)``."""
@@ -416,11 +455,17 @@ class ConditionalMixture(AbstractConditionalDenoiser):
         w = np.asarray(self.weights, float)
         comps = np.repeat(np.flatnonzero(w > 0), m)
         sw = w[comps] / m
-        return self._draw(check_key(key), jnp.asarray(comps)), self.component_tokens[comps], jnp.asarray(sw / sw.sum())
+        return (
+            self._draw(check_key(key), jnp.asarray(comps)),
+            self.component_tokens[comps],
+            jnp.asarray(sw / sw.sum()),
+        )
 
     def __repr__(self) -> str:
-        return (f"ConditionalMixture(K={self.n_components}, d={self.dim}, alphabet_sizes={self.alphabet_sizes}, "
-                f"tokens={self.token_names})")
+        return (
+            f"ConditionalMixture(K={self.n_components}, d={self.dim}, alphabet_sizes={self.alphabet_sizes}, "
+            f"tokens={self.token_names})"
+        )
 
 
 # =====================================================================================================
@@ -441,15 +486,19 @@ class TokenNetworkDenoiser(AbstractConditionalDenoiser):
 
     def __init__(self, net: AbstractTokenScore, token_prior: ArrayLike | None = None):
         if not isinstance(net, AbstractTokenScore):
-            raise TypeError(f"`net` must be a token-conditional network (AbstractTokenScore), got {type(net).__name__}.")
+            raise TypeError(
+                f"`net` must be a token-conditional network (AbstractTokenScore), got {type(net).__name__}."
+            )
         self.net = net
         if token_prior is None:
             self.prior = None
         else:
             p = np.asarray(token_prior, float)
             if p.shape != tuple(net.alphabet_sizes):
-                raise ValueError(f"`token_prior` must have shape {tuple(net.alphabet_sizes)} (the network's "
-                                 f"alphabet sizes), got {p.shape}.")
+                raise ValueError(
+                    f"`token_prior` must have shape {tuple(net.alphabet_sizes)} (the network's "
+                    f"alphabet sizes), got {p.shape}."
+                )
             if np.any(p < 0) or not np.isfinite(p).all() or abs(p.sum() - 1.0) > 1e-6:
                 raise ValueError(f"`token_prior` must be non-negative and sum to one, got sum {p.sum():.6g}.")
             self.prior = jnp.asarray(p)

@@ -139,8 +139,12 @@ class EmpiricalScore(AbstractAnalyticScore):
             s2_0 = jnp.zeros((), self.data.dtype)
         else:
             s2_0 = None
-        init = _Moments(jnp.asarray(-jnp.inf, self.data.dtype), jnp.zeros((), self.data.dtype),
-                        jnp.zeros((d,), self.data.dtype), s2_0)
+        init = _Moments(
+            jnp.asarray(-jnp.inf, self.data.dtype),
+            jnp.zeros((), self.data.dtype),
+            jnp.zeros((d,), self.data.dtype),
+            s2_0,
+        )
 
         def body(state: _Moments, inp):
             block, ok = inp
@@ -199,7 +203,9 @@ class EmpiricalScore(AbstractAnalyticScore):
         c = self._c(t)
         return (self.process.alpha(t) ** 2 * tr_cov - self.dim * c) / c**2
 
-    def sample(self, key: jax.Array, n: int, t: ArrayLike | None = None) -> tuple[Float[Array, "n d"], Int[Array, " n"]]:
+    def sample(
+        self, key: jax.Array, n: int, t: ArrayLike | None = None
+    ) -> tuple[Float[Array, "n d"], Int[Array, " n"]]:
         """Draw ``n`` points of ``p_t`` (the smoothed data at ``t = 0`` by default) with data indices."""
         key = check_key(key)
         n = check_positive_int(n, "n")
@@ -213,15 +219,19 @@ class EmpiricalScore(AbstractAnalyticScore):
         z = jr.normal(k_noise, (n, self.dim), dtype=self.data.dtype)
         return a * self.data[idx] + std * z, idx
 
-    def condition(self, label: int) -> "EmpiricalScore":
+    def condition(self, label: int) -> EmpiricalScore:
         """The empirical score of the data points with ``labels == label``."""
         lab = np.asarray(self.labels)
         mask = lab == int(label)
         if not mask.any():
             raise ValueError(f"No data point has label {label}.")
-        return EmpiricalScore(self.data[np.flatnonzero(mask)], process=self.process, bandwidth=self.bandwidth,
-                              labels=self.labels[np.flatnonzero(mask)], chunk_size=self.chunk_size)
+        return EmpiricalScore(
+            self.data[np.flatnonzero(mask)],
+            process=self.process,
+            bandwidth=self.bandwidth,
+            labels=self.labels[np.flatnonzero(mask)],
+            chunk_size=self.chunk_size,
+        )
 
     def __repr__(self) -> str:
         return f"EmpiricalScore(M={self.n_data}, d={self.dim}, bandwidth={self.bandwidth:g}, process={self.process!r})"
-

@@ -62,6 +62,7 @@ from ..processes import AbstractProcess
 from ._base import AbstractScore
 from .mixture import GaussianMixture
 
+
 __all__ = [
     "CONVENTIONS",
     "AbstractNoisyClassifier",

@@ -200,7 +200,9 @@ class GaussianMixture(AbstractAnalyticScore):
         else:
             lab = jnp.asarray(labels)
             if lab.shape != (k,) or not jnp.issubdtype(lab.dtype, jnp.integer):
-                raise ValueError(f"`labels` must be an integer array of shape ({k},), got {lab.dtype}{lab.shape}.")
+                raise ValueError(
+                    f"`labels` must be an integer array of shape ({k},), got {lab.dtype}{lab.shape}."
+                )
         self.weights = w.astype(means_arr.dtype)
         self.means = means_arr
         self.labels = lab
@@ -270,7 +272,9 @@ class GaussianMixture(AbstractAnalyticScore):
         """Responsibilities ``r_k = P(component k | x_t = x)`` (matrix form, stable softmax)."""
         return jax.nn.softmax(self._matrix_logits(t, x)[0])
 
-    def group_posterior(self, t: ArrayLike, x: Float[Array, " d"], group: Bool[Array, " K"]) -> Float[Array, ""]:
+    def group_posterior(
+        self, t: ArrayLike, x: Float[Array, " d"], group: Bool[Array, " K"]
+    ) -> Float[Array, ""]:
         """``P(component in group | x_t = x)`` for a boolean mask over components."""
         return jnp.sum(jnp.where(group, self.posterior(t, x), 0.0))
 
@@ -352,7 +356,9 @@ class GaussianMixture(AbstractAnalyticScore):
         return jnp.sum(r * per) - jnp.sum(s**2)
 
     # --- sampling -----------------------------------------------------------------------------------
-    def sample(self, key: jax.Array, n: int, t: ArrayLike | None = None) -> tuple[Float[Array, "n d"], Int[Array, " n"]]:
+    def sample(
+        self, key: jax.Array, n: int, t: ArrayLike | None = None
+    ) -> tuple[Float[Array, "n d"], Int[Array, " n"]]:
         """Draw ``n`` points of ``p_t`` (``p_0`` by default) with their component indices.
 
         Returns ``(x, components)``; the component's label is ``self.labels[components]``.
@@ -375,7 +381,7 @@ class GaussianMixture(AbstractAnalyticScore):
         return a * self.means[comp] + y, comp
 
     # --- sub-mixtures -------------------------------------------------------------------------------
-    def restrict(self, components: Sequence[int] | ArrayLike) -> "GaussianMixture":
+    def restrict(self, components: Sequence[int] | ArrayLike) -> GaussianMixture:
         """The sub-mixture on ``components`` (indices or a boolean mask), weights renormalised.
 
         Python-level (changes K); call it outside ``jit``.
@@ -388,17 +394,24 @@ class GaussianMixture(AbstractAnalyticScore):
         # Keep the (already validated) eigen-decomposition: rebuilding full covariances as U diag U^T in
         # float32 and re-checking their symmetry would reject valid sub-mixtures.
         if self.eigvecs is None:
-            sub = eqx.tree_at(lambda g: (g.weights, g.means, g.eigvals, g.labels), self,
-                              (w / total, self.means[idx], self.eigvals[idx], self.labels[idx]))
+            sub = eqx.tree_at(
+                lambda g: (g.weights, g.means, g.eigvals, g.labels),
+                self,
+                (w / total, self.means[idx], self.eigvals[idx], self.labels[idx]),
+            )
         else:
-            sub = eqx.tree_at(lambda g: (g.weights, g.means, g.eigvals, g.eigvecs, g.labels), self,
-                              (w / total, self.means[idx], self.eigvals[idx], self.eigvecs[idx], self.labels[idx]))
+            sub = eqx.tree_at(
+                lambda g: (g.weights, g.means, g.eigvals, g.eigvecs, g.labels),
+                self,
+                (w / total, self.means[idx], self.eigvals[idx], self.eigvecs[idx], self.labels[idx]),
+            )
         # the sub-mixture is recentred, so its cancellation bound is its own (a static field: set on the copy)
-        object.__setattr__(sub, "refine_logits",
-                           _needs_refinement(sub.weights, sub.means, sub.eigvals, sub.means.dtype))
+        object.__setattr__(
+            sub, "refine_logits", _needs_refinement(sub.weights, sub.means, sub.eigvals, sub.means.dtype)
+        )
         return sub
 
-    def condition(self, label: int) -> "GaussianMixture":
+    def condition(self, label: int) -> GaussianMixture:
         """The mixture conditioned on ``labels == label`` (a class-conditional distribution)."""
         lab = np.asarray(self.labels)
         mask = lab == int(label)

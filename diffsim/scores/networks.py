@@ -60,6 +60,7 @@ from ._base import (
     x0_from_score,
 )
 
+
 __all__ = [
     "PARAMETRISATIONS",
     "AbstractTokenScore",

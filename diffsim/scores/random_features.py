@@ -49,6 +49,7 @@ against the empirical optimum then splits into the *architectural bias* ``out_{A
 from __future__ import annotations
 
 import math
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -113,9 +114,20 @@ class RandomFeatureScore(AbstractScore):
     horizon: float = eqx.field(static=True)
     activation: str = eqx.field(static=True)
 
-    def __init__(self, dim: int, width: int, *, key: jax.Array, process: AbstractProcess | None = None,
-                 n_freqs: int = 16, parametrisation: str = "denoiser", horizon: float | None = None,
-                 activation: str = "relu", readout_scale: float = 1.0, dtype=None):
+    def __init__(
+        self,
+        dim: int,
+        width: int,
+        *,
+        key: jax.Array,
+        process: AbstractProcess | None = None,
+        n_freqs: int = 16,
+        parametrisation: str = "denoiser",
+        horizon: float | None = None,
+        activation: str = "relu",
+        readout_scale: float = 1.0,
+        dtype=None,
+    ):
         dim = check_positive_int(dim, "dim")
         width = check_positive_int(width, "width")
         self.n_freqs = check_positive_int(n_freqs, "n_freqs", minimum=0)
@@ -182,7 +194,7 @@ class RandomFeatureScore(AbstractScore):
             return self.output(t, x) / self.process.alpha(t)
         return super().denoise(t, x)
 
-    def with_readout(self, readout: Float[ArrayLike, "d p"]) -> "RandomFeatureScore":
+    def with_readout(self, readout: Float[ArrayLike, "d p"]) -> RandomFeatureScore:
         """A copy with read-out ``readout`` (shape ``(d, p)``)."""
         a = jnp.asarray(readout, self.readout.dtype)
         if a.shape != self.readout.shape:
@@ -190,8 +202,10 @@ class RandomFeatureScore(AbstractScore):
         return eqx.tree_at(lambda m: m.readout, self, a)
 
     def __repr__(self) -> str:
-        return (f"RandomFeatureScore(d={self.dim}, p={self.width}, K={self.n_freqs}, "
-                f"parametrisation={self.parametrisation!r}, process={self.process!r})")
+        return (
+            f"RandomFeatureScore(d={self.dim}, p={self.width}, K={self.n_freqs}, "
+            f"parametrisation={self.parametrisation!r}, process={self.process!r})"
+        )
 
 
 def readout_filter(model: RandomFeatureScore) -> RandomFeatureScore:
@@ -203,7 +217,9 @@ def readout_filter(model: RandomFeatureScore) -> RandomFeatureScore:
 # =====================================================================================================
 # the training set: quadrature over t, Monte Carlo over noise
 # =====================================================================================================
-def simpson_nodes(t_min: float, t_max: float, n: int, spacing: str = "uniform") -> tuple[np.ndarray, np.ndarray]:
+def simpson_nodes(
+    t_min: float, t_max: float, n: int, spacing: str = "uniform"
+) -> tuple[np.ndarray, np.ndarray]:
     r"""Composite Simpson nodes and weights for ``\int_{t_min}^{t_max} f(t) dt`` with ``n`` (odd) nodes.
 
     ``spacing="uniform"``: nodes uniform in ``t``. ``"log"``: uniform in ``u = log t`` and the weights
@@ -318,6 +334,7 @@ def _sample_nodes(empirical: EmpiricalScore, x0, times, key, n_noise, parametris
 # =====================================================================================================
 def dsm_objective(model: RandomFeatureScore, training_set: RandomFeatureTrainingSet) -> Float[Array, ""]:
     r"""``L(A) = (1/d) sum_j weights_j mean_s |out(t_j, x_js) - y_js|^2``, by the model's forward pass."""
+
     def node(t, w, x, y):
         pred = jax.vmap(lambda xi: model.output(t, xi))(x)
         return w * jnp.mean(jnp.sum((pred - y) ** 2, axis=-1))
@@ -346,8 +363,10 @@ def train_readout(
     if training_set.dim != model.dim:
         raise ValueError(f"The training set has dimension {training_set.dim}, the model {model.dim}.")
     if training_set.parametrisation != model.parametrisation:
-        raise ValueError(f"The training set targets the {training_set.parametrisation!r} parametrisation, "
-                         f"the model is {model.parametrisation!r}.")
+        raise ValueError(
+            f"The training set targets the {training_set.parametrisation!r} parametrisation, "
+            f"the model is {model.parametrisation!r}."
+        )
     if not (learning_rate > 0 and math.isfinite(learning_rate)):
         raise ValueError(f"`learning_rate` must be positive and finite, got {learning_rate}.")
     n_steps = check_positive_int(n_steps, "n_steps")
@@ -444,16 +463,22 @@ class RandomFeatureMoments(eqx.Module):
             raise ValueError(f"`tau` must be a scalar or a 1-D array, got shape {tau.shape}.")
         return _readout_at(self, a0, tau)
 
-    def null_space_loss_per_coordinate(self, readout0: Float[ArrayLike, "d p"],
-                                       rcond: float | None = None) -> Float[Array, " d"]:
+    def null_space_loss_per_coordinate(
+        self, readout0: Float[ArrayLike, "d p"], rcond: float | None = None
+    ) -> Float[Array, " d"]:
         """``(1/d) sum_{lambda_k <= rcond max lambda} lambda_k (A(0) q_k)_i^2``: the part of the quadratic
         term that the null-space term of :meth:`readout_limit` keeps (0 for an exact null space)."""
         a0 = self._check(readout0)
         rcond = _default_rcond(self.U.dtype) if rcond is None else rcond
         null = self.eigvals <= rcond * jnp.max(self.eigvals)
-        return jnp.einsum("...ik,k->...i", (a0 @ self.eigvecs) ** 2, jnp.where(null, self.eigvals, 0.0)) / self.dim
+        return (
+            jnp.einsum("...ik,k->...i", (a0 @ self.eigvecs) ** 2, jnp.where(null, self.eigvals, 0.0))
+            / self.dim
+        )
 
-    def readout_limit(self, readout0: Float[ArrayLike, "d p"], rcond: float | None = None) -> Float[Array, "d p"]:
+    def readout_limit(
+        self, readout0: Float[ArrayLike, "d p"], rcond: float | None = None
+    ) -> Float[Array, "d p"]:
         r"""``A(inf) = sqrt(p) [V U^+ + A(0)/sqrt(p) (I - U U^+)]``; eigenvalues ``<= rcond * max(lambda)``
         count as null space (default ``rcond``: 1e-12 in float64, 1e-6 in float32)."""
         a0 = self._check(readout0)
@@ -502,8 +527,10 @@ def fit_moments(model: RandomFeatureScore, training_set: RandomFeatureTrainingSe
     if training_set.dim != model.dim:
         raise ValueError(f"The training set has dimension {training_set.dim}, the model {model.dim}.")
     if training_set.parametrisation != model.parametrisation:
-        raise ValueError(f"The training set targets the {training_set.parametrisation!r} parametrisation, "
-                         f"the model is {model.parametrisation!r}.")
+        raise ValueError(
+            f"The training set targets the {training_set.parametrisation!r} parametrisation, "
+            f"the model is {model.parametrisation!r}."
+        )
     u, v, c, v_ref, c_ref, l_opt = _accumulate(model, training_set)
     u_np = np.asarray(u, dtype=np.float64)
     lam, q = np.linalg.eigh(0.5 * (u_np + u_np.T))
@@ -531,7 +558,13 @@ def _accumulate(model, ts):
         l_opt = l_opt + w * jnp.mean((ref - y) ** 2, axis=0) / d
         return (u, v, c, v_ref, c_ref, l_opt), None
 
-    init = (jnp.zeros((p, p), dtype), jnp.zeros((d, p), dtype), jnp.zeros((d,), dtype),
-            jnp.zeros((d, p), dtype), jnp.zeros((d,), dtype), jnp.zeros((d,), dtype))
+    init = (
+        jnp.zeros((p, p), dtype),
+        jnp.zeros((d, p), dtype),
+        jnp.zeros((d,), dtype),
+        jnp.zeros((d, p), dtype),
+        jnp.zeros((d,), dtype),
+        jnp.zeros((d,), dtype),
+    )
     out, _ = jax.lax.scan(body, init, (ts.times, ts.weights, ts.inputs, ts.targets, ts.reference))
     return out

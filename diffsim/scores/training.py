@@ -79,6 +79,7 @@ from ..processes import AbstractProcess
 from ._base import AbstractScore
 from .networks import PARAMETRISATIONS, AbstractTokenScore, check_tokens, convert_parametrisation
 
+
 __all__ = [
     "TIME_SAMPLINGS",
     "WEIGHTINGS",

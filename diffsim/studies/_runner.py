@@ -116,8 +116,17 @@ class Results:
         self.out_dir: Path | None = None if out_dir is None else Path(out_dir)
         self.elapsed_s: float | None = None
 
-    def check(self, name: str, predicted: Any, measured: Any, tolerance: Any = None, *,
-              relation: str = "abs", passed: bool | None = None, note: str = "") -> Check:
+    def check(
+        self,
+        name: str,
+        predicted: Any,
+        measured: Any,
+        tolerance: Any = None,
+        *,
+        relation: str = "abs",
+        passed: bool | None = None,
+        note: str = "",
+    ) -> Check:
         """Record a check. ``relation``: ``"abs"`` (|m - p| <= tol), ``"rel"`` (|m - p| <= tol |p|),
         ``"le"`` (m <= p + tol), ``"ge"`` (m >= p - tol), ``"true"`` (bool(m)). ``passed`` overrides."""
         if relation not in _RELATIONS:
@@ -136,7 +145,9 @@ class Results:
     def figure(self, fig: Any, name: str, caption: str = "") -> Path:
         """Save ``fig`` (matplotlib) as ``figures/<name>.png`` in the run directory and close it."""
         if self.out_dir is None:
-            raise RuntimeError("Results.figure needs the run directory: create it as Results(name, config, out_dir).")
+            raise RuntimeError(
+                "Results.figure needs the run directory: create it as Results(name, config, out_dir)."
+            )
         import io
 
         import matplotlib.pyplot as plt
@@ -234,8 +245,9 @@ class StudySpec:
 STUDIES: dict[str, StudySpec] = {}
 
 
-def register(name: str, config_cls: type, *, quick: dict[str, Any] | None = None,
-             description: str = "") -> Callable:
+def register(
+    name: str, config_cls: type, *, quick: dict[str, Any] | None = None, description: str = ""
+) -> Callable:
     """Decorator registering ``run(config, out_dir, *, progress=True) -> Results`` under ``name``."""
     if not (dataclasses.is_dataclass(config_cls) and config_cls.__dataclass_params__.frozen):
         raise TypeError(f"Study {name!r}: the config must be a frozen dataclass.")
@@ -274,7 +286,7 @@ def _parse_value(text: str, annotation: Any, key: str) -> Any:
         elif args:
             if len(parts) != len(args):
                 raise ValueError(f"--set {key}: expected {len(args)} comma-separated values, got {text!r}.")
-            vals = [_parse_value(p, a, key) for p, a in zip(parts, args)]
+            vals = [_parse_value(p, a, key) for p, a in zip(parts, args, strict=False)]
         else:
             vals = parts
         return tuple(vals) if origin is tuple else vals
@@ -319,8 +331,10 @@ def parse_overrides(config_cls: type, items: Iterable[str]) -> dict[str, Any]:
         if not key:
             raise ValueError(f"Malformed override {item!r}: empty key.")
         if key not in names:
-            raise ValueError(f"Unknown config field {key!r} for {config_cls.__qualname__}; "
-                             f"fields are: {', '.join(sorted(names))}.")
+            raise ValueError(
+                f"Unknown config field {key!r} for {config_cls.__qualname__}; "
+                f"fields are: {', '.join(sorted(names))}."
+            )
         out[key] = _parse_value(value.strip(), hints[key], key)
     return out
 
@@ -341,15 +355,23 @@ def get_study(name: str) -> StudySpec:
 
     discover()
     if name not in STUDIES:
-        raise ValueError(f"Unknown study {name!r}; registered studies: {', '.join(sorted(STUDIES)) or '(none)'}.")
+        raise ValueError(
+            f"Unknown study {name!r}; registered studies: {', '.join(sorted(STUDIES)) or '(none)'}."
+        )
     return STUDIES[name]
 
 
 # =====================================================================================================
 # running and reporting
 # =====================================================================================================
-def run_study(name: str, *, out_dir: str | Path | None = None, overrides: dict[str, Any] | None = None,
-              quick: bool = False, progress: bool = True) -> Results:
+def run_study(
+    name: str,
+    *,
+    out_dir: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    quick: bool = False,
+    progress: bool = True,
+) -> Results:
     """Run a registered study and write ``config.json``, ``results.json``, ``report.md``/``report.html``."""
     spec = get_study(name)
     config = build_config(spec, overrides, quick=quick)
@@ -386,13 +408,22 @@ def _fmt(v: Any) -> str:
 
 def report_markdown(data: dict[str, Any]) -> str:
     lines = [f"# Study `{data['study']}`", ""]
-    lines.append(f"Checks passed: **{data['n_passed']} / {data['n_checks']}**"
-                 + (f" in {data['elapsed_s']} s" if data.get("elapsed_s") is not None else ""))
-    lines += ["", "## Checks (theory prediction beside measurement)", "",
-              "| check | predicted | measured | tolerance | passed | note |", "|---|---|---|---|---|---|"]
+    lines.append(
+        f"Checks passed: **{data['n_passed']} / {data['n_checks']}**"
+        + (f" in {data['elapsed_s']} s" if data.get("elapsed_s") is not None else "")
+    )
+    lines += [
+        "",
+        "## Checks (theory prediction beside measurement)",
+        "",
+        "| check | predicted | measured | tolerance | passed | note |",
+        "|---|---|---|---|---|---|",
+    ]
     for c in data["checks"]:
-        lines.append(f"| {c['name']} | {_fmt(c['predicted'])} | {_fmt(c['measured'])} | {_fmt(c['tolerance'])} | "
-                     f"{'yes' if c['passed'] else '**NO**'} | {c.get('note', '')} |")
+        lines.append(
+            f"| {c['name']} | {_fmt(c['predicted'])} | {_fmt(c['measured'])} | {_fmt(c['tolerance'])} | "
+            f"{'yes' if c['passed'] else '**NO**'} | {c.get('note', '')} |"
+        )
     if data.get("notes"):
         lines += ["", "## Notes", ""] + [n + "\n" for n in data["notes"]]
     if data.get("figures"):
@@ -409,19 +440,23 @@ def report_html(data: dict[str, Any]) -> str:
         f"<tr class='{'ok' if c['passed'] else 'fail'}'><td>{esc(c['name'])}</td><td>{esc(_fmt(c['predicted']))}</td>"
         f"<td>{esc(_fmt(c['measured']))}</td><td>{esc(_fmt(c['tolerance']))}</td>"
         f"<td>{'yes' if c['passed'] else 'NO'}</td><td>{esc(c.get('note', ''))}</td></tr>"
-        for c in data["checks"])
-    figs = "\n".join(f"<figure><img src='{esc(f['path'])}' alt='{esc(f['name'])}'><figcaption>{esc(f['caption'])}"
-                     f"</figcaption></figure>" for f in data.get("figures", []))
+        for c in data["checks"]
+    )
+    figs = "\n".join(
+        f"<figure><img src='{esc(f['path'])}' alt='{esc(f['name'])}'><figcaption>{esc(f['caption'])}"
+        f"</figcaption></figure>"
+        for f in data.get("figures", [])
+    )
     notes = "\n".join(f"<p>{esc(n)}</p>" for n in data.get("notes", []))
-    return f"""<!doctype html><html><head><meta charset='utf-8'><title>diffsim: {esc(data['study'])}</title>
+    return f"""<!doctype html><html><head><meta charset='utf-8'><title>diffsim: {esc(data["study"])}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:3px 6px;font-size:90%}}tr.fail{{background:#fdd}}img{{max-width:100%}}
 figure{{margin:1.5em 0}}</style></head><body>
-<p><a href='../index.html'>&larr; all studies</a></p><h1>Study <code>{esc(data['study'])}</code></h1>
-<p>Checks passed: <b>{data['n_passed']} / {data['n_checks']}</b> ({data.get('elapsed_s')} s)</p>
+<p><a href='../index.html'>&larr; all studies</a></p><h1>Study <code>{esc(data["study"])}</code></h1>
+<p>Checks passed: <b>{data["n_passed"]} / {data["n_checks"]}</b> ({data.get("elapsed_s")} s)</p>
 <table><tr><th>check</th><th>predicted</th><th>measured</th><th>tolerance</th><th>passed</th><th>note</th></tr>
 {rows}</table>{notes}{figs}
-<h2>Configuration</h2><pre>{esc(json.dumps(data['config'], indent=2))}</pre></body></html>
+<h2>Configuration</h2><pre>{esc(json.dumps(data["config"], indent=2))}</pre></body></html>
 """
 
 
@@ -441,20 +476,30 @@ def write_index(runs_dir: str | Path, failures: dict[str, str] | None = None) ->
         data = read_json(res_file)
         name = res_file.parent.name
         status = "ok" if data["passed"] else "fail"
-        rows.append(f"<tr class='{status}'><td><a href='{html.escape(name)}/report.html'>{html.escape(name)}</a></td>"
-                    f"<td>{data['n_passed']} / {data['n_checks']}</td><td>{data.get('elapsed_s')}</td></tr>")
+        rows.append(
+            f"<tr class='{status}'><td><a href='{html.escape(name)}/report.html'>{html.escape(name)}</a></td>"
+            f"<td>{data['n_passed']} / {data['n_checks']}</td><td>{data.get('elapsed_s')}</td></tr>"
+        )
     for name, err in (failures or {}).items():
-        rows.append(f"<tr class='fail'><td>{html.escape(name)}</td><td colspan=2>crashed: {html.escape(err)}</td></tr>")
+        rows.append(
+            f"<tr class='fail'><td>{html.escape(name)}</td><td colspan=2>crashed: {html.escape(err)}</td></tr>"
+        )
     page = f"""<!doctype html><html><head><meta charset='utf-8'><title>diffsim runs</title>
 <style>body{{font-family:sans-serif;max-width:900px;margin:2em auto}}td,th{{border:1px solid #ccc;padding:4px 8px}}
 table{{border-collapse:collapse}}tr.fail{{background:#fdd}}</style></head><body><h1>diffsim runs</h1>
-<table><tr><th>study</th><th>checks passed</th><th>seconds</th></tr>{''.join(rows)}</table></body></html>
+<table><tr><th>study</th><th>checks passed</th><th>seconds</th></tr>{"".join(rows)}</table></body></html>
 """
     return write_atomic(runs / "index.html", page)
 
 
-def run_all(out_root: str | Path = "runs", *, quick: bool = False, progress: bool = True,
-            names: Iterable[str] | None = None, echo: Callable[[str], None] = print) -> dict[str, Any]:
+def run_all(
+    out_root: str | Path = "runs",
+    *,
+    quick: bool = False,
+    progress: bool = True,
+    names: Iterable[str] | None = None,
+    echo: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Run every registered study (or ``names``) into ``out_root/<study>`` and write the index.
 
     A study that crashes is recorded and the others still run. Returns ``{name: Results or error text}``.
@@ -471,8 +516,10 @@ def run_all(out_root: str | Path = "runs", *, quick: bool = False, progress: boo
         try:
             res = run_study(name, out_dir=out_root / name, quick=quick, progress=progress)
             outcomes[name] = res
-            echo(f"   {sum(c.passed for c in res.checks)}/{len(res.checks)} checks passed "
-                 f"in {time.perf_counter() - start:.1f} s -> {out_root / name / 'report.html'}")
+            echo(
+                f"   {sum(c.passed for c in res.checks)}/{len(res.checks)} checks passed "
+                f"in {time.perf_counter() - start:.1f} s -> {out_root / name / 'report.html'}"
+            )
         except Exception as err:  # noqa: BLE001 - a crashing study must not stop the others
             failures[name] = f"{type(err).__name__}: {err}"
             outcomes[name] = failures[name]
@@ -481,4 +528,3 @@ def run_all(out_root: str | Path = "runs", *, quick: bool = False, progress: boo
     write_index(out_root, failures)
     echo(f"index: {out_root / 'index.html'}")
     return outcomes
-

@@ -48,6 +48,7 @@ from ..sampling import grids
 from ..scores.conditional import ConditionalMixture, TokenNetworkDenoiser
 from ._runner import ResultCache, Results, progress_bar, register
 
+
 __all__ = ["Config", "bayes_accuracy", "run"]
 
 _PROCESSES = ("linear", "cosine", "ou")
@@ -118,18 +119,43 @@ class Config:
     cache_dir: str = ""
 
     def __post_init__(self):
-        for name in ("n_particles", "n_grid", "n_probe_train", "probe_steps", "n_info", "n_info_logsnr",
-                     "info_noise", "schedule_steps", "n_schedule", "saliency_grid", "n_saliency", "n_masks",
-                     "mask_cells", "n_auc", "n_random_orders", "n_correlation", "toy_train_steps",
-                     "toy_train_size", "toy_base_channels", "n_energy", "digits_particles", "digits_grid",
-                     "digits_train_steps", "digits_base_channels", "digits_n_saliency", "digits_auc_stride"):
+        for name in (
+            "n_particles",
+            "n_grid",
+            "n_probe_train",
+            "probe_steps",
+            "n_info",
+            "n_info_logsnr",
+            "info_noise",
+            "schedule_steps",
+            "n_schedule",
+            "saliency_grid",
+            "n_saliency",
+            "n_masks",
+            "mask_cells",
+            "n_auc",
+            "n_random_orders",
+            "n_correlation",
+            "toy_train_steps",
+            "toy_train_size",
+            "toy_base_channels",
+            "n_energy",
+            "digits_particles",
+            "digits_grid",
+            "digits_train_steps",
+            "digits_base_channels",
+            "digits_n_saliency",
+            "digits_auc_stride",
+        ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {v!r}.")
         if self.process not in _PROCESSES:
             raise ValueError(f"`process` must be one of {_PROCESSES}, got {self.process!r}.")
         if len(self.separations) < 2 or len(self.separations) > 4 or min(self.separations) <= 0:
-            raise ValueError(f"`separations` must hold 2 to 4 positive values (4 regions), got {self.separations}.")
+            raise ValueError(
+                f"`separations` must hold 2 to 4 positive values (4 regions), got {self.separations}."
+            )
         if list(self.separations) != sorted(self.separations, reverse=True):
             raise ValueError("`separations` must be ordered from coarse (largest) to fine (smallest).")
         if not 0.0 < self.emergence_level < 1.0:
@@ -138,12 +164,17 @@ class Config:
             raise ValueError(f"`schedule_prior` must lie in [0.5, 1), got {self.schedule_prior}.")
         if not self.info_lo < self.info_hi:
             raise ValueError("Need info_lo < info_hi.")
-        for name, grid_n in (("saliency_steps", self.saliency_grid), ("digits_saliency_steps", self.digits_grid)):
+        for name, grid_n in (
+            ("saliency_steps", self.saliency_grid),
+            ("digits_saliency_steps", self.digits_grid),
+        ):
             steps = getattr(self, name)
             if not steps or any(not 0 <= s <= grid_n for s in steps):
                 raise ValueError(f"`{name}` must be non-empty grid indices in 0..{grid_n}, got {steps}.")
         if not 0 <= self.auc_step <= self.saliency_grid:
-            raise ValueError(f"`auc_step` must be a grid index in 0..{self.saliency_grid}, got {self.auc_step}.")
+            raise ValueError(
+                f"`auc_step` must be a grid index in 0..{self.saliency_grid}, got {self.auc_step}."
+            )
 
 
 def _process(name):
@@ -188,8 +219,14 @@ def _toy(config, process, prior_p=0.5):
             shape = [1] * n
             shape[j] = 2
             prior = prior * np.array([1 - prior_p, prior_p]).reshape(shape)
-    tm = C.concept_mixture(config.separations, image_shape=(4, 4), block_shape=(2, 2), std=config.std,
-                           prior=prior, process=process)
+    tm = C.concept_mixture(
+        config.separations,
+        image_shape=(4, 4),
+        block_shape=(2, 2),
+        std=config.std,
+        prior=prior,
+        process=process,
+    )
     return tm, ConditionalMixture.from_token_mixture(tm)
 
 
@@ -215,14 +252,35 @@ def _train_unet(config, out_dir, name, x, tokens, image_shape, alphabet, steps, 
 
     k_net, k_train = jr.split(key)
     process = _process(config.process)
-    net = UNetScore(image_shape, key=k_net, process=process, alphabet_sizes=alphabet, base_channels=base,
-                    channel_mults=(1, 2), data_std=float(np.std(x)))
-    tcfg = TrainConfig(steps=steps, batch_size=128, learning_rate=2e-3, warmup_steps=min(100, steps // 2),
-                       token_dropout=0.2, time_sampling="logsnr")
+    net = UNetScore(
+        image_shape,
+        key=k_net,
+        process=process,
+        alphabet_sizes=alphabet,
+        base_channels=base,
+        channel_mults=(1, 2),
+        data_std=float(np.std(x)),
+    )
+    tcfg = TrainConfig(
+        steps=steps,
+        batch_size=128,
+        learning_rate=2e-3,
+        warmup_steps=min(100, steps // 2),
+        token_dropout=0.2,
+        time_sampling="logsnr",
+    )
     cdir = Path(config.cache_dir) if config.cache_dir else Path(out_dir) / "models"
     t0 = time.perf_counter()
-    res = train_or_load(net, np.asarray(x, np.float32), tcfg, key=k_train, tokens=np.asarray(tokens, np.int32),
-                        cache_dir=cdir, name=name, progress=progress)
+    res = train_or_load(
+        net,
+        np.asarray(x, np.float32),
+        tcfg,
+        key=k_train,
+        tokens=np.asarray(tokens, np.int32),
+        cache_dir=cdir,
+        name=name,
+        progress=progress,
+    )
     return res, time.perf_counter() - t0
 
 
@@ -252,12 +310,28 @@ def _emergence(config, res, cache, key, progress):
     n_tok = cm.n_tokens
     k_data, k_probe, k_run = jr.split(key, 3)
     xd, yd = cm.sample(k_data, config.n_probe_train)
-    probes = [C.train_probe(xd, np.asarray(yd[:, j]), key=jr.fold_in(k_probe, j), steps=config.probe_steps,
-                            name=tm.token_names[j]) for j in range(n_tok)]
+    probes = [
+        C.train_probe(
+            xd,
+            np.asarray(yd[:, j]),
+            key=jr.fold_in(k_probe, j),
+            steps=config.probe_steps,
+            name=tm.token_names[j],
+        )
+        for j in range(n_tok)
+    ]
     score = C.TokenConditionedScore(cm, process)
     grid = grids.logsnr_uniform(process, config.n_grid)
-    rec = C.record_x0(score, "ddpm", grid, key=k_run, n=config.n_particles, probes=probes, exact=cm,
-                      exact_slots=tuple(range(n_tok)))
+    rec = C.record_x0(
+        score,
+        "ddpm",
+        grid,
+        key=k_run,
+        n=config.n_particles,
+        probes=probes,
+        exact=cm,
+        exact_slots=tuple(range(n_tok)),
+    )
     lam = rec.log_snr
     m = int(tm.support["y1"].sum())
     out = {"log_snr": lam.tolist(), "tokens": {}}
@@ -270,8 +344,10 @@ def _emergence(config, res, cache, key, progress):
         em = dict(level=config.emergence_level, chance=0.5)
         out["tokens"][name] = {
             "separation": config.separations[j],
-            "probe_accuracy": cp.accuracy.tolist(), "probe_auroc": cp.auroc.tolist(),
-            "exact_accuracy": ce.accuracy.tolist(), "exact_expected_accuracy": ce.expected_accuracy.tolist(),
+            "probe_accuracy": cp.accuracy.tolist(),
+            "probe_auroc": cp.auroc.tolist(),
+            "exact_accuracy": ce.accuracy.tolist(),
+            "exact_expected_accuracy": ce.expected_accuracy.tolist(),
             "analytic_accuracy": analytic.tolist(),
             "emergence_probe": C.emergence_time(cp, **em),
             "emergence_probe_auroc": C.emergence_time(cp, field="auroc", level=config.emergence_level),
@@ -292,20 +368,47 @@ def _report_emergence(config, res, out):
     probe = [out["tokens"][n]["emergence_probe"] for n in names]
     exact = [out["tokens"][n]["emergence_exact"] for n in names]
     analytic = [out["tokens"][n]["emergence_analytic"] for n in names]
-    res.metric("emergence_log_snr", {n: {k: out["tokens"][n][k] for k in ("separation", "emergence_probe",
-                                                                            "emergence_probe_auroc", "emergence_exact",
-                                                                            "emergence_analytic")} for n in names})
-    res.check("toy: coarse concepts emerge earlier (lower log-SNR) than fine ones, probe on x0_hat",
-              True, bool(np.all(np.diff(probe) > 0)), relation="true",
-              note=f"separations {list(config.separations)}: emergence log-SNR {np.round(probe, 2).tolist()} "
-                   f"(level {config.emergence_level} between chance and 1).")
-    res.check("toy: probe-on-x0_hat emergence = closed-form Bayes emergence (log-SNR)", analytic, probe, tol,
-              note=f"closed form: kappa = s^2 m/(std^2 + e^-lambda), 1-D Gauss-Hermite; tolerance {tol} in log-SNR "
-                   f"(~2 grid spacings of {np.mean(np.diff(out['log_snr'])):.2f} plus Monte-Carlo error of "
-                   f"{config.n_particles} trajectories).")
-    res.check("toy: exact-posterior emergence along the sampled trajectories = closed form (log-SNR)", analytic,
-              exact, tol, note="the exact posterior's argmax predicting the final concept: checks the sampler and the "
-                               "posterior together (posterior martingale along the exact reverse SDE).")
+    res.metric(
+        "emergence_log_snr",
+        {
+            n: {
+                k: out["tokens"][n][k]
+                for k in (
+                    "separation",
+                    "emergence_probe",
+                    "emergence_probe_auroc",
+                    "emergence_exact",
+                    "emergence_analytic",
+                )
+            }
+            for n in names
+        },
+    )
+    res.check(
+        "toy: coarse concepts emerge earlier (lower log-SNR) than fine ones, probe on x0_hat",
+        True,
+        bool(np.all(np.diff(probe) > 0)),
+        relation="true",
+        note=f"separations {list(config.separations)}: emergence log-SNR {np.round(probe, 2).tolist()} "
+        f"(level {config.emergence_level} between chance and 1).",
+    )
+    res.check(
+        "toy: probe-on-x0_hat emergence = closed-form Bayes emergence (log-SNR)",
+        analytic,
+        probe,
+        tol,
+        note=f"closed form: kappa = s^2 m/(std^2 + e^-lambda), 1-D Gauss-Hermite; tolerance {tol} in log-SNR "
+        f"(~2 grid spacings of {np.mean(np.diff(out['log_snr'])):.2f} plus Monte-Carlo error of "
+        f"{config.n_particles} trajectories).",
+    )
+    res.check(
+        "toy: exact-posterior emergence along the sampled trajectories = closed form (log-SNR)",
+        analytic,
+        exact,
+        tol,
+        note="the exact posterior's argmax predicting the final concept: checks the sampler and the "
+        "posterior together (posterior martingale along the exact reverse SDE).",
+    )
     _plot_emergence(res, out, config)
 
 
@@ -318,7 +421,9 @@ def _plot_emergence(res, out, config):
     for j, n in enumerate(names):
         d = out["tokens"][n]
         c = f"C{j}"
-        axes[0].plot(lam, d["probe_accuracy"], "-", color=c, label=f"{n} (s={d['separation']:g}): probe on x0_hat")
+        axes[0].plot(
+            lam, d["probe_accuracy"], "-", color=c, label=f"{n} (s={d['separation']:g}): probe on x0_hat"
+        )
         axes[0].plot(lam, d["exact_accuracy"], "--", color=c, alpha=0.7, label=f"{n}: exact p(y|x_t) argmax")
         axes[0].plot(lam, d["analytic_accuracy"], ":", color="k", lw=1)
         axes[0].axvline(d["emergence_probe"], color=c, lw=0.8, alpha=0.6)
@@ -330,10 +435,14 @@ def _plot_emergence(res, out, config):
     axes[1].set_xlabel("log-SNR")
     axes[1].set_ylabel("AUROC of the probe on x0_hat")
     axes[1].legend(fontsize=7)
-    res.figure(fig, "emergence_toy", "Concept emergence on the toy mixture: accuracy of linear probes on the predicted "
-               "clean sample (solid) against the exact posterior's argmax (dashed) and the closed-form Bayes accuracy "
-               "(dotted), for the final concept of unconditional DDPM trajectories of the exact score; vertical lines "
-               "mark the emergence log-SNR. Right: AUROC of the probes.")
+    res.figure(
+        fig,
+        "emergence_toy",
+        "Concept emergence on the toy mixture: accuracy of linear probes on the predicted "
+        "clean sample (solid) against the exact posterior's argmax (dashed) and the closed-form Bayes accuracy "
+        "(dotted), for the final concept of unconditional DDPM trajectories of the exact score; vertical lines "
+        "mark the emergence log-SNR. Right: AUROC of the probes.",
+    )
     grid = np.asarray(out["x0_grid"])  # (S, 4, 16)
     lam_g = out["x0_grid_log_snr"]
     fig, axes = plt.subplots(grid.shape[1], grid.shape[0], figsize=(1.3 * grid.shape[0], 1.4 * grid.shape[1]))
@@ -348,9 +457,13 @@ def _plot_emergence(res, out, config):
                 ax.set_title(f"lambda={lam_g[s]:.1f}", fontsize=7)
         for i in range(grid.shape[1]):
             axes[i, 0].set_ylabel(f"y={out['x0_grid_tokens'][i]}", fontsize=7)
-    res.figure(fig, "x0_grid_toy", "Predicted clean samples x0_hat along four DDPM trajectories (rows) of the toy "
-               "mixture at eight steps (columns): the top-left region (coarse token, separation "
-               f"{config.separations[0]:g}) is decided first, the finer regions later.")
+    res.figure(
+        fig,
+        "x0_grid_toy",
+        "Predicted clean samples x0_hat along four DDPM trajectories (rows) of the toy "
+        "mixture at eight steps (columns): the top-left region (coarse token, separation "
+        f"{config.separations[0]:g}) is decided first, the finer regions later.",
+    )
 
 
 # =====================================================================================================
@@ -364,14 +477,19 @@ def _information(config, res, cache, key, emergence):
     lam = np.linspace(config.info_lo, config.info_hi, config.n_info_logsnr)
     out = {"log_snr": lam.tolist(), "tokens": {}}
     for j in range(cm.n_tokens):
-        rate = C.token_information_rate(cm, x, y, jr.fold_in(k_rate, j), slot=j, log_snr=lam,
-                                        n_noise=config.info_noise)
+        rate = C.token_information_rate(
+            cm, x, y, jr.fold_in(k_rate, j), slot=j, log_snr=lam, n_noise=config.info_noise
+        )
         others = [i for i in range(cm.n_tokens) if i != j]
         ex = np.asarray(exact_pointwise_information(cm, x, y, about=[j], given=others))
         mean, se = _mean_se(rate.integral)
-        out["tokens"][tm.token_names[j]] = {"mean_rate": rate.mean_rate.tolist(), "integral": mean,
-                                            "integral_se": se, "exact_cmi": float(ex.mean()),
-                                            "peak_log_snr": float(lam[np.argmax(rate.mean_rate)])}
+        out["tokens"][tm.token_names[j]] = {
+            "mean_rate": rate.mean_rate.tolist(),
+            "integral": mean,
+            "integral_se": se,
+            "exact_cmi": float(ex.mean()),
+            "peak_log_snr": float(lam[np.argmax(rate.mean_rate)]),
+        }
     return out
 
 
@@ -380,16 +498,31 @@ def _report_information(config, res, info, emergence):
     integ = [info["tokens"][n]["integral"] for n in names]
     ses = [info["tokens"][n]["integral_se"] for n in names]
     exact = [info["tokens"][n]["exact_cmi"] for n in names]
-    res.metric("information_rate", {n: {k: info["tokens"][n][k] for k in ("integral", "integral_se", "exact_cmi",
-                                                                           "peak_log_snr")} for n in names})
+    res.metric(
+        "information_rate",
+        {
+            n: {k: info["tokens"][n][k] for k in ("integral", "integral_se", "exact_cmi", "peak_log_snr")}
+            for n in names
+        },
+    )
     tol = [round(config.n_se * s + 0.01, 4) for s in ses]
-    res.check("toy: integral of rho_k over log-SNR = exact I(x; y_k | other tokens) (nats)", exact, integ, tol,
-              note=f"orthogonality principle (E i^o = E i); {config.n_info} samples, {config.n_info_logsnr} log-SNRs on "
-                   f"[{config.info_lo:g}, {config.info_hi:g}] (trapezoid), {config.info_noise} noise draws; tolerance "
-                   f"{config.n_se:g} SE + 0.01 for the truncated tails.")
+    res.check(
+        "toy: integral of rho_k over log-SNR = exact I(x; y_k | other tokens) (nats)",
+        exact,
+        integ,
+        tol,
+        note=f"orthogonality principle (E i^o = E i); {config.n_info} samples, {config.n_info_logsnr} log-SNRs on "
+        f"[{config.info_lo:g}, {config.info_hi:g}] (trapezoid), {config.info_noise} noise draws; tolerance "
+        f"{config.n_se:g} SE + 0.01 for the truncated tails.",
+    )
     peaks = [info["tokens"][n]["peak_log_snr"] for n in names]
-    res.check("toy: the information rate of coarser tokens peaks at lower log-SNR", True,
-              bool(np.all(np.diff(peaks) > 0)), relation="true", note=f"peaks at log-SNR {peaks}.")
+    res.check(
+        "toy: the information rate of coarser tokens peaks at lower log-SNR",
+        True,
+        bool(np.all(np.diff(peaks) > 0)),
+        relation="true",
+        note=f"peaks at log-SNR {peaks}.",
+    )
     if emergence is not None:
         em = [emergence["tokens"][n]["emergence_probe"] for n in names]
         res.metric("information_peak_minus_emergence", (np.asarray(peaks) - np.asarray(em)).tolist())
@@ -402,14 +535,23 @@ def _plot_information(res, info, emergence):
     lam = np.asarray(info["log_snr"])
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for j, (n, d) in enumerate(info["tokens"].items()):
-        ax.plot(lam, d["mean_rate"], color=f"C{j}", label=f"{n}: integral {d['integral']:.3f} (exact {d['exact_cmi']:.3f})")
+        ax.plot(
+            lam,
+            d["mean_rate"],
+            color=f"C{j}",
+            label=f"{n}: integral {d['integral']:.3f} (exact {d['exact_cmi']:.3f})",
+        )
         if emergence is not None:
             ax.axvline(emergence["tokens"][n]["emergence_probe"], color=f"C{j}", ls=":", lw=1)
     ax.set_xlabel("log-SNR")
     ax.set_ylabel("rho_k(lambda) [nats per unit log-SNR]")
     ax.legend(fontsize=7)
-    res.figure(fig, "information_rates", "Per-token information rate rho_k(lambda) = 1/2 E|eps(.|y) - eps(.|y without "
-               "k)|^2 of the exact toy model; dotted lines: emergence log-SNR of each concept on x0_hat.")
+    res.figure(
+        fig,
+        "information_rates",
+        "Per-token information rate rho_k(lambda) = 1/2 E|eps(.|y) - eps(.|y without "
+        "k)|^2 of the exact toy model; dotted lines: emergence log-SNR of each concept on x0_hat.",
+    )
 
 
 # =====================================================================================================
@@ -430,10 +572,18 @@ def _schedules(config, res, cache, key):
     ref, _ = cm.sample(k_ref, config.n_schedule)
     p1 = config.schedule_prior
     means = np.asarray(tm.mixture.means)
-    post_fn = jax.jit(jax.vmap(lambda v: jnp.stack([p[1] for p in C.exact_token_posterior(
-        cm, process, process.t_min, v, tuple(range(n_tok)))])))
+    post_fn = jax.jit(
+        jax.vmap(
+            lambda v: jnp.stack(
+                [p[1] for p in C.exact_token_posterior(cm, process, process.t_min, v, tuple(range(n_tok)))]
+            )
+        )
+    )
     comp_fn = jax.jit(jax.vmap(lambda v: tm.mixture.posterior(process.t_min, v)))
-    out = {"densities": {"log_snr": lam.tolist(), "tokens": dens_tok.tolist(), "gap": dens_gap.tolist()}, "rows": {}}
+    out = {
+        "densities": {"log_snr": lam.tolist(), "tokens": dens_tok.tolist(), "gap": dens_gap.tolist()},
+        "rows": {},
+    }
     for kind in _SCHEDULES:
         if kind == "information":
             g = C.step_schedule(process, config.schedule_steps, "information", log_snr=lam, density=dens_tok)
@@ -448,14 +598,22 @@ def _schedules(config, res, cache, key):
         wse = pp.std(0, ddof=1) / math.sqrt(len(pp))
         comp = np.argmax(np.asarray(comp_fn(jnp.asarray(xf))), 1)
         resid = xf - means[comp]
-        var_ratio = {tm.token_names[j]: float(resid[:, tm.support[tm.token_names[j]]].var(0).mean() / config.std**2)
-                     for j in range(n_tok)}
+        var_ratio = {
+            tm.token_names[j]: float(resid[:, tm.support[tm.token_names[j]]].var(0).mean() / config.std**2)
+            for j in range(n_tok)
+        }
         half = min(config.n_schedule // 2, config.n_energy)  # energy distance is O(n^2): a subsample
         ed = float(energy_distance(jnp.asarray(xf[:half]), jnp.asarray(ref[:half])))
-        ed_null = float(energy_distance(jnp.asarray(ref[:half]), jnp.asarray(ref[half:2 * half])))
-        out["rows"][kind] = {"grid": np.asarray(g).tolist(), "grid_log_snr": np.asarray(process.log_snr(g)).tolist(),
-                             "weight_error": werr.tolist(), "weight_error_se": wse.tolist(),
-                             "variance_ratio": var_ratio, "energy_distance": ed, "energy_distance_null": ed_null}
+        ed_null = float(energy_distance(jnp.asarray(ref[:half]), jnp.asarray(ref[half : 2 * half])))
+        out["rows"][kind] = {
+            "grid": np.asarray(g).tolist(),
+            "grid_log_snr": np.asarray(process.log_snr(g)).tolist(),
+            "weight_error": werr.tolist(),
+            "weight_error_se": wse.tolist(),
+            "variance_ratio": var_ratio,
+            "energy_distance": ed,
+            "energy_distance_null": ed_null,
+        }
     return out
 
 
@@ -463,35 +621,58 @@ def _report_schedules(config, res, sch):
     rows = sch["rows"]
     names = list(rows["uniform"]["variance_ratio"])
     coarse, fine = names[0], names[-1]
-    res.metric("schedules", {k: {kk: v[kk] for kk in ("weight_error", "weight_error_se", "variance_ratio",
-                                                      "energy_distance")} for k, v in rows.items()})
+    res.metric(
+        "schedules",
+        {
+            k: {kk: v[kk] for kk in ("weight_error", "weight_error_se", "variance_ratio", "energy_distance")}
+            for k, v in rows.items()
+        },
+    )
     e_c, l_c = abs(rows["early"]["weight_error"][0]), abs(rows["late"]["weight_error"][0])
     se = math.hypot(rows["early"]["weight_error_se"][0], rows["late"]["weight_error_se"][0])
-    res.check(f"schedules: early-dense gives a smaller coarse-token ({coarse}) weight error than late-dense",
-              l_c, e_c, 0.0, relation="le",
-              note=f"Park et al.'s R3 reading (semantic steps early); |P(y=1) - {config.schedule_prior}| of the final "
-                   f"samples (exact posterior), {config.schedule_steps} {config.schedule_method} steps, lambda="
-                   f"{config.schedule_lam:g}; SE of the difference {se:.4f}.")
+    res.check(
+        f"schedules: early-dense gives a smaller coarse-token ({coarse}) weight error than late-dense",
+        l_c,
+        e_c,
+        0.0,
+        relation="le",
+        note=f"Park et al.'s R3 reading (semantic steps early); |P(y=1) - {config.schedule_prior}| of the final "
+        f"samples (exact posterior), {config.schedule_steps} {config.schedule_method} steps, lambda="
+        f"{config.schedule_lam:g}; SE of the difference {se:.4f}.",
+    )
     dv_e = abs(rows["early"]["variance_ratio"][fine] - 1)
     dv_l = abs(rows["late"]["variance_ratio"][fine] - 1)
-    res.check(f"schedules: late-dense gives sharper fine detail (within-mode spread of region {fine} closer to "
-              "the truth) than early-dense", dv_e, dv_l, 0.0, relation="le",
-              note="|Var(x - mu_component) / std^2 - 1| in the fine token's region; a few steps shrink samples "
-                   "towards the modes (ratio < 1).")
+    res.check(
+        f"schedules: late-dense gives sharper fine detail (within-mode spread of region {fine} closer to "
+        "the truth) than early-dense",
+        dv_e,
+        dv_l,
+        0.0,
+        relation="le",
+        note="|Var(x - mu_component) / std^2 - 1| in the fine token's region; a few steps shrink samples "
+        "towards the modes (ratio < 1).",
+    )
     eds = {k: v["energy_distance"] for k, v in rows.items()}
     best = min(eds, key=eds.get)
-    res.check("schedules: the information-equalising schedule has the smallest energy distance at fixed N",
-              "information", best, relation="true", passed=best == "information",
-              note=f"a prediction of the reference notes (ITD's FIG schedule should dominate); energy distances "
-                   f"{ {k: round(v, 4) for k, v in eds.items()} }, two exact samples give "
-                   f"{rows['uniform']['energy_distance_null']:.4f}.")
+    res.check(
+        "schedules: the information-equalising schedule has the smallest energy distance at fixed N",
+        "information",
+        best,
+        relation="true",
+        passed=best == "information",
+        note=f"a prediction of the reference notes (ITD's FIG schedule should dominate); energy distances "
+        f"{ {k: round(v, 4) for k, v in eds.items()} }, two exact samples give "
+        f"{rows['uniform']['energy_distance_null']:.4f}.",
+    )
     info_lam = np.asarray(rows["information"]["grid_log_snr"])
-    res.note("Schedules: the information-equalising grid puts its steps where the tokens are decided (log-SNR "
-             f"{np.round(info_lam[1:-1], 1).tolist()}), so its last step jumps from log-SNR {info_lam[-2]:.1f} to "
-             f"{info_lam[-1]:.1f}; one DDIM step over that range contracts every mode's Gaussian spread (spread ratio "
-             f"{ {k: round(v, 2) for k, v in rows['information']['variance_ratio'].items()} } against 1 for exact "
-             "samples), and this within-mode error, not the token weights, dominates the energy distance. Equalising "
-             "the tokens' information does not equalise the discretisation error: the prediction fails here.")
+    res.note(
+        "Schedules: the information-equalising grid puts its steps where the tokens are decided (log-SNR "
+        f"{np.round(info_lam[1:-1], 1).tolist()}), so its last step jumps from log-SNR {info_lam[-2]:.1f} to "
+        f"{info_lam[-1]:.1f}; one DDIM step over that range contracts every mode's Gaussian spread (spread ratio "
+        f"{ {k: round(v, 2) for k, v in rows['information']['variance_ratio'].items()} } against 1 for exact "
+        "samples), and this within-mode error, not the token weights, dominates the energy distance. Equalising "
+        "the tokens' information does not equalise the discretisation error: the prediction fails here."
+    )
     _plot_schedules(res, sch, config)
 
 
@@ -501,11 +682,22 @@ def _plot_schedules(res, sch, config):
     rows = sch["rows"]
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
     for i, (k, v) in enumerate(rows.items()):
-        axes[0].plot(np.arange(len(v["grid_log_snr"])), np.clip(v["grid_log_snr"], -12, 12), "o-", ms=3,
-                     color=f"C{i}", label=k)
+        axes[0].plot(
+            np.arange(len(v["grid_log_snr"])),
+            np.clip(v["grid_log_snr"], -12, 12),
+            "o-",
+            ms=3,
+            color=f"C{i}",
+            label=k,
+        )
     d = sch["densities"]
     ax2 = axes[0].twiny()
-    ax2.plot(np.asarray(d["tokens"]) / max(max(d["tokens"]), 1e-12) * config.schedule_steps, d["log_snr"], "k:", lw=1)
+    ax2.plot(
+        np.asarray(d["tokens"]) / max(max(d["tokens"]), 1e-12) * config.schedule_steps,
+        d["log_snr"],
+        "k:",
+        lw=1,
+    )
     ax2.set_xticks([])
     axes[0].set_xlabel("step")
     axes[0].set_ylabel("log-SNR (clipped to [-12, 12])")
@@ -514,21 +706,35 @@ def _plot_schedules(res, sch, config):
     names = list(rows["uniform"]["variance_ratio"])
     w = 0.8 / len(names)
     for j, n in enumerate(names):
-        axes[1].bar(np.arange(len(kinds)) + j * w, [abs(rows[k]["weight_error"][j]) for k in kinds], w,
-                    yerr=[rows[k]["weight_error_se"][j] for k in kinds], label=f"|weight error| {n}")
-        axes[2].bar(np.arange(len(kinds)) + j * w, [rows[k]["variance_ratio"][n] for k in kinds], w,
-                    label=f"spread ratio {n}")
+        axes[1].bar(
+            np.arange(len(kinds)) + j * w,
+            [abs(rows[k]["weight_error"][j]) for k in kinds],
+            w,
+            yerr=[rows[k]["weight_error_se"][j] for k in kinds],
+            label=f"|weight error| {n}",
+        )
+        axes[2].bar(
+            np.arange(len(kinds)) + j * w,
+            [rows[k]["variance_ratio"][n] for k in kinds],
+            w,
+            label=f"spread ratio {n}",
+        )
     for ax in axes[1:]:
         ax.set_xticks(np.arange(len(kinds)) + 0.4 - w / 2)
         ax.set_xticklabels(kinds, rotation=30, fontsize=7)
         ax.legend(fontsize=7)
     axes[2].axhline(1.0, color="k", lw=0.8)
-    axes[2].set_title("energy distance: " + ", ".join(f"{k} {rows[k]['energy_distance']:.3f}" for k in kinds),
-                      fontsize=6)
-    res.figure(fig, "schedules", f"Final-sample quality by schedule ({config.schedule_steps} {config.schedule_method} "
-               f"steps, exact score, token prior P(y=1) = {config.schedule_prior}). Left: log-SNR of each schedule's "
-               "steps (dotted: the tokens' information density). Middle: token weight error of the final samples. "
-               "Right: within-mode spread relative to the truth per token region (1 = exact).")
+    axes[2].set_title(
+        "energy distance: " + ", ".join(f"{k} {rows[k]['energy_distance']:.3f}" for k in kinds), fontsize=6
+    )
+    res.figure(
+        fig,
+        "schedules",
+        f"Final-sample quality by schedule ({config.schedule_steps} {config.schedule_method} "
+        f"steps, exact score, token prior P(y=1) = {config.schedule_prior}). Left: log-SNR of each schedule's "
+        "steps (dotted: the tokens' information density). Middle: token weight error of the final samples. "
+        "Right: within-mode spread relative to the truth per token region (1 = exact).",
+    )
 
 
 # =====================================================================================================
@@ -536,10 +742,20 @@ def _plot_schedules(res, sch, config):
 # =====================================================================================================
 def _maps_exact(cm, process, t, x, tok, k, key, config):
     fn = C.token_effect_fn(cm, process, t, tok, k)
-    return {"masking": C.masking_saliency(fn, x, key, n_masks=config.n_masks),
-            "smooth_masking": C.masking_saliency(fn, x, key, n_masks=config.n_masks, kind="smooth",
-                                                 image_shape=_img(x), cells=(config.mask_cells,) * 2),
-            "jacobian": C.jacobian_saliency(fn, x), "occlusion": C.occlusion_saliency(fn, x)}
+    return {
+        "masking": C.masking_saliency(fn, x, key, n_masks=config.n_masks),
+        "smooth_masking": C.masking_saliency(
+            fn,
+            x,
+            key,
+            n_masks=config.n_masks,
+            kind="smooth",
+            image_shape=_img(x),
+            cells=(config.mask_cells,) * 2,
+        ),
+        "jacobian": C.jacobian_saliency(fn, x),
+        "occlusion": C.occlusion_saliency(fn, x),
+    }
 
 
 def _img(x):
@@ -554,9 +770,12 @@ def _maps_network(net, den, process, t, x, tok, k, key, config, occlusion_patch=
         out["occlusion"] = C.occlusion_saliency(fn, x, patch=occlusion_patch, image_shape=_img(x))
     unc = np.array(tok).copy()
     unc[k] = net.alphabet_sizes[k]
-    out["grad_cam"] = C.grad_cam(net, t, x, tok, unconditional=unc, guidance=config.guidance).combined.reshape(-1)
-    out["attention"] = C.attention_relevance(net, t, x, tok, unconditional=unc,
-                                             guidance=config.guidance).maps[k].reshape(-1)
+    out["grad_cam"] = C.grad_cam(
+        net, t, x, tok, unconditional=unc, guidance=config.guidance
+    ).combined.reshape(-1)
+    out["attention"] = (
+        C.attention_relevance(net, t, x, tok, unconditional=unc, guidance=config.guidance).maps[k].reshape(-1)
+    )
     return {m: np.asarray(v) for m, v in out.items()}
 
 
@@ -572,8 +791,19 @@ def _saliency_toy(config, res, cache, key, out_dir, progress):
     net = rnet = den = rden = trained = None
     if config.toy_network:
         xtr, ytr = cm.sample(k_data, config.toy_train_size)
-        trained, _ = _train_unet(config, out_dir, "concepts-toy-unet", xtr, ytr, (4, 4), cm.alphabet_sizes,
-                                 config.toy_train_steps, config.toy_base_channels, k_train, progress)
+        trained, _ = _train_unet(
+            config,
+            out_dir,
+            "concepts-toy-unet",
+            xtr,
+            ytr,
+            (4, 4),
+            cm.alphabet_sizes,
+            config.toy_train_steps,
+            config.toy_base_channels,
+            k_train,
+            progress,
+        )
         net = trained.ema
         rnet = _randomise(net, k_rand)
         den, rden = TokenNetworkDenoiser(net), TokenNetworkDenoiser(rnet)
@@ -589,20 +819,26 @@ def _saliency_toy(config, res, cache, key, out_dir, progress):
     agree = {}
     sanity = {}
     examples = {}
-    for si, (s, t) in enumerate(progress_bar(list(zip(steps, ts)), "toy saliency", progress)):
+    for si, (s, t) in enumerate(progress_bar(list(zip(steps, ts, strict=False)), "toy saliency", progress)):
         for i in range(config.n_saliency):
             for k in range(cm.n_tokens):
                 kk = jr.fold_in(k_mask, (si * 1000 + i) * 10 + k)
                 xt = jnp.asarray(xts[si, i])
-                models = {"exact": {m: np.asarray(v) for m, v in
-                                    _maps_exact(cm, process, t, xt, y0[i], k, kk, config).items()}}
+                models = {
+                    "exact": {
+                        m: np.asarray(v)
+                        for m, v in _maps_exact(cm, process, t, xt, y0[i], k, kk, config).items()
+                    }
+                }
                 if net is not None:
                     models["network"] = _maps_network(net, den, process, t, xt, y0[i], k, kk, config)
                     models["randomised"] = _maps_network(rnet, rden, process, t, xt, y0[i], k, kk, config)
                 for tag, maps in models.items():
                     for m, v in maps.items():
                         sc = C.saliency_scores(v, regions[k])
-                        d = scores.setdefault(f"{tag}/{m}", {}).setdefault(s, {"pointing": [], "iou": [], "mass": []})
+                        d = scores.setdefault(f"{tag}/{m}", {}).setdefault(
+                            s, {"pointing": [], "iou": [], "mass": []}
+                        )
                         for a in d:
                             d[a].append(float(sc[a]))
                 if net is not None:
@@ -610,17 +846,29 @@ def _saliency_toy(config, res, cache, key, out_dir, progress):
                     for m, v in nw.items():
                         ref = ex.get(m, ex["occlusion"])
                         agree.setdefault(m, {}).setdefault(s, []).append(float(C.spearman(v, ref)))
-                        sanity.setdefault(m, {}).setdefault(s, []).append(float(C.spearman(np.abs(v), np.abs(rn[m]))))
+                        sanity.setdefault(m, {}).setdefault(s, []).append(
+                            float(C.spearman(np.abs(v), np.abs(rn[m])))
+                        )
                 if i == 0:
                     examples[(s, k)] = dict(models, x=np.asarray(xt))
-    summary = {tag: {s: {a: _mean_se(v) for a, v in d.items()} for s, d in per.items()} for tag, per in scores.items()}
-    out = {"steps": steps, "log_snr": [float(process.log_snr(t)) for t in ts], "summary": summary,
-           "network": net is not None,
-           "agreement": {m: {s: _mean_se(v) for s, v in d.items()} for m, d in agree.items()},
-           "sanity": {m: {s: _mean_se(v) for s, v in d.items()} for m, d in sanity.items()}}
+    summary = {
+        tag: {s: {a: _mean_se(v) for a, v in d.items()} for s, d in per.items()}
+        for tag, per in scores.items()
+    }
+    out = {
+        "steps": steps,
+        "log_snr": [float(process.log_snr(t)) for t in ts],
+        "summary": summary,
+        "network": net is not None,
+        "agreement": {m: {s: _mean_se(v) for s, v in d.items()} for m, d in agree.items()},
+        "sanity": {m: {s: _mean_se(v) for s, v in d.items()} for m, d in sanity.items()},
+    }
     if trained is not None:
-        out.update(train_s=timing["train"], from_cache=bool(trained.from_cache),
-                   train_loss=float(np.mean(trained.losses[-50:])) if len(trained.losses) else None)
+        out.update(
+            train_s=timing["train"],
+            from_cache=bool(trained.from_cache),
+            train_loss=float(np.mean(trained.losses[-50:])) if len(trained.losses) else None,
+        )
     timing["saliency"], tick = time.perf_counter() - tick, time.perf_counter()
     # AUC table at one step: x0_hat given all tokens, exact and network
     t_auc = C.step_time(grid, config.auc_step)
@@ -636,26 +884,52 @@ def _saliency_toy(config, res, cache, key, out_dir, progress):
         for i in range(config.n_auc):
             fn = C.conditional_fn(model, process, t_auc, y0a[i], np.ones(cm.n_tokens, bool))
             ki = jr.fold_in(k_auc, i)
-            row = {"masking": C.masking_saliency(fn, xa[i], ki, n_masks=config.n_masks),
-                   "smooth_masking": C.masking_saliency(fn, xa[i], ki, n_masks=config.n_masks, kind="smooth",
-                                                        image_shape=(4, 4), cells=(config.mask_cells,) * 2),
-                   "jacobian": C.jacobian_saliency(fn, xa[i]), "occlusion": C.occlusion_saliency(fn, xa[i])}
+            row = {
+                "masking": C.masking_saliency(fn, xa[i], ki, n_masks=config.n_masks),
+                "smooth_masking": C.masking_saliency(
+                    fn,
+                    xa[i],
+                    ki,
+                    n_masks=config.n_masks,
+                    kind="smooth",
+                    image_shape=(4, 4),
+                    cells=(config.mask_cells,) * 2,
+                ),
+                "jacobian": C.jacobian_saliency(fn, xa[i]),
+                "occlusion": C.occlusion_saliency(fn, xa[i]),
+            }
             if tag == "network":
                 # guidance energy of all tokens against none (same compiled function as the per-token maps)
-                row["grad_cam"] = C.grad_cam(net, t_auc, xa[i], y0a[i], guidance=config.guidance).combined.reshape(-1)
-                row["attention"] = C.attention_relevance(net, t_auc, xa[i], y0a[i],
-                                                         guidance=config.guidance).maps[:-1].sum(0).reshape(-1)
+                row["grad_cam"] = C.grad_cam(
+                    net, t_auc, xa[i], y0a[i], guidance=config.guidance
+                ).combined.reshape(-1)
+                row["attention"] = (
+                    C.attention_relevance(net, t_auc, xa[i], y0a[i], guidance=config.guidance)
+                    .maps[:-1]
+                    .sum(0)
+                    .reshape(-1)
+                )
             for m, v in row.items():
                 maps.setdefault(m, []).append(np.asarray(v))
         maps = {m: np.stack(v) for m, v in maps.items()}
         for mode in ("insertion", "deletion"):
-            r = C.insertion_deletion(fn_ctx, xa, maps, jr.fold_in(k_auc, 99), mode=mode, context=jnp.asarray(y0a),
-                                     n_random=config.n_random_orders)
-            auc[f"{tag}/{mode}"] = {"summary": r.summary, "curves": {m: np.asarray(c).mean(0).tolist()
-                                                                     for m, c in r.curves.items()},
-                                    "fractions": r.fractions.tolist(),
-                                    "masking_auc": r.auc["masking"].tolist(), "random_auc": r.auc["random"].tolist(),
-                                    "oracle_auc": r.auc["oracle"].tolist()}
+            r = C.insertion_deletion(
+                fn_ctx,
+                xa,
+                maps,
+                jr.fold_in(k_auc, 99),
+                mode=mode,
+                context=jnp.asarray(y0a),
+                n_random=config.n_random_orders,
+            )
+            auc[f"{tag}/{mode}"] = {
+                "summary": r.summary,
+                "curves": {m: np.asarray(c).mean(0).tolist() for m, c in r.curves.items()},
+                "fractions": r.fractions.tolist(),
+                "masking_auc": r.auc["masking"].tolist(),
+                "random_auc": r.auc["random"].tolist(),
+                "oracle_auc": r.auc["oracle"].tolist(),
+            }
     out["auc"] = auc
     out["auc_log_snr"] = float(process.log_snr(t_auc))
     timing["auc"], tick = time.perf_counter() - tick, time.perf_counter()
@@ -676,18 +950,25 @@ def _saliency_toy(config, res, cache, key, out_dir, progress):
             unc = y0c[i].copy()
             unc[k] = net.alphabet_sizes[k]
             xs_i = jnp.asarray(xc[:, i])
-            rel_e.append(np.asarray(C.attention_relevance_path(net, ts_arr, xs_i, y0c[i], unconditional=unc))[:, k])
-            rel_s.append(np.asarray(C.attention_relevance_path(net, ts_arr, xs_i, y0c[i], target="sum_eps"))[:, k])
+            rel_e.append(
+                np.asarray(C.attention_relevance_path(net, ts_arr, xs_i, y0c[i], unconditional=unc))[:, k]
+            )
+            rel_s.append(
+                np.asarray(C.attention_relevance_path(net, ts_arr, xs_i, y0c[i], target="sum_eps"))[:, k]
+            )
             path.append(np.asarray(C.token_effect_energy(cm, process, ts_arr, xs_i, y0c[i], k)))
-        rate_k = C.token_information_rate(cm, x0c, y0c, jr.fold_in(k_corr, 1 + k), slot=k, log_snr=lam_all,
-                                          n_noise=config.info_noise).rate
+        rate_k = C.token_information_rate(
+            cm, x0c, y0c, jr.fold_in(k_corr, 1 + k), slot=k, log_snr=lam_all, n_noise=config.info_noise
+        ).rate
         corr[tm.token_names[k]] = {
             "guidance_energy_vs_rate": C.correlation_over_steps(rel_e, rate_k),
             "sum_eps_vs_rate": C.correlation_over_steps(rel_s, rate_k),
             "guidance_energy_vs_pathwise": C.correlation_over_steps(rel_e, path),
             "sum_eps_vs_pathwise": C.correlation_over_steps(rel_s, path),
             "mean_relevance_guidance_energy": np.mean(rel_e, 0).tolist(),
-            "mean_relevance_sum_eps": np.mean(rel_s, 0).tolist(), "mean_rate": rate_k.mean(0).tolist()}
+            "mean_relevance_sum_eps": np.mean(rel_s, 0).tolist(),
+            "mean_rate": rate_k.mean(0).tolist(),
+        }
         for v in corr[tm.token_names[k]].values():
             if isinstance(v, dict):
                 v.pop("per_sample", None)
@@ -713,63 +994,113 @@ def _auc_checks(res, config, auc, label, log_snr, n):
         rel = ">=" if sign > 0 else "<="
         triple = [s["oracle"]["auc"], s["masking"]["auc"], s["random"]["auc"]]
         ok = sign * (triple[0] - triple[1]) >= 0 and sign * (triple[1] - triple[2]) >= 0
-        res.check(f"{label} {key_.split('/')[0]}: {mode} AUC oracle {rel} masking {rel} random (means over samples)",
-                  True, triple, relation="true", passed=bool(ok),
-                  note=f"[oracle, masking, random] AUC at log-SNR {log_snr:.2f}, {n} samples, x0_hat given all "
-                       f"tokens; normalised score (AUC - random)/(oracle - random) per sample, then averaged: masking "
-                       f"{s['masking'].get('score', float('nan')):.2f} +- {s['masking'].get('score_se', float('nan')):.2f}.")
+        res.check(
+            f"{label} {key_.split('/')[0]}: {mode} AUC oracle {rel} masking {rel} random (means over samples)",
+            True,
+            triple,
+            relation="true",
+            passed=bool(ok),
+            note=f"[oracle, masking, random] AUC at log-SNR {log_snr:.2f}, {n} samples, x0_hat given all "
+            f"tokens; normalised score (AUC - random)/(oracle - random) per sample, then averaged: masking "
+            f"{s['masking'].get('score', float('nan')):.2f} +- {s['masking'].get('score_se', float('nan')):.2f}.",
+        )
         methods = [m for m in s if m not in ("oracle", "random")]
         best = max(methods, key=lambda m: sign * s[m]["auc"])
-        res.check(f"{label} {key_.split('/')[0]}: {mode} oracle AUC is a ceiling for every method (best: {best})",
-                  s["oracle"]["auc"], s[best]["auc"], 0.0, relation="le" if sign > 0 else "ge",
-                  note="AUC of every method: " + ", ".join(f"{m} {s[m]['auc']:.3f}" for m in methods) + ".")
+        res.check(
+            f"{label} {key_.split('/')[0]}: {mode} oracle AUC is a ceiling for every method (best: {best})",
+            s["oracle"]["auc"],
+            s[best]["auc"],
+            0.0,
+            relation="le" if sign > 0 else "ge",
+            note="AUC of every method: " + ", ".join(f"{m} {s[m]['auc']:.3f}" for m in methods) + ".",
+        )
 
 
 def _report_saliency_toy(config, res, out, examples):
     summ = out["summary"]
     steps = out["steps"]
-    table = {tag: {"pointing": _summary_mean(summ, tag, "pointing"), "iou": _summary_mean(summ, tag, "iou"),
-                   "mass": _summary_mean(summ, tag, "mass")} for tag in summ}
+    table = {
+        tag: {
+            "pointing": _summary_mean(summ, tag, "pointing"),
+            "iou": _summary_mean(summ, tag, "iou"),
+            "mass": _summary_mean(summ, tag, "mass"),
+        }
+        for tag in summ
+    }
     res.metric("toy_saliency_scores", table)
     res.metric("toy_saliency_scores_per_step", summ)
-    where = (f"chance 0.25 (4 regions); steps {steps} of a {config.saliency_grid}-step log-SNR-uniform grid (log-SNR "
-             f"{np.round(out['log_snr'], 1).tolist()}), {config.n_saliency} samples x {len(config.separations)} "
-             "tokens; target: the token's effect g_k = eps(.|y) - eps(.|y without k)")
-    res.check("toy exact: masking saliency (Bernoulli, 1/(N p) normalised) of a token points into its region "
-              "(pointing game, mean over steps)", config.pointing_threshold, table["exact/masking"]["pointing"], 0.0,
-              relation="ge", note=where + ", whose input dependence is confined to region k (structural zeros); "
-                                          f"{config.n_masks} masks. Jacobian / occlusion of the exact model: pointing "
-                                          f"{table['exact/jacobian']['pointing']:.2f} / "
-                                          f"{table['exact/occlusion']['pointing']:.2f} (below 1 only where the token "
-                                          "is already decided and g_k vanishes to float32 round-off).")
-    res.check("toy exact: masking saliency top-q IoU with the token's region (q = 1/4)", config.iou_threshold,
-              table["exact/masking"]["iou"], 0.0, relation="ge", note="a random map scores about 1/7.")
+    where = (
+        f"chance 0.25 (4 regions); steps {steps} of a {config.saliency_grid}-step log-SNR-uniform grid (log-SNR "
+        f"{np.round(out['log_snr'], 1).tolist()}), {config.n_saliency} samples x {len(config.separations)} "
+        "tokens; target: the token's effect g_k = eps(.|y) - eps(.|y without k)"
+    )
+    res.check(
+        "toy exact: masking saliency (Bernoulli, 1/(N p) normalised) of a token points into its region "
+        "(pointing game, mean over steps)",
+        config.pointing_threshold,
+        table["exact/masking"]["pointing"],
+        0.0,
+        relation="ge",
+        note=where + ", whose input dependence is confined to region k (structural zeros); "
+        f"{config.n_masks} masks. Jacobian / occlusion of the exact model: pointing "
+        f"{table['exact/jacobian']['pointing']:.2f} / "
+        f"{table['exact/occlusion']['pointing']:.2f} (below 1 only where the token "
+        "is already decided and g_k vanishes to float32 round-off).",
+    )
+    res.check(
+        "toy exact: masking saliency top-q IoU with the token's region (q = 1/4)",
+        config.iou_threshold,
+        table["exact/masking"]["iou"],
+        0.0,
+        relation="ge",
+        note="a random map scores about 1/7.",
+    )
     if out["network"]:
-        res.metric("toy_network_training", {"train_s": out["train_s"], "from_cache": out["from_cache"],
-                                            "final_loss": out["train_loss"]})
+        res.metric(
+            "toy_network_training",
+            {"train_s": out["train_s"], "from_cache": out["from_cache"], "final_loss": out["train_loss"]},
+        )
         res.metric("toy_saliency_agreement_with_exact", out["agreement"])
         res.metric("toy_saliency_randomisation_rank_correlation", out["sanity"])
         for m in ("masking", "occlusion"):
             tag = f"network/{m}"
-            res.check(f"toy UNet: {m} saliency of a token points into its region (pointing game, mean over steps)",
-                      config.pointing_threshold, table[tag]["pointing"], 0.0, relation="ge",
-                      note=where + f" (exact model: pointing {table[f'exact/{m}']['pointing']:.2f}).")
-            res.check(f"toy UNet: {m} saliency top-q IoU with the token's region (q = 1/4)", config.iou_threshold,
-                      table[tag]["iou"], 0.0, relation="ge",
-                      note=f"a random map scores about 1/7; exact model {table[f'exact/{m}']['iou']:.2f}.")
-        res.note("Toy UNet, Grad-CAM and attention relevance (no ground-truth guarantee even for a perfect model: they "
-                 "read activations and attention weights, not input dependence): pointing "
-                 f"{table['network/grad_cam']['pointing']:.2f} / {table['network/attention']['pointing']:.2f}, IoU "
-                 f"{table['network/grad_cam']['iou']:.2f} / {table['network/attention']['iou']:.2f} (chance 0.25 / ~0.14); "
-                 f"Jacobian {table['network/jacobian']['pointing']:.2f} / {table['network/jacobian']['iou']:.2f}, smooth "
-                 f"masks {table['network/smooth_masking']['pointing']:.2f} / {table['network/smooth_masking']['iou']:.2f}.")
+            res.check(
+                f"toy UNet: {m} saliency of a token points into its region (pointing game, mean over steps)",
+                config.pointing_threshold,
+                table[tag]["pointing"],
+                0.0,
+                relation="ge",
+                note=where + f" (exact model: pointing {table[f'exact/{m}']['pointing']:.2f}).",
+            )
+            res.check(
+                f"toy UNet: {m} saliency top-q IoU with the token's region (q = 1/4)",
+                config.iou_threshold,
+                table[tag]["iou"],
+                0.0,
+                relation="ge",
+                note=f"a random map scores about 1/7; exact model {table[f'exact/{m}']['iou']:.2f}.",
+            )
+        res.note(
+            "Toy UNet, Grad-CAM and attention relevance (no ground-truth guarantee even for a perfect model: they "
+            "read activations and attention weights, not input dependence): pointing "
+            f"{table['network/grad_cam']['pointing']:.2f} / {table['network/attention']['pointing']:.2f}, IoU "
+            f"{table['network/grad_cam']['iou']:.2f} / {table['network/attention']['iou']:.2f} (chance 0.25 / ~0.14); "
+            f"Jacobian {table['network/jacobian']['pointing']:.2f} / {table['network/jacobian']['iou']:.2f}, smooth "
+            f"masks {table['network/smooth_masking']['pointing']:.2f} / {table['network/smooth_masking']['iou']:.2f}."
+        )
         for m in ("masking", "grad_cam", "attention"):
             sane = float(np.mean([v[0] for v in out["sanity"][m].values()]))
-            res.check(f"toy UNet sanity (Adebayo et al. 2018): {m} maps change when the weights are randomised "
-                      "(rank correlation trained vs randomised)", config.randomisation_threshold, sane, 0.0,
-                      relation="le", note="weights replaced by Gaussian noise of each array's own mean and std; "
-                                          f"randomised UNet's {m} pointing "
-                                          f"{table[f'randomised/{m}']['pointing']:.2f} (chance 0.25).")
+            res.check(
+                f"toy UNet sanity (Adebayo et al. 2018): {m} maps change when the weights are randomised "
+                "(rank correlation trained vs randomised)",
+                config.randomisation_threshold,
+                sane,
+                0.0,
+                relation="le",
+                note="weights replaced by Gaussian noise of each array's own mean and std; "
+                f"randomised UNet's {m} pointing "
+                f"{table[f'randomised/{m}']['pointing']:.2f} (chance 0.25).",
+            )
         res.metric("toy_attention_information_correlation", out["correlation"])
     _auc_checks(res, config, out["auc"], "toy", out["auc_log_snr"], config.n_auc)
     res.metric("toy_auc", {k: v["summary"] for k, v in out["auc"].items()})
@@ -785,10 +1116,14 @@ def _plot_saliency_toy(res, out, examples, config):
     shown = [0, n_tok - 1]  # the coarsest and the finest token
     rows = [("exact", m) for m in ("masking", "smooth_masking", "jacobian", "occlusion")]
     if out["network"]:
-        rows += [("network", m) for m in ("masking", "smooth_masking", "jacobian", "occlusion", "grad_cam",
-                                          "attention")] + [("randomised", "masking"), ("randomised", "grad_cam")]
+        rows += [
+            ("network", m)
+            for m in ("masking", "smooth_masking", "jacobian", "occlusion", "grad_cam", "attention")
+        ] + [("randomised", "masking"), ("randomised", "grad_cam")]
     cols = [(k, s) for k in shown for s in steps]
-    fig, axes = plt.subplots(len(rows), len(cols), figsize=(1.25 * len(cols) + 1, 1.3 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows), len(cols), figsize=(1.25 * len(cols) + 1, 1.3 * len(rows)), squeeze=False
+    )
     for c, (k, s) in enumerate(cols):
         for r, (tag, m) in enumerate(rows):
             ax = axes[r, c]
@@ -801,39 +1136,63 @@ def _plot_saliency_toy(res, out, examples, config):
             if c == 0:
                 ax.set_ylabel(f"{tag}\n{m}", fontsize=6)
         li = steps.index(s)
-        axes[0, c].set_title(f"y{k + 1}, lambda={out['log_snr'][li]:.1f}\n" + axes[0, c].get_title(), fontsize=6)
-    res.figure(fig, "saliency_toy", "Saliency of the coarsest token y1 (region: top-left 2x2, left block of columns) "
-               f"and the finest token y{n_tok} (right block) at {len(steps)} steps for one sample: exact model (its true "
-               "token effect), trained UNet (all methods) and the randomised UNet. Titles: pointing-game rate and top-q "
-               "IoU averaged over samples and all tokens at that step.")
+        axes[0, c].set_title(
+            f"y{k + 1}, lambda={out['log_snr'][li]:.1f}\n" + axes[0, c].get_title(), fontsize=6
+        )
+    res.figure(
+        fig,
+        "saliency_toy",
+        "Saliency of the coarsest token y1 (region: top-left 2x2, left block of columns) "
+        f"and the finest token y{n_tok} (right block) at {len(steps)} steps for one sample: exact model (its true "
+        "token effect), trained UNet (all methods) and the randomised UNet. Titles: pointing-game rate and top-q "
+        "IoU averaged over samples and all tokens at that step.",
+    )
     if not out["network"]:
         return
     corr = out["correlation"]
     lam = np.asarray(out["correlation_log_snr"])
     fig, axes = plt.subplots(1, len(corr), figsize=(4.2 * len(corr), 3.2))
-    for ax, (n, d) in zip(np.atleast_1d(axes), corr.items()):
+    for ax, (n, d) in zip(np.atleast_1d(axes), corr.items(), strict=False):
         r = np.asarray(d["mean_rate"])
         g = np.asarray(d["mean_relevance_guidance_energy"])
         s = np.asarray(d["mean_relevance_sum_eps"])
         ax.plot(lam, r / max(r.max(), 1e-12), "k-", label="rho_k (exact)")
-        ax.plot(lam, g / max(g.max(), 1e-12), "C0--", label=f"relevance, guidance energy (rho_s {d['guidance_energy_vs_rate']['mean']:.2f})")
-        ax.plot(lam, s / max(np.abs(s).max(), 1e-12), "C1:", label=f"relevance, sum eps (rho_s {d['sum_eps_vs_rate']['mean']:.2f})")
+        ax.plot(
+            lam,
+            g / max(g.max(), 1e-12),
+            "C0--",
+            label=f"relevance, guidance energy (rho_s {d['guidance_energy_vs_rate']['mean']:.2f})",
+        )
+        ax.plot(
+            lam,
+            s / max(np.abs(s).max(), 1e-12),
+            "C1:",
+            label=f"relevance, sum eps (rho_s {d['sum_eps_vs_rate']['mean']:.2f})",
+        )
         ax.set_title(n, fontsize=8)
         ax.set_xlabel("log-SNR")
         ax.legend(fontsize=6)
-    res.figure(fig, "attention_vs_information", "Correlation quantification: the UNet's attention relevance of each "
-               "token over the steps (scaled to max 1) against the exact information rate rho_k; legend: mean Spearman "
-               "correlation over steps per sample.")
+    res.figure(
+        fig,
+        "attention_vs_information",
+        "Correlation quantification: the UNet's attention relevance of each "
+        "token over the steps (scaled to max 1) against the exact information rate rho_k; legend: mean Spearman "
+        "correlation over steps per sample.",
+    )
 
 
 def _plot_auc(res, auc, name, label):
     import matplotlib.pyplot as plt
 
     keys = list(auc)
-    fig, axes = plt.subplots(1, len(keys) + 1, figsize=(3.6 * (len(keys) + 1), 3.4),
-                             gridspec_kw={"width_ratios": [1] * len(keys) + [1.6]})
+    fig, axes = plt.subplots(
+        1,
+        len(keys) + 1,
+        figsize=(3.6 * (len(keys) + 1), 3.4),
+        gridspec_kw={"width_ratios": [1] * len(keys) + [1.6]},
+    )
     lines = []
-    for ax, k in zip(axes, keys):
+    for ax, k in zip(axes, keys, strict=False):
         d = auc[k]
         for m, c in d["curves"].items():
             style = "k-" if m == "oracle" else ("k:" if m == "random" else "-")
@@ -843,13 +1202,19 @@ def _plot_auc(res, auc, name, label):
         ax.set_ylabel("fidelity")
         ax.legend(fontsize=5)
         for m, s in d["summary"].items():
-            lines.append(f"{k:22s} {m:15s} AUC {s['auc']:.3f} +- {s['auc_se']:.3f}   score "
-                         f"{s.get('score', float('nan')):6.2f} +- {s.get('score_se', float('nan')):.2f}")
+            lines.append(
+                f"{k:22s} {m:15s} AUC {s['auc']:.3f} +- {s['auc_se']:.3f}   score "
+                f"{s.get('score', float('nan')):6.2f} +- {s.get('score_se', float('nan')):.2f}"
+            )
     axes[-1].axis("off")
     axes[-1].text(0, 1, "\n".join(lines), family="monospace", fontsize=4.6, va="top")
-    res.figure(fig, name, f"Insertion/deletion games ({label}): mean fidelity curves per method with the random floor "
-               "(dotted) and the greedy oracle (solid black); table: mean AUC and normalised score (AUC - random) / "
-               "(oracle - random), per sample then averaged.")
+    res.figure(
+        fig,
+        name,
+        f"Insertion/deletion games ({label}): mean fidelity curves per method with the random floor "
+        "(dotted) and the greedy oracle (solid black); table: mean AUC and normalised score (AUC - random) / "
+        "(oracle - random), per sample then averaged.",
+    )
 
 
 # =====================================================================================================
@@ -880,18 +1245,44 @@ def _digits(config, res, cache, key, out_dir, progress):
     tick = time.perf_counter()
     timing = {}
     xtr, ytr, xte, yte, masks, names = _digits_data(config, key)
-    kde = ConditionalMixture(GaussianMixture(np.full(len(xtr), 1.0 / len(xtr)), xtr, config.digits_bandwidth**2),
-                             ytr, (10, 2, 2), names)
+    kde = ConditionalMixture(
+        GaussianMixture(np.full(len(xtr), 1.0 / len(xtr)), xtr, config.digits_bandwidth**2),
+        ytr,
+        (10, 2, 2),
+        names,
+    )
     k_probe, k_run, k_net, k_noise, k_mask, k_rand, k_auc, k_unet = jr.split(jr.fold_in(key, 1), 8)
-    probes = [C.train_probe(xtr, ytr[:, j], key=jr.fold_in(k_probe, j), steps=config.probe_steps * 2,
-                            hidden=64 if j == 0 else 0, n_classes=(10, 2, 2)[j], input_noise=0.1, name=names[j])
-              for j in range(3)]
-    probe_acc = {names[j]: float(np.mean(np.argmax(np.asarray(jax.vmap(probes[j])(jnp.asarray(xte))), -1) == yte[:, j]))
-                 for j in range(3)}
+    probes = [
+        C.train_probe(
+            xtr,
+            ytr[:, j],
+            key=jr.fold_in(k_probe, j),
+            steps=config.probe_steps * 2,
+            hidden=64 if j == 0 else 0,
+            n_classes=(10, 2, 2)[j],
+            input_noise=0.1,
+            name=names[j],
+        )
+        for j in range(3)
+    ]
+    probe_acc = {
+        names[j]: float(
+            np.mean(np.argmax(np.asarray(jax.vmap(probes[j])(jnp.asarray(xte))), -1) == yte[:, j])
+        )
+        for j in range(3)
+    }
     grid = grids.logsnr_uniform(process, config.digits_grid)
     score = C.TokenConditionedScore(kde, process)
-    rec = C.record_x0(score, "ddpm", grid, key=k_run, n=config.digits_particles, probes=probes, exact=kde,
-                      exact_slots=(0, 1, 2))
+    rec = C.record_x0(
+        score,
+        "ddpm",
+        grid,
+        key=k_run,
+        n=config.digits_particles,
+        probes=probes,
+        exact=kde,
+        exact_slots=(0, 1, 2),
+    )
     out = {"probe_test_accuracy": probe_acc, "log_snr": rec.log_snr.tolist(), "kde": {}, "unet": {}}
     chance = {0: 0.1, 1: 0.5, 2: 0.5}
     for j, n in enumerate(names):
@@ -899,9 +1290,13 @@ def _digits(config, res, cache, key, out_dir, progress):
         cp = C.concept_curve(rec.probs[n], labels, rec.log_snr, rec.ts)
         ce = C.concept_curve(rec.exact[j], labels, rec.log_snr, rec.ts)
         em = dict(level=config.emergence_level, chance=chance[j])
-        out["kde"][n] = {"probe_accuracy": cp.accuracy.tolist(), "exact_accuracy": ce.accuracy.tolist(),
-                         "exact_expected_accuracy": ce.expected_accuracy.tolist(),
-                         "emergence_probe": C.emergence_time(cp, **em), "emergence_exact": C.emergence_time(ce, **em)}
+        out["kde"][n] = {
+            "probe_accuracy": cp.accuracy.tolist(),
+            "exact_accuracy": ce.accuracy.tolist(),
+            "exact_expected_accuracy": ce.expected_accuracy.tolist(),
+            "emergence_probe": C.emergence_time(cp, **em),
+            "emergence_exact": C.emergence_time(ce, **em),
+        }
     idx = np.unique(np.linspace(0, len(rec.log_snr) - 1, 8).astype(int))
     out["kde_x0_grid"] = rec.x0[idx][:, :4].tolist()
     out["x0_grid_log_snr"] = rec.log_snr[idx].tolist()
@@ -909,8 +1304,19 @@ def _digits(config, res, cache, key, out_dir, progress):
     out["timings"] = timing
     if not config.digits_network:
         return out, None
-    trained, train_s = _train_unet(config, out_dir, "concepts-digits-unet", xtr, ytr, (8, 8), (10, 2, 2),
-                                   config.digits_train_steps, config.digits_base_channels, k_net, progress)
+    trained, train_s = _train_unet(
+        config,
+        out_dir,
+        "concepts-digits-unet",
+        xtr,
+        ytr,
+        (8, 8),
+        (10, 2, 2),
+        config.digits_train_steps,
+        config.digits_base_channels,
+        k_net,
+        progress,
+    )
     net = trained.ema
     timing["train"], tick = time.perf_counter() - tick, time.perf_counter()
     out["unet_train_s"] = train_s
@@ -918,47 +1324,73 @@ def _digits(config, res, cache, key, out_dir, progress):
     out["unet_train_loss"] = float(np.mean(trained.losses[-50:])) if len(trained.losses) else None
     # emergence on UNet trajectories (unconditional), probes vs the KDE posterior at the same states
     uscore = net.bind(net.null_tokens)
-    rec_u = C.record_x0(uscore, "ddpm", grid, key=k_unet, n=config.digits_particles, probes=probes, exact=kde,
-                        exact_slots=(0, 1, 2))
+    rec_u = C.record_x0(
+        uscore,
+        "ddpm",
+        grid,
+        key=k_unet,
+        n=config.digits_particles,
+        probes=probes,
+        exact=kde,
+        exact_slots=(0, 1, 2),
+    )
     for j, n in enumerate(names):
         labels = np.argmax(rec_u.probs[n][-1], -1)
         cp = C.concept_curve(rec_u.probs[n], labels, rec_u.log_snr, rec_u.ts)
         ce = C.concept_curve(rec_u.exact[j], labels, rec_u.log_snr, rec_u.ts)
         em = dict(level=config.emergence_level, chance=chance[j])
-        out["unet"][n] = {"probe_accuracy": cp.accuracy.tolist(), "kde_posterior_accuracy": ce.accuracy.tolist(),
-                          "emergence_probe": C.emergence_time(cp, **em), "emergence_kde": C.emergence_time(ce, **em),
-                          "final_label_rate": np.bincount(labels, minlength=(10, 2, 2)[j]).tolist()}
+        out["unet"][n] = {
+            "probe_accuracy": cp.accuracy.tolist(),
+            "kde_posterior_accuracy": ce.accuracy.tolist(),
+            "emergence_probe": C.emergence_time(cp, **em),
+            "emergence_kde": C.emergence_time(ce, **em),
+            "final_label_rate": np.bincount(labels, minlength=(10, 2, 2)[j]).tolist(),
+        }
     out["unet_x0_grid"] = rec_u.x0[idx][:, :4].tolist()
     timing["unet_emergence"], tick = time.perf_counter() - tick, time.perf_counter()
     # saliency of the bar token on the UNet, test digits with the bar on
     den, rnet = TokenNetworkDenoiser(net), _randomise(net, k_rand)
     rden = TokenNetworkDenoiser(rnet)
-    sel = np.flatnonzero(yte[:, 2] == 1)[:config.digits_n_saliency]
+    sel = np.flatnonzero(yte[:, 2] == 1)[: config.digits_n_saliency]
     steps = list(config.digits_saliency_steps)
     g = np.asarray(grid)
     ts = [C.step_time(g, s) for s in steps]
     xts = np.asarray(_forward_states(process, jnp.asarray(xte[sel]), ts, k_noise))
     scores, sanity, examples = {}, {}, {}
-    for si, (s, t) in enumerate(progress_bar(list(zip(steps, ts)), "digits saliency", progress)):
+    for si, (s, t) in enumerate(
+        progress_bar(list(zip(steps, ts, strict=False)), "digits saliency", progress)
+    ):
         for ii, i in enumerate(sel):
             kk = jr.fold_in(k_mask, si * 100 + ii)
             xt = jnp.asarray(xts[si, ii])
-            ex = {m: np.asarray(v) for m, v in _maps_exact(kde, process, t, xt, yte[i], 2, kk, config).items()}
+            ex = {
+                m: np.asarray(v) for m, v in _maps_exact(kde, process, t, xt, yte[i], 2, kk, config).items()
+            }
             nw = _maps_network(net, den, process, t, xt, yte[i], 2, kk, config)
             rn = _maps_network(rnet, rden, process, t, xt, yte[i], 2, kk, config)
             region = masks[i, 1]
             for tag, maps in (("kde", ex), ("network", nw), ("randomised", rn)):
                 for m, v in maps.items():
                     sc = C.saliency_scores(v, region)
-                    d = scores.setdefault(f"{tag}/{m}", {}).setdefault(s, {"pointing": [], "iou": [], "mass": []})
+                    d = scores.setdefault(f"{tag}/{m}", {}).setdefault(
+                        s, {"pointing": [], "iou": [], "mass": []}
+                    )
                     for a in d:
                         d[a].append(float(sc[a]))
             for m, v in nw.items():
                 sanity.setdefault(m, {}).setdefault(s, []).append(float(C.spearman(np.abs(v), np.abs(rn[m]))))
             if ii == 0:
-                examples[s] = {"kde": ex, "network": nw, "randomised": rn, "x": np.asarray(xt), "region": region}
-    out["saliency"] = {tag: {s: {a: _mean_se(v) for a, v in d.items()} for s, d in per.items()}
-                       for tag, per in scores.items()}
+                examples[s] = {
+                    "kde": ex,
+                    "network": nw,
+                    "randomised": rn,
+                    "x": np.asarray(xt),
+                    "region": region,
+                }
+    out["saliency"] = {
+        tag: {s: {a: _mean_se(v) for a, v in d.items()} for s, d in per.items()}
+        for tag, per in scores.items()
+    }
     out["saliency_sanity"] = {m: {s: _mean_se(v) for s, v in d.items()} for m, d in sanity.items()}
     out["saliency_steps"] = steps
     out["saliency_log_snr"] = [float(process.log_snr(t)) for t in ts]
@@ -971,25 +1403,40 @@ def _digits(config, res, cache, key, out_dir, progress):
     for ii, i in enumerate(sel_a):
         fn = C.conditional_fn(den, process, t_auc, yte[i], np.ones(3, bool))
         ki = jr.fold_in(k_auc, ii)
-        row = {"masking": C.masking_saliency(fn, xa[ii], ki, n_masks=config.n_masks),
-               "smooth_masking": C.masking_saliency(fn, xa[ii], ki, n_masks=config.n_masks, kind="smooth",
-                                                    image_shape=(8, 8), cells=(4, 4)),
-               "jacobian": C.jacobian_saliency(fn, xa[ii]),
-               "occlusion": C.occlusion_saliency(fn, xa[ii], patch=(2, 2), image_shape=(8, 8)),
-               "grad_cam": C.grad_cam(net, t_auc, xa[ii], yte[i], guidance=config.guidance).combined.reshape(-1),
-               "attention": C.attention_relevance(net, t_auc, xa[ii], yte[i],
-                                                  guidance=config.guidance).maps[:-1].sum(0).reshape(-1)}
+        row = {
+            "masking": C.masking_saliency(fn, xa[ii], ki, n_masks=config.n_masks),
+            "smooth_masking": C.masking_saliency(
+                fn, xa[ii], ki, n_masks=config.n_masks, kind="smooth", image_shape=(8, 8), cells=(4, 4)
+            ),
+            "jacobian": C.jacobian_saliency(fn, xa[ii]),
+            "occlusion": C.occlusion_saliency(fn, xa[ii], patch=(2, 2), image_shape=(8, 8)),
+            "grad_cam": C.grad_cam(net, t_auc, xa[ii], yte[i], guidance=config.guidance).combined.reshape(-1),
+            "attention": C.attention_relevance(net, t_auc, xa[ii], yte[i], guidance=config.guidance)
+            .maps[:-1]
+            .sum(0)
+            .reshape(-1),
+        }
         for m, v in row.items():
             maps.setdefault(m, []).append(np.asarray(v))
     maps = {m: np.stack(v) for m, v in maps.items()}
     fn_ctx = C.conditional_tokens_fn(den, process, t_auc)
     auc = {}
     for mode in ("insertion", "deletion"):
-        r = C.insertion_deletion(fn_ctx, xa, maps, jr.fold_in(k_auc, 99), mode=mode, context=jnp.asarray(yte[sel_a]),
-                                 stride=config.digits_auc_stride, n_random=config.n_random_orders)
-        auc[f"unet/{mode}"] = {"summary": r.summary, "curves": {m: np.asarray(c).mean(0).tolist()
-                                                               for m, c in r.curves.items()},
-                               "fractions": r.fractions.tolist()}
+        r = C.insertion_deletion(
+            fn_ctx,
+            xa,
+            maps,
+            jr.fold_in(k_auc, 99),
+            mode=mode,
+            context=jnp.asarray(yte[sel_a]),
+            stride=config.digits_auc_stride,
+            n_random=config.n_random_orders,
+        )
+        auc[f"unet/{mode}"] = {
+            "summary": r.summary,
+            "curves": {m: np.asarray(c).mean(0).tolist() for m, c in r.curves.items()},
+            "fractions": r.fractions.tolist(),
+        }
     out["auc"] = auc
     out["auc_log_snr"] = float(process.log_snr(t_auc))
     timing["auc"] = time.perf_counter() - tick
@@ -999,40 +1446,72 @@ def _digits(config, res, cache, key, out_dir, progress):
 def _report_digits(config, res, out, examples):
     names = list(out["kde"])
     res.metric("digits_probe_test_accuracy", out["probe_test_accuracy"])
-    res.metric("digits_emergence_kde", {n: {k: out["kde"][n][k] for k in ("emergence_probe", "emergence_exact")}
-                                        for n in names})
+    res.metric(
+        "digits_emergence_kde",
+        {n: {k: out["kde"][n][k] for k in ("emergence_probe", "emergence_exact")} for n in names},
+    )
     probe = [out["kde"][n]["emergence_probe"] for n in names]
     exact = [out["kde"][n]["emergence_exact"] for n in names]
-    res.check("digits (analytic KDE): probe-on-x0_hat emergence = exact-posterior emergence (log-SNR) for class, "
-              "thickness, bar", exact, probe, config.emergence_tolerance,
-              note=f"{config.digits_particles} DDPM trajectories of the exact KDE score ({len(out['log_snr']) - 1} "
-                   "steps); probes trained on clean attributed digits (test accuracy "
-                   f"{ {k: round(v, 3) for k, v in out['probe_test_accuracy'].items()} }).")
+    res.check(
+        "digits (analytic KDE): probe-on-x0_hat emergence = exact-posterior emergence (log-SNR) for class, "
+        "thickness, bar",
+        exact,
+        probe,
+        config.emergence_tolerance,
+        note=f"{config.digits_particles} DDPM trajectories of the exact KDE score ({len(out['log_snr']) - 1} "
+        "steps); probes trained on clean attributed digits (test accuracy "
+        f"{ {k: round(v, 3) for k, v in out['probe_test_accuracy'].items()} }).",
+    )
     if out.get("unet"):
-        res.metric("digits_unet_training", {"train_s": out["unet_train_s"], "from_cache": out["unet_from_cache"],
-                                            "final_loss": out["unet_train_loss"]})
-        res.metric("digits_emergence_unet", {n: {k: out["unet"][n][k] for k in ("emergence_probe", "emergence_kde",
-                                                                                  "final_label_rate")} for n in names})
-        table = {tag: {a: _summary_mean(out["saliency"], tag, a) for a in ("pointing", "iou", "mass")}
-                 for tag in out["saliency"]}
+        res.metric(
+            "digits_unet_training",
+            {
+                "train_s": out["unet_train_s"],
+                "from_cache": out["unet_from_cache"],
+                "final_loss": out["unet_train_loss"],
+            },
+        )
+        res.metric(
+            "digits_emergence_unet",
+            {
+                n: {k: out["unet"][n][k] for k in ("emergence_probe", "emergence_kde", "final_label_rate")}
+                for n in names
+            },
+        )
+        table = {
+            tag: {a: _summary_mean(out["saliency"], tag, a) for a in ("pointing", "iou", "mass")}
+            for tag in out["saliency"]
+        }
         res.metric("digits_saliency_scores", table)
         res.metric("digits_saliency_scores_per_step", out["saliency"])
         res.metric("digits_saliency_randomisation_rank_correlation", out["saliency_sanity"])
         frac = float(np.mean([len(np.flatnonzero(examples[s]["region"])) for s in examples])) / 64
         for m in ("masking", "occlusion"):
-            res.check(f"digits UNet: {m} saliency of the bar token points into the bar's pixels (pointing game)",
-                      config.pointing_threshold, table[f"network/{m}"]["pointing"], 0.0, relation="ge",
-                      note=f"the bar changes {100 * frac:.0f}% of the pixels (chance); steps {out['saliency_steps']} "
-                           f"(log-SNR {np.round(out['saliency_log_snr'], 1).tolist()}), {config.digits_n_saliency} test "
-                           f"digits with the bar on; exact KDE model: {table[f'kde/{m}']['pointing']:.2f}.")
+            res.check(
+                f"digits UNet: {m} saliency of the bar token points into the bar's pixels (pointing game)",
+                config.pointing_threshold,
+                table[f"network/{m}"]["pointing"],
+                0.0,
+                relation="ge",
+                note=f"the bar changes {100 * frac:.0f}% of the pixels (chance); steps {out['saliency_steps']} "
+                f"(log-SNR {np.round(out['saliency_log_snr'], 1).tolist()}), {config.digits_n_saliency} test "
+                f"digits with the bar on; exact KDE model: {table[f'kde/{m}']['pointing']:.2f}.",
+            )
         for m in ("masking", "grad_cam", "attention"):
             sane = float(np.mean([v[0] for v in out["saliency_sanity"][m].values()]))
-            res.check(f"digits UNet sanity: {m} maps change when the weights are randomised (rank correlation)",
-                      config.randomisation_threshold, sane, 0.0, relation="le")
-        res.note("Digits UNet, bar token: pointing / IoU of Grad-CAM "
-                 f"{table['network/grad_cam']['pointing']:.2f} / {table['network/grad_cam']['iou']:.2f}, attention "
-                 f"relevance {table['network/attention']['pointing']:.2f} / {table['network/attention']['iou']:.2f}, "
-                 f"Jacobian {table['network/jacobian']['pointing']:.2f} / {table['network/jacobian']['iou']:.2f}.")
+            res.check(
+                f"digits UNet sanity: {m} maps change when the weights are randomised (rank correlation)",
+                config.randomisation_threshold,
+                sane,
+                0.0,
+                relation="le",
+            )
+        res.note(
+            "Digits UNet, bar token: pointing / IoU of Grad-CAM "
+            f"{table['network/grad_cam']['pointing']:.2f} / {table['network/grad_cam']['iou']:.2f}, attention "
+            f"relevance {table['network/attention']['pointing']:.2f} / {table['network/attention']['iou']:.2f}, "
+            f"Jacobian {table['network/jacobian']['pointing']:.2f} / {table['network/jacobian']['iou']:.2f}."
+        )
         _auc_checks(res, config, out["auc"], "digits", out["auc_log_snr"], config.n_auc)
         res.metric("digits_auc", {k: v["summary"] for k, v in out["auc"].items()})
         _plot_auc(res, out["auc"], "auc_digits", "digits UNet")
@@ -1047,16 +1526,36 @@ def _plot_digits(res, out, examples, config):
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     for j, n in enumerate(names):
         ax.plot(lam, out["kde"][n]["probe_accuracy"], "-", color=f"C{j}", label=f"{n}: probe on x0_hat (KDE)")
-        ax.plot(lam, out["kde"][n]["exact_accuracy"], "--", color=f"C{j}", alpha=0.7, label=f"{n}: exact posterior")
+        ax.plot(
+            lam,
+            out["kde"][n]["exact_accuracy"],
+            "--",
+            color=f"C{j}",
+            alpha=0.7,
+            label=f"{n}: exact posterior",
+        )
         if out.get("unet"):
-            ax.plot(lam, out["unet"][n]["probe_accuracy"], "-.", color=f"C{j}", alpha=0.7, label=f"{n}: probe (UNet)")
+            ax.plot(
+                lam,
+                out["unet"][n]["probe_accuracy"],
+                "-.",
+                color=f"C{j}",
+                alpha=0.7,
+                label=f"{n}: probe (UNet)",
+            )
     ax.set_xlabel("log-SNR")
     ax.set_ylabel("accuracy for the final concept")
     ax.legend(fontsize=6)
-    res.figure(fig, "emergence_digits", "Concept emergence on digits: class, stroke thickness and the bar attribute read "
-               "by probes on x0_hat along DDPM trajectories of the analytic kernel-density model (exact posterior "
-               "dashed) and of the trained UNet (dash-dot).")
-    grids_ = [("KDE", out["kde_x0_grid"])] + ([("UNet", out["unet_x0_grid"])] if "unet_x0_grid" in out else [])
+    res.figure(
+        fig,
+        "emergence_digits",
+        "Concept emergence on digits: class, stroke thickness and the bar attribute read "
+        "by probes on x0_hat along DDPM trajectories of the analytic kernel-density model (exact posterior "
+        "dashed) and of the trained UNet (dash-dot).",
+    )
+    grids_ = [("KDE", out["kde_x0_grid"])] + (
+        [("UNet", out["unet_x0_grid"])] if "unet_x0_grid" in out else []
+    )
     fig, axes = plt.subplots(4 * len(grids_), 8, figsize=(8, 4.2 * len(grids_)))
     for gi, (tag, gr) in enumerate(grids_):
         gr = np.asarray(gr)
@@ -1069,14 +1568,25 @@ def _plot_digits(res, out, examples, config):
                 if gi == 0 and i == 0:
                     ax.set_title(f"{out['x0_grid_log_snr'][s]:.1f}", fontsize=7)
             axes[gi * 4, 0].set_ylabel(tag, fontsize=8)
-    res.figure(fig, "x0_grid_digits", "Predicted clean samples x0_hat along unconditional DDPM trajectories (rows) at "
-               "eight log-SNRs (columns): analytic KDE model (top) and trained UNet (bottom).")
+    res.figure(
+        fig,
+        "x0_grid_digits",
+        "Predicted clean samples x0_hat along unconditional DDPM trajectories (rows) at "
+        "eight log-SNRs (columns): analytic KDE model (top) and trained UNet (bottom).",
+    )
     if examples:
         steps = list(examples)
-        rows = [("kde", "masking"), ("kde", "occlusion")] + [("network", m) for m in
-                                                             ("masking", "smooth_masking", "jacobian", "occlusion",
-                                                              "grad_cam", "attention")] + [("randomised", "masking")]
-        fig, axes = plt.subplots(len(rows) + 1, len(steps), figsize=(1.6 * len(steps) + 1, 1.4 * (len(rows) + 1)))
+        rows = (
+            [("kde", "masking"), ("kde", "occlusion")]
+            + [
+                ("network", m)
+                for m in ("masking", "smooth_masking", "jacobian", "occlusion", "grad_cam", "attention")
+            ]
+            + [("randomised", "masking")]
+        )
+        fig, axes = plt.subplots(
+            len(rows) + 1, len(steps), figsize=(1.6 * len(steps) + 1, 1.4 * (len(rows) + 1))
+        )
         for c, s in enumerate(steps):
             e = examples[s]
             axes[0, c].imshow(e["x"].reshape(8, 8), cmap="gray")
@@ -1092,19 +1602,37 @@ def _plot_digits(res, out, examples, config):
             for ax in axes[:, c]:
                 ax.set_xticks([])
                 ax.set_yticks([])
-        res.figure(fig, "saliency_digits", "Saliency of the bar token on digits (red contour: the bar's pixels) per step: "
-                   "exact KDE model, trained UNet (all methods) and the randomised UNet; titles: pointing-game rate and "
-                   "top-q IoU averaged over the test digits at that step.")
+        res.figure(
+            fig,
+            "saliency_digits",
+            "Saliency of the bar token on digits (red contour: the bar's pixels) per step: "
+            "exact KDE model, trained UNet (all methods) and the randomised UNet; titles: pointing-game rate and "
+            "top-q IoU averaged over the test digits at that step.",
+        )
 
 
 # =====================================================================================================
 # the study
 # =====================================================================================================
-@register("concepts", Config,
-          quick=dict(n_particles=512, n_grid=50, n_probe_train=2000, probe_steps=200, n_info=256, n_info_logsnr=29,
-                     info_noise=8, n_schedule=4000, toy_network=False, digits=False, emergence_tolerance=0.5),
-          description="What the sampler sees per step (Park et al. 2024): concept emergence on x0_hat, information "
-                      "rates, saliency and AUC against ground truth, step schedules.")
+@register(
+    "concepts",
+    Config,
+    quick=dict(
+        n_particles=512,
+        n_grid=50,
+        n_probe_train=2000,
+        probe_steps=200,
+        n_info=256,
+        n_info_logsnr=29,
+        info_noise=8,
+        n_schedule=4000,
+        toy_network=False,
+        digits=False,
+        emergence_tolerance=0.5,
+    ),
+    description="What the sampler sees per step (Park et al. 2024): concept emergence on x0_hat, information "
+    "rates, saliency and AUC against ground truth, step schedules.",
+)
 def run(config: Config, out_dir: Path, *, progress: bool = True) -> Results:
     res = Results("concepts", config, out_dir)
     cache = ResultCache(out_dir, config)
@@ -1135,7 +1663,9 @@ def run(config: Config, out_dir: Path, *, progress: bool = True) -> Results:
     if config.digits:
         timings["digits_parts"] = {k: round(v, 1) for k, v in dg["timings"].items()}
     res.metric("timings_s", {k: v if isinstance(v, dict) else round(v, 1) for k, v in timings.items()})
-    res.note("Log-SNR lambda = log(alpha^2 / sigma^2); the reverse process runs from low to high lambda. "
-             "Emergence log-SNR: where the accuracy for the final concept, normalised between chance and 1, last "
-             f"crosses {config.emergence_level}.")
+    res.note(
+        "Log-SNR lambda = log(alpha^2 / sigma^2); the reverse process runs from low to high lambda. "
+        "Emergence log-SNR: where the accuracy for the final concept, normalised between chance and 1, last "
+        f"crosses {config.emergence_level}."
+    )
     return res

@@ -36,6 +36,7 @@ from ..processes import VP
 from ..scores.mixture import GaussianMixture
 from ._runner import ResultCache, Results, progress_bar, register
 
+
 STUDY = "critical-windows"
 
 
@@ -347,7 +348,7 @@ def _part_ode(cfg: Config, sym: dict | None, key) -> dict:
             n_steps=cfg.n_steps,
             n_reference=cfg.n_particles,
         )
-        for (name, targ), b in zip((("keep", [0]), ("forget", [0, 1])), sims):
+        for (name, targ), b in zip((("keep", [0]), ("forget", [0, 1])), sims, strict=False):
             a = cw.window_curve(
                 gm, [0], targ, vt, key=jr.fold_in(key, 1), n_outer=cfg.n_outer, sampler=sampler, t_out=t_out
             )
@@ -374,7 +375,13 @@ def _tree_dict(tw: cw.TreeWindows, eps: float) -> dict:
     for nw in tw.nodes:
         kids = []
         for c, kc, fc, win, kb, fb in zip(
-            nw.children, nw.keep_curves, nw.forget_curves, nw.windows, nw.keep_bounds, nw.forget_bounds
+            nw.children,
+            nw.keep_curves,
+            nw.forget_curves,
+            nw.windows,
+            nw.keep_bounds,
+            nw.forget_bounds,
+            strict=False,
         ):
             lc = cw.read_window(fc, eps)  # the Li-Chen window of (S_init = c, S_targ = node)
             kids.append(
@@ -491,7 +498,7 @@ def _fig_symmetric(sym: list[dict], eps: float):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(sym), figsize=(4.6 * len(sym), 3.6), squeeze=False)
-    for ax, s in zip(axes[0], sym):
+    for ax, s in zip(axes[0], sym, strict=False):
         kc, fc = s["keep_curve"], s["forget_curve"]
         ax.plot(kc["t"], kc["tv"], "b-", label="TV(p^{+,T}, p^{+}) (keep)")
         ax.plot(fc["t"], fc["tv"], "m-", label="TV(p^{+,T}, p) (forget)")
@@ -590,8 +597,8 @@ def _fig_tree_curves(tree: dict, eps: float, title: str):
 
     nodes = tree["nodes"]
     fig, axes = plt.subplots(1, len(nodes), figsize=(4.6 * len(nodes), 3.6), squeeze=False)
-    for ax, n in zip(axes[0], nodes):
-        for k, col in zip(n["children"], ("tab:blue", "tab:purple", "tab:cyan")):
+    for ax, n in zip(axes[0], nodes, strict=False):
+        for k, col in zip(n["children"], ("tab:blue", "tab:purple", "tab:cyan"), strict=False):
             ax.plot(k["keep_curve"]["t"], k["keep_curve"]["tv"], "-", color=col, label=f"keep {k['child']}")
             ax.plot(
                 k["forget_curve"]["t"],
@@ -627,7 +634,7 @@ def _draw_tree(ax, spec, by_name: dict, xpos: dict) -> tuple[float, float]:
     pts = [_draw_tree(ax, s, by_name, xpos) for s in spec]
     x = float(np.mean([p[0] for p in pts]))
     y = node["decision_time"]
-    for (cx, cy), kid in zip(pts, node["children"]):
+    for (cx, cy), kid in zip(pts, node["children"], strict=False):
         ax.plot([x, cx], [y, cy], "k-", lw=1)
         ax.plot(
             [cx, cx], [kid["keep"], kid["forget"]], color="tab:blue", lw=5, alpha=0.4, solid_capstyle="butt"
@@ -649,7 +656,7 @@ def _fig_decision_trees(trees: list[tuple[str, dict]]):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(trees), figsize=(5.5 * len(trees), 4.2), squeeze=False)
-    for ax, (title, tree) in zip(axes[0], trees):
+    for ax, (title, tree) in zip(axes[0], trees, strict=False):
         by_name = {tuple(sorted(n["node"])): n for n in tree["nodes"]}
         leaves = _leaves(tree["tree"])
         _draw_tree(ax, tree["tree"], by_name, {leaf: i for i, leaf in enumerate(leaves)})

@@ -40,6 +40,7 @@ from ..scores.networks import PARAMETRISATIONS, Dense, UNetScore, init_rng
 from ..scores.training import WEIGHTINGS, TrainConfig, dsm_loss_terms, train_or_load
 from ._runner import Results, progress_bar, register
 
+
 __all__ = ["Config", "DigitClassifier", "frechet_distance", "memorisation_ratio", "run", "train_classifier"]
 
 MEMORISED = 1.0 / 3.0  # d1/d2 below this counts as a copy of a training image (Yoon et al. 2023)
@@ -491,7 +492,7 @@ def _figures(res, config, samples, accuracy, fd, losses, ratio_net, ratio_emp, r
         nw = len(config.guidance)
         fig, axes = plt.subplots(1, nw, figsize=(0.55 * n_show * nw + 1.5, 0.55 * len(config.classes) + 1.2))
         axes = np.atleast_1d(axes)
-        for ax, w in zip(axes, config.guidance):
+        for ax, w in zip(axes, config.guidance, strict=False):
             xs = samples[(method, w)].reshape(len(config.classes), config.n_per_class, 8, 8)[:, :n_show]
             xs = np.pad(xs, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=-1.0)  # white gutters
             mosaic = np.concatenate([np.concatenate(list(row), axis=1) for row in xs], axis=0)

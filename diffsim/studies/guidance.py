@@ -45,6 +45,7 @@ from ..scores.guidance import guided_mixture
 from ..scores.mixture import GaussianMixture
 from ._runner import ResultCache, Results, progress_bar, register
 
+
 CASES = ("sym1d", "symd", "collinear_middle", "collinear_end", "obtuse2d")
 LOG_2PI_E = math.log(2 * math.pi * math.e)
 # the obtuse 2-D Fokker-Planck box: guidance pushes the target's mass along -e_2, away from the others
@@ -361,7 +362,7 @@ def _checks(
         if cont not in laws or len(ns) < 2:
             continue
         err = [float(np.max(np.abs(laws[f"{sampler}@{n}"]["var_u"] - laws[cont]["var_u"]))) for n in ns]
-        res.metric(f"{name}/{sampler}_var_error_vs_steps", dict(zip(map(str, ns), err)))
+        res.metric(f"{name}/{sampler}_var_error_vs_steps", dict(zip(map(str, ns), err, strict=False)))
         res.check(
             f"{name}: {sampler} finite-step variance error shrinks with steps",
             err[0],
@@ -614,7 +615,7 @@ def _figures(
 
     if designed:
         fig, axes = plt.subplots(1, len(designed), figsize=(4.6 * len(designed), 3.8), squeeze=False)
-        for ax, (title, item) in zip(axes[0], designed.items()):
+        for ax, (title, item) in zip(axes[0], designed.items(), strict=False):
             top, lo, hi = 0.0, np.inf, -np.inf
             for j, w in enumerate(config.search_scales):
                 x, q = item["x"][j], item["q"][j]

@@ -110,8 +110,15 @@ class SegmentDenoiserScore(AbstractScore):
 # =====================================================================================================
 # configuration and training sets
 # =====================================================================================================
-TRAINING_SETS = ("two_points", "three_points", "square", "square_centre", "triangle_hypotenuse", "grid3x3",
-                 "thirteen")
+TRAINING_SETS = (
+    "two_points",
+    "three_points",
+    "square",
+    "square_centre",
+    "triangle_hypotenuse",
+    "grid3x3",
+    "thirteen",
+)
 
 
 @dataclass(frozen=True)
@@ -166,10 +173,27 @@ class Config:
         bad_rf = set(self.rf_sets) - set(TRAINING_SETS)
         if bad_rf:
             raise ValueError(f"Unknown rf_sets {sorted(bad_rf)}; known: {TRAINING_SETS}.")
-        for name in ("n_particles", "n_steps", "n_saved", "ridge_grid", "ode_particles", "rf_n_freqs",
-                     "rf_n_noise", "rf_n_eval", "rf_particles", "rf_steps", "rf_gd_steps", "mlp_steps",
-                     "mlp_width", "latent_dim", "ae_steps", "latent_net_steps", "latent_net_width",
-                     "latent_particles", "latent_steps"):
+        for name in (
+            "n_particles",
+            "n_steps",
+            "n_saved",
+            "ridge_grid",
+            "ode_particles",
+            "rf_n_freqs",
+            "rf_n_noise",
+            "rf_n_eval",
+            "rf_particles",
+            "rf_steps",
+            "rf_gd_steps",
+            "mlp_steps",
+            "mlp_width",
+            "latent_dim",
+            "ae_steps",
+            "latent_net_steps",
+            "latent_net_width",
+            "latent_particles",
+            "latent_steps",
+        ):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}.")
         if self.rf_n_times < 3 or self.rf_n_times % 2 == 0:
@@ -179,8 +203,9 @@ class Config:
         if any(t <= 0 for t in (*self.ridge_times, *self.rf_eval_times, self.latent_split_time)):
             raise ValueError("ridge_times, rf_eval_times and latent_split_time must be > 0.")
         if not 1 <= self.latent_intrinsic_dim <= self.latent_dim - 1:
-            raise ValueError("`latent_intrinsic_dim` must lie in [1, latent_dim - 1], "
-                             f"got {self.latent_intrinsic_dim}.")
+            raise ValueError(
+                f"`latent_intrinsic_dim` must lie in [1, latent_dim - 1], got {self.latent_intrinsic_dim}."
+            )
 
 
 def training_set(name: str) -> np.ndarray:
@@ -247,16 +272,24 @@ def _summarise_run(tr, process, config, data, codim: int = 1, intermode: bool = 
     with _quiet():
         med = np.nanmedian(np.where(valid, nd, np.nan), axis=1)
         ms = np.nanmean(np.where(valid, nd**2, np.nan), axis=1)
-    ph = R.detect_phases(ts, nd, valid, st["drift_normal"], st["drift_tangent"],
-                         tube_radius=R.tube_radius(process, ts, codim, config.tube_scale))
+    ph = R.detect_phases(
+        ts,
+        nd,
+        valid,
+        st["drift_normal"],
+        st["drift_tangent"],
+        tube_radius=R.tube_radius(process, ts, codim, config.tube_scale),
+    )
     out = {
-        "ts": ts.tolist(), "h": h.tolist(),
+        "ts": ts.tolist(),
+        "h": h.tolist(),
         "valid_fraction": valid.mean(axis=1).tolist(),
         "median_newton_distance": np.where(np.isfinite(med), med, np.nan).tolist(),
         "mean_sq_distance_over_h": (ms / (codim * h)).tolist(),
         "phase_fractions": ph.fractions.tolist(),
-        "reach_time_median": (float(np.nanmedian(ph.reach_time)) if np.isfinite(ph.reach_time).any()
-                              else float("nan")),
+        "reach_time_median": (
+            float(np.nanmedian(ph.reach_time)) if np.isfinite(ph.reach_time).any() else float("nan")
+        ),
         "reached_fraction": float(np.mean(ph.reach_index >= 0)),
     }
     if intermode:
@@ -287,8 +320,15 @@ def _exact_set(name, config, key):
     p = emp.process
     grid = grids.geometric(p, config.n_steps)
     save = _saved_indices(config.n_steps, config.n_saved)
-    tr = simulate(emp, "euler_maruyama", grid, n=config.n_particles, key=key, save=save,
-                  stats=R.ridge_stats(emp, 1, gap_threshold=config.gap_threshold))
+    tr = simulate(
+        emp,
+        "euler_maruyama",
+        grid,
+        n=config.n_particles,
+        key=key,
+        save=save,
+        stats=R.ridge_stats(emp, 1, gap_threshold=config.gap_threshold),
+    )
     summary, ph = _summarise_run(tr, p, config, data)
     ridges = {}
     for t in config.ridge_times:
@@ -296,10 +336,17 @@ def _exact_set(name, config, key):
         ridges[t] = pts
         summary.setdefault("scms_converged_valid_fraction", {})[str(t)] = frac
         h = float(p.sigma2(t))
-        summary.setdefault("scms_max_step", {})[str(t)] = float(np.max(resid) * h) if resid.size else float("nan")
+        summary.setdefault("scms_max_step", {})[str(t)] = (
+            float(np.max(resid) * h) if resid.size else float("nan")
+        )
     n_plot = min(config.n_plot_trajectories, config.n_particles)
-    plot = {"xs": np.asarray(tr.xs[:, :n_plot]), "labels": ph.labels[:, :n_plot], "ridges": ridges,
-            "data": data, "ts": np.asarray(tr.ts)}
+    plot = {
+        "xs": np.asarray(tr.xs[:, :n_plot]),
+        "labels": ph.labels[:, :n_plot],
+        "ridges": ridges,
+        "data": data,
+        "ts": np.asarray(tr.ts),
+    }
     return summary, plot, tr
 
 
@@ -320,8 +367,9 @@ def _em_recursions(grid, process, c):
 
 
 def _two_point_scores(emp, data, clip, shift):
-    return DenoiserShiftScore(SegmentDenoiserScore(emp, data[0], data[1], jnp.float32(clip)),
-                              jnp.array([0.0, shift], jnp.float32))
+    return DenoiserShiftScore(
+        SegmentDenoiserScore(emp, data[0], data[1], jnp.float32(clip)), jnp.array([0.0, shift], jnp.float32)
+    )
 
 
 def _two_points(res, config, key):
@@ -335,8 +383,15 @@ def _two_points(res, config, key):
     runs = {}
     for label, clip, shift in (("exact", 0.0, 0.0), ("normal", 0.0, c), ("tangent", 1.0, 0.0)):
         sc = _two_point_scores(emp, data, clip, shift)
-        runs[label] = simulate(sc, "euler_maruyama", grid, n=n, key=key, save=save,
-                               stats=R.ridge_stats(emp, 1, score=sc, gap_threshold=config.gap_threshold))
+        runs[label] = simulate(
+            sc,
+            "euler_maruyama",
+            grid,
+            n=n,
+            key=key,
+            save=save,
+            stats=R.ridge_stats(emp, 1, score=sc, gap_threshold=config.gap_threshold),
+        )
     ex = runs["exact"]
     ts = np.asarray(ex.ts, float)
     h = np.asarray(p.sigma2(jnp.asarray(ts)), float)
@@ -345,23 +400,35 @@ def _two_points(res, config, key):
     m2 = (y**2).mean(axis=1)
     se = math.sqrt(2.0 / n)
     ratio_em = m2 / v_em[save]
-    res.check("two points, reverse SDE: E[dist^2] / Var_EM(t) = 1 at every saved step (max |dev|)", 0.0,
-              float(np.max(np.abs(ratio_em - 1))), 4 * se,
-              note="dist = |y| (the ridge is the x-axis); Var_EM is the exact variance recursion of the "
-                   "Euler-Maruyama chain; tolerance 4 Monte-Carlo s.e. of a Gaussian second moment")
+    res.check(
+        "two points, reverse SDE: E[dist^2] / Var_EM(t) = 1 at every saved step (max |dev|)",
+        0.0,
+        float(np.max(np.abs(ratio_em - 1))),
+        4 * se,
+        note="dist = |y| (the ridge is the x-axis); Var_EM is the exact variance recursion of the "
+        "Euler-Maruyama chain; tolerance 4 Monte-Carlo s.e. of a Gaussian second moment",
+    )
     step = math.log(p.t_max / p.t_min) / config.n_steps  # relative step dt / t of the geometric grid
     late = ts <= 1.0
     em_bias = float(np.max(np.abs(v_em[save][late] / h[late] - 1)))
-    res.check("two points, reverse SDE: E[dist^2] / sigma_t^2 = 1 (continuous law, max |dev| for t <= 1)", 0.0,
-              float(np.max(np.abs(m2[late] / h[late] - 1))), 4 * se + step,
-              note="tolerance: 4 s.e. plus the first-order Euler-Maruyama bias ~ dt/t of the geometric grid; the "
-                   f"recursion gives max |Var_EM/sigma^2 - 1| = {em_bias:.3g} "
-                   "there (the coarse steps at large t bias the early steps more)")
+    res.check(
+        "two points, reverse SDE: E[dist^2] / sigma_t^2 = 1 (continuous law, max |dev| for t <= 1)",
+        0.0,
+        float(np.max(np.abs(m2[late] / h[late] - 1))),
+        4 * se + step,
+        note="tolerance: 4 s.e. plus the first-order Euler-Maruyama bias ~ dt/t of the geometric grid; the "
+        f"recursion gives max |Var_EM/sigma^2 - 1| = {em_bias:.3g} "
+        "there (the coarse steps at large t bias the early steps more)",
+    )
     nd = np.asarray(ex.stats["newton_distance"], float)
     ok = np.asarray(ex.stats["valid"], bool)
-    res.check("two points: Newton distance = |y| wherever the geometry is valid (max rel. err.)", 0.0,
-              float(np.max(np.abs(nd[ok] / np.abs(y[ok]) - 1))) if ok.any() else float("nan"), 1e-3,
-              note="float32; masked points (isotropic Hessian near the modes) are excluded, not scored")
+    res.check(
+        "two points: Newton distance = |y| wherever the geometry is valid (max rel. err.)",
+        0.0,
+        float(np.max(np.abs(nd[ok] / np.abs(y[ok]) - 1))) if ok.any() else float("nan"),
+        1e-3,
+        note="float32; masked points (isotropic Hessian near the modes) are excluded, not scored",
+    )
     res.metric("two_points_valid_fraction", ok.mean(axis=1).tolist())
     res.metric("two_points_E_dist2_over_h", (m2 / h).tolist())
     res.metric("two_points_VarEM_over_h", (v_em[save] / h).tolist())
@@ -370,16 +437,29 @@ def _two_points(res, config, key):
     nm, tg = runs["normal"], runs["tangent"]
     h_min = float(p.sigma2(p.t_min))
     dy = np.asarray(nm.xs[..., 1] - ex.xs[..., 1], float)
-    res.check("align: normal offset = exact EM mean recursion, every particle and step (max abs err)", 0.0,
-              float(np.max(np.abs(dy - m_em[save][:, None]))), 1e-4,
-              note="linear y-dynamics with the same noise: the offset is deterministic")
+    res.check(
+        "align: normal offset = exact EM mean recursion, every particle and step (max abs err)",
+        0.0,
+        float(np.max(np.abs(dy - m_em[save][:, None]))),
+        1e-4,
+        note="linear y-dynamics with the same noise: the offset is deterministic",
+    )
     pred = 2 * c / (2 - h_min)
-    res.check("align: terminal normal offset E r = 2c / (2 - sigma^2) (linearised theory)", pred,
-              float(np.mean(np.asarray(nm.x[:, 1]))), 4 * math.sqrt(h_min / n) + 0.02 * c,
-              note=f"c = {c} (denoiser-level normal error, score error c / sigma_t^2)")
+    res.check(
+        "align: terminal normal offset E r = 2c / (2 - sigma^2) (linearised theory)",
+        pred,
+        float(np.mean(np.asarray(nm.x[:, 1]))),
+        4 * math.sqrt(h_min / n) + 0.02 * c,
+        note=f"c = {c} (denoiser-level normal error, score error c / sigma_t^2)",
+    )
     dx = float(np.max(np.abs(np.asarray(nm.xs[..., 0] - ex.xs[..., 0]))))
-    res.check("align: the normal error leaves tangent placement unchanged (max |dx|)", 0.0, dx, 1e-3,
-              note="pathwise identical up to float32 rounding, amplified by 1/sigma_t^2 (500 at t_min)")
+    res.check(
+        "align: the normal error leaves tangent placement unchanged (max |dx|)",
+        0.0,
+        dx,
+        1e-3,
+        note="pathwise identical up to float32 rounding, amplified by 1/sigma_t^2 (500 at t_min)",
+    )
     f_ex = R.inter_mode_fraction(ex.x, data, 0.5)
     f_nm = R.inter_mode_fraction(nm.x, data, 0.5)
     f_tg = R.inter_mode_fraction(tg.x, data, 0.5)
@@ -387,61 +467,110 @@ def _two_points(res, config, key):
     en = np.asarray(nm.stats["error_normal"], float)
     okn = np.asarray(nm.stats["valid"], bool)
     hs = np.broadcast_to(h[:, None], en.shape)
-    res.check("align: recorded score error is normal with size c / sigma_t^2 (max rel. err.)", 0.0,
-              float(np.max(np.abs(en[okn] * hs[okn] / c - 1))), 1e-3)
+    res.check(
+        "align: recorded score error is normal with size c / sigma_t^2 (max rel. err.)",
+        0.0,
+        float(np.max(np.abs(en[okn] * hs[okn] / c - 1))),
+        1e-3,
+    )
     # slide: the denoiser clipped to the segment
     dyt = float(np.max(np.abs(np.asarray(tg.xs[..., 1] - ex.xs[..., 1]))))
-    res.check("slide: the tangent error leaves the distance unchanged (max |dy|)", 0.0, dyt, 1e-3,
-              note="pathwise identical up to float32 rounding")
-    res.check("slide: the tangent error creates inter-mode samples (fraction with |x -+ 3| > 0.5)", 0.3, f_tg,
-              relation="ge", note=f"exact score: {f_ex:.4f}")
+    res.check(
+        "slide: the tangent error leaves the distance unchanged (max |dy|)",
+        0.0,
+        dyt,
+        1e-3,
+        note="pathwise identical up to float32 rounding",
+    )
+    res.check(
+        "slide: the tangent error creates inter-mode samples (fraction with |x -+ 3| > 0.5)",
+        0.3,
+        f_tg,
+        relation="ge",
+        note=f"exact score: {f_ex:.4f}",
+    )
     res.check("memorisation: the exact score makes no inter-mode samples", 0.01, f_ex, relation="le")
     res.metric("two_points_intermode", {"exact": f_ex, "normal": f_nm, "tangent": f_tg})
 
     # PF-ODE: y_t = y_T sigma_t / sigma_T; reach time of a tube on the saddle line
     m_ode = config.ode_particles
     y_T = jnp.linspace(0.3, 2.5, m_ode, dtype=jnp.float32)
-    starts = {"exact": jnp.stack([jr.normal(jr.fold_in(key, 1), (m_ode,), jnp.float32), y_T], 1),
-              "clip": jnp.stack([jnp.zeros(m_ode, jnp.float32), y_T], 1)}
+    starts = {
+        "exact": jnp.stack([jr.normal(jr.fold_in(key, 1), (m_ode,), jnp.float32), y_T], 1),
+        "clip": jnp.stack([jnp.zeros(m_ode, jnp.float32), y_T], 1),
+    }
     grid_ode = grids.geometric(p, 60)
     ode = {}
     for label, clip in (("exact", 0.0), ("clip", 1.0)):
         sc = _two_point_scores(emp, data, clip, 0.0)
-        ode[label] = simulate(sc, "tsit5", grid_ode, x=starts[label], key=key, save="all",
-                              stats=R.ridge_stats(emp, 1, score=sc, drift="ode", gap_threshold=1e-6),
-                              rtol=1e-6, atol=1e-6)
+        ode[label] = simulate(
+            sc,
+            "tsit5",
+            grid_ode,
+            x=starts[label],
+            key=key,
+            save="all",
+            stats=R.ridge_stats(emp, 1, score=sc, drift="ode", gap_threshold=1e-6),
+            rtol=1e-6,
+            atol=1e-6,
+        )
     ts_o = np.asarray(ode["exact"].ts, float)
     h_o = np.asarray(p.sigma2(jnp.asarray(ts_o)), float)
     law = np.abs(np.asarray(y_T, float))[None] * np.sqrt(h_o / h_o[0])[:, None]
-    errs = np.max([np.abs(np.abs(np.asarray(r.xs[..., 1], float)) / law - 1).max(axis=1) for r in ode.values()], 0)
-    res.check("two points, PF-ODE: |y_t| = |y_T| sigma_t / sigma_T pathwise (max rel. err., t >= 0.01)", 0.0,
-              float(np.max(errs[ts_o >= 0.01])), 2e-4,
-              note=f"Tsit5, rtol = atol = 1e-6, float32. At t_min the error is {float(errs[-1]):.2g}: the solver "
-                   "runs on the clock u = t_max - t, whose float32 resolution near t_max = 10 is ~1e-6 in t, a "
-                   "relative error ~1e-3 at t = 1e-3")
+    errs = np.max(
+        [np.abs(np.abs(np.asarray(r.xs[..., 1], float)) / law - 1).max(axis=1) for r in ode.values()], 0
+    )
+    res.check(
+        "two points, PF-ODE: |y_t| = |y_T| sigma_t / sigma_T pathwise (max rel. err., t >= 0.01)",
+        0.0,
+        float(np.max(errs[ts_o >= 0.01])),
+        2e-4,
+        note=f"Tsit5, rtol = atol = 1e-6, float32. At t_min the error is {float(errs[-1]):.2g}: the solver "
+        "runs on the clock u = t_max - t, whose float32 resolution near t_max = 10 is ~1e-6 in t, a "
+        "relative error ~1e-3 at t = 1e-3",
+    )
     cl = ode["clip"]
     nd_o = np.asarray(cl.stats["newton_distance"], float)
     ok_o = np.asarray(cl.stats["valid"], bool)
     r_tube = 0.25
-    ph = R.detect_phases(ts_o, nd_o, ok_o, np.asarray(cl.stats["drift_normal"]),
-                         np.asarray(cl.stats["drift_tangent"]), tube_radius=r_tube)
+    ph = R.detect_phases(
+        ts_o,
+        nd_o,
+        ok_o,
+        np.asarray(cl.stats["drift_normal"]),
+        np.asarray(cl.stats["drift_tangent"]),
+        tube_radius=r_tube,
+    )
     h_star = r_tube**2 * h_o[0] / np.asarray(y_T, float) ** 2
     t_star = -0.5 * np.log1p(-np.minimum(h_star, 1 - 1e-12))
     idx = ph.reach_index
-    bracket = (idx >= 0) & (ts_o[np.maximum(idx, 0)] <= t_star * (1 + 1e-4)) & (
-        (idx == 0) | (ts_o[np.maximum(idx - 1, 0)] >= t_star * (1 - 1e-4)))
-    res.check("reach: first saved time inside a tube of radius 0.25 brackets the closed-form entry time "
-              "(fraction of particles)", 1.0, float(bracket.mean()), 0.0,
-              note="h_{t*} = r^2 h_T / y_T^2 on the saddle line x = 0 (tangent-clipped score: x = 0 is a "
-                   "fixed point; for the exact score the saddle is unstable)")
+    bracket = (
+        (idx >= 0)
+        & (ts_o[np.maximum(idx, 0)] <= t_star * (1 + 1e-4))
+        & ((idx == 0) | (ts_o[np.maximum(idx - 1, 0)] >= t_star * (1 - 1e-4)))
+    )
+    res.check(
+        "reach: first saved time inside a tube of radius 0.25 brackets the closed-form entry time "
+        "(fraction of particles)",
+        1.0,
+        float(bracket.mean()),
+        0.0,
+        note="h_{t*} = r^2 h_T / y_T^2 on the saddle line x = 0 (tangent-clipped score: x = 0 is a "
+        "fixed point; for the exact score the saddle is unstable)",
+    )
     rate = R.log_distance_rate(ts_o, nd_o)
     mid = 0.5 * (ts_o[1:] + ts_o[:-1])
     sel = (mid < 1.0) & (mid > 2e-3)
     pred_rate = 1 / np.asarray(p.sigma2(jnp.asarray(mid)), float) - 1
     with _quiet():
         rel = np.abs(np.nanmedian(rate, axis=1)[sel] / pred_rate[sel] - 1)
-    res.check("align (PF-ODE): normal relaxation rate d log dist / dt = 1/sigma_t^2 - 1 (max rel. dev.)", 0.0,
-              float(np.max(rel)), 0.05, note="finite differences between saved steps, t in (2e-3, 1)")
+    res.check(
+        "align (PF-ODE): normal relaxation rate d log dist / dt = 1/sigma_t^2 - 1 (max rel. dev.)",
+        0.0,
+        float(np.max(rel)),
+        0.05,
+        note="finite differences between saved steps, t in (2e-3, 1)",
+    )
     return {"exact": ex, "normal": nm, "tangent": tg, "data": data, "ts": ts, "h": h, "c": c}
 
 
@@ -486,10 +615,14 @@ def _rf_predictions(model, readouts, t, x):
 
 def _sample_summary(score, data, config, key, name):
     p = score.process
-    tr = simulate(score, "euler_maruyama", grids.geometric(p, config.rf_steps), n=config.rf_particles, key=key)
+    tr = simulate(
+        score, "euler_maruyama", grids.geometric(p, config.rf_steps), n=config.rf_particles, key=key
+    )
     x = np.asarray(tr.x, float)
-    out = {"intermode_fraction": R.inter_mode_fraction(x, data, intermode_radius(data)),
-           "nn_distance_median": float(np.median(R.nearest_distance(x, data)))}
+    out = {
+        "intermode_fraction": R.inter_mode_fraction(x, data, intermode_radius(data)),
+        "nn_distance_median": float(np.median(R.nearest_distance(x, data))),
+    }
     if name == "two_points":
         out["median_abs_y"] = float(np.median(np.abs(x[:, 1])))
     return out
@@ -499,26 +632,39 @@ def _rf_part(name, config, cache, key, res, progress):
     data = training_set(name)
     data32 = jnp.asarray(data, jnp.float32)
     emp = EmpiricalScore(data32)
-    ts = rf.make_training_set(data32, key=jr.fold_in(key, 0), n_times=config.rf_n_times, n_noise=config.rf_n_noise)
+    ts = rf.make_training_set(
+        data32, key=jr.fold_in(key, 0), n_times=config.rf_n_times, n_noise=config.rf_n_noise
+    )
     evals = _eval_points(emp, config, jr.fold_in(key, 1))
     taus = np.asarray(config.rf_taus, float)
     rows = {}
     for width in progress_bar(config.rf_widths, f"random features {name}", progress):
+
         def compute(width=width):
-            model = rf.RandomFeatureScore(2, width, key=jr.fold_in(key, 100 + width), n_freqs=config.rf_n_freqs)
+            model = rf.RandomFeatureScore(
+                2, width, key=jr.fold_in(key, 100 + width), n_freqs=config.rf_n_freqs
+            )
             mom = rf.fit_moments(model, ts)
-            stack = jnp.concatenate([mom.readout_at(model.readout, taus), mom.readout_limit(model.readout)[None]])
+            stack = jnp.concatenate(
+                [mom.readout_at(model.readout, taus), mom.readout_limit(model.readout)[None]]
+            )
             en, et = _directional_errors(lambda t, x: _rf_predictions(model, stack, jnp.float32(t), x), evals)
             k_s = jr.fold_in(key, 2)
             samples = [_sample_summary(model.with_readout(a), data, config, k_s, name) for a in stack]
-            return {"tau": taus.tolist() + ["inf"],
-                    "loss_per_axis": np.asarray(mom.loss_per_coordinate(stack)).tolist(),
-                    "null_space_loss_per_axis":
-                        np.asarray(mom.null_space_loss_per_coordinate(model.readout)).tolist(),
-                    "error_per_axis": np.asarray(mom.error_per_coordinate(stack)).tolist(),
-                    "optimum_loss_per_axis": np.asarray(mom.L_opt).tolist(),
-                    "normal_error": en.tolist(), "tangent_error": et.tolist(),
-                    "samples": samples, "u_eigvals_top": np.asarray(mom.eigvals[-3:]).tolist()}
+            return {
+                "tau": taus.tolist() + ["inf"],
+                "loss_per_axis": np.asarray(mom.loss_per_coordinate(stack)).tolist(),
+                "null_space_loss_per_axis": np.asarray(
+                    mom.null_space_loss_per_coordinate(model.readout)
+                ).tolist(),
+                "error_per_axis": np.asarray(mom.error_per_coordinate(stack)).tolist(),
+                "optimum_loss_per_axis": np.asarray(mom.L_opt).tolist(),
+                "normal_error": en.tolist(),
+                "tangent_error": et.tolist(),
+                "samples": samples,
+                "u_eigvals_top": np.asarray(mom.eigvals[-3:]).tolist(),
+            }
+
         rows[width] = cache.get_or_compute(f"rf-{name}-p{width}", compute)
     return rows, evals, emp
 
@@ -535,12 +681,21 @@ def _gd_check(res, config, key):
     trained, losses = rf.train_readout(model, ts, learning_rate=lr, n_steps=n)
     a_cf = mom.readout_at(model.readout, tau)
     rel = float(jnp.linalg.norm(trained.readout - a_cf) / jnp.linalg.norm(a_cf - model.readout))
-    res.check("random features: closed-form A(tau) = optax gradient descent (relative difference)", 0.0, rel,
-              5e-3, note=f"tau = lr * steps / d = {tau:.3g}, lr = {lr:.3g}, {n} steps, p = {model.width}, "
-                         "float32; "
-                         "the difference is the O(lr) discretisation of the flow")
-    res.check("random features: the loss of plain GD decreases monotonically", True,
-              bool(np.all(np.diff(np.asarray(losses)) <= 1e-6 * float(losses[0]))), relation="true")
+    res.check(
+        "random features: closed-form A(tau) = optax gradient descent (relative difference)",
+        0.0,
+        rel,
+        5e-3,
+        note=f"tau = lr * steps / d = {tau:.3g}, lr = {lr:.3g}, {n} steps, p = {model.width}, "
+        "float32; "
+        "the difference is the O(lr) discretisation of the flow",
+    )
+    res.check(
+        "random features: the loss of plain GD decreases monotonically",
+        True,
+        bool(np.all(np.diff(np.asarray(losses)) <= 1e-6 * float(losses[0]))),
+        relation="true",
+    )
     res.metric("rf_gd_vs_closed_form", {"tau": tau, "relative_difference": rel})
 
 
@@ -548,25 +703,42 @@ def _rf_checks(res, rows, name):
     for width, row in rows.items():
         loss = np.asarray(row["loss_per_axis"], float)
         if name == "two_points":
-            res.check(f"RF p={width}: normal (y) loss does not increase along the flow", True,
-                      bool(np.all(np.diff(loss[:-1, 1]) <= 1e-6 * loss[0, 1])), relation="true",
-                      note="finite tau; every eigenmode of U decays monotonically (V_y = 0); 1e-6 = float32 "
-                           "rounding. (tau = inf is the rcond-regularised limit, checked below)")
+            res.check(
+                f"RF p={width}: normal (y) loss does not increase along the flow",
+                True,
+                bool(np.all(np.diff(loss[:-1, 1]) <= 1e-6 * loss[0, 1])),
+                relation="true",
+                note="finite tau; every eigenmode of U decays monotonically (V_y = 0); 1e-6 = float32 "
+                "rounding. (tau = inf is the rcond-regularised limit, checked below)",
+            )
             floor = float(row["null_space_loss_per_axis"][1])
-            res.check(f"RF p={width}: normal (y) loss -> 0 at tau = inf: only the null-space term of A(0) is "
-                      f"left (relative to tau = {row['tau'][0]:g})", 0.0, float(loss[-1, 1] / loss[0, 1]),
-                      max(1e-6, 2 * floor / loss[0, 1]),
-                      note="the optimum's y-output is 0 (both points have y = 0), representable exactly; the "
-                           f"eigenvalues below rcond = 1e-6 (float32) count as null space and keep A(0): "
-                           f"null-space floor {floor / loss[0, 1]:.2g}")
+            res.check(
+                f"RF p={width}: normal (y) loss -> 0 at tau = inf: only the null-space term of A(0) is "
+                f"left (relative to tau = {row['tau'][0]:g})",
+                0.0,
+                float(loss[-1, 1] / loss[0, 1]),
+                max(1e-6, 2 * floor / loss[0, 1]),
+                note="the optimum's y-output is 0 (both points have y = 0), representable exactly; the "
+                f"eigenvalues below rcond = 1e-6 (float32) count as null space and keep A(0): "
+                f"null-space floor {floor / loss[0, 1]:.2g}",
+            )
             bias = float(loss[-1, 0] - row["optimum_loss_per_axis"][0])
-            res.check(f"RF p={width}: tangent (x) loss plateaus above the optimum (architectural bias > 0)",
-                      0.0, bias, relation="ge", passed=bias > 0.01 * float(row["optimum_loss_per_axis"][0]),
-                      note=f"L_x(inf) = {loss[-1, 0]:.4g}, optimum L_x = {row['optimum_loss_per_axis'][0]:.4g}")
+            res.check(
+                f"RF p={width}: tangent (x) loss plateaus above the optimum (architectural bias > 0)",
+                0.0,
+                bias,
+                relation="ge",
+                passed=bias > 0.01 * float(row["optimum_loss_per_axis"][0]),
+                note=f"L_x(inf) = {loss[-1, 0]:.4g}, optimum L_x = {row['optimum_loss_per_axis'][0]:.4g}",
+            )
         en, et = np.asarray(row["normal_error"]), np.asarray(row["tangent_error"])
-        res.check(f"RF p={width} ({name}): at tau = inf the normal error is below the tangent error",
-                  float(et[-1]), float(en[-1]), relation="le",
-                  note="architectural bias is tangential (held-out noised training points, local ridge frames)")
+        res.check(
+            f"RF p={width} ({name}): at tau = inf the normal error is below the tangent error",
+            float(et[-1]),
+            float(en[-1]),
+            relation="le",
+            note="architectural bias is tangential (held-out noised training points, local ridge frames)",
+        )
 
 
 # =====================================================================================================
@@ -576,12 +748,21 @@ def _train_mlp(name, data32, config, key, cache_dir, progress):
     from ..scores.networks import MLPScore
     from ..scores.training import TrainConfig, train_or_load
 
-    net = MLPScore(2, key=jr.fold_in(key, 0), width=config.mlp_width, depth=3,
-                   data_std=float(np.std(np.asarray(data32))))
-    tc = TrainConfig(steps=config.mlp_steps, batch_size=256, learning_rate=2e-3, warmup_steps=100,
-                     time_sampling="logsnr")
-    out = train_or_load(net, data32, tc, key=jr.fold_in(key, 1), cache_dir=cache_dir, name=f"ridge-mlp-{name}",
-                        progress=progress)
+    net = MLPScore(
+        2, key=jr.fold_in(key, 0), width=config.mlp_width, depth=3, data_std=float(np.std(np.asarray(data32)))
+    )
+    tc = TrainConfig(
+        steps=config.mlp_steps, batch_size=256, learning_rate=2e-3, warmup_steps=100, time_sampling="logsnr"
+    )
+    out = train_or_load(
+        net,
+        data32,
+        tc,
+        key=jr.fold_in(key, 1),
+        cache_dir=cache_dir,
+        name=f"ridge-mlp-{name}",
+        progress=progress,
+    )
     return out.ema
 
 
@@ -604,19 +785,38 @@ def _latent_part(config, key, cache_dir, res, progress):
 
     digits = load_digits()
     x, labels = digits.flat("train")
-    ae, _ = train_autoencoder(x, AutoencoderConfig(latent_dim=config.latent_dim, steps=config.ae_steps),
-                              key=jr.fold_in(key, 0), cache_dir=cache_dir, progress=progress)
+    ae, _ = train_autoencoder(
+        x,
+        AutoencoderConfig(latent_dim=config.latent_dim, steps=config.ae_steps),
+        key=jr.fold_in(key, 0),
+        cache_dir=cache_dir,
+        progress=progress,
+    )
     z_all = np.asarray(encode_batch(ae, x), np.float32)
     sel = labels == config.latent_digit if config.latent_digit >= 0 else np.ones(len(labels), bool)
     if not sel.any():
         raise ValueError(f"No training image has label {config.latent_digit}.")
     z = z_all[sel]
     emp = EmpiricalScore(jnp.asarray(z))
-    net = MLPScore(config.latent_dim, key=jr.fold_in(key, 1), width=config.latent_net_width, depth=3,
-                   data_std=float(z.std()))
-    tc = TrainConfig(steps=config.latent_net_steps, batch_size=256, learning_rate=2e-3, time_sampling="logsnr")
-    score = train_or_load(net, jnp.asarray(z), tc, key=jr.fold_in(key, 2), cache_dir=cache_dir,
-                          name="ridge-latent-net", progress=progress).ema
+    net = MLPScore(
+        config.latent_dim,
+        key=jr.fold_in(key, 1),
+        width=config.latent_net_width,
+        depth=3,
+        data_std=float(z.std()),
+    )
+    tc = TrainConfig(
+        steps=config.latent_net_steps, batch_size=256, learning_rate=2e-3, time_sampling="logsnr"
+    )
+    score = train_or_load(
+        net,
+        jnp.asarray(z),
+        tc,
+        key=jr.fold_in(key, 2),
+        cache_dir=cache_dir,
+        name="ridge-latent-net",
+        progress=progress,
+    ).ema
     k = config.latent_intrinsic_dim
     codim = config.latent_dim - k
     p = emp.process
@@ -624,14 +824,24 @@ def _latent_part(config, key, cache_dir, res, progress):
     save = _saved_indices(config.latent_steps, 20)
     runs, summary = {}, {}
     for label, sc in (("exact", emp), ("net", score)):
-        tr = simulate(sc, "euler_maruyama", grid, n=config.latent_particles, key=jr.fold_in(key, 3), save=save,
-                      stats=R.ridge_stats(emp, k, score=None if label == "exact" else sc,
-                                          gap_threshold=config.gap_threshold))
+        tr = simulate(
+            sc,
+            "euler_maruyama",
+            grid,
+            n=config.latent_particles,
+            key=jr.fold_in(key, 3),
+            save=save,
+            stats=R.ridge_stats(
+                emp, k, score=None if label == "exact" else sc, gap_threshold=config.gap_threshold
+            ),
+        )
         runs[label] = tr
         s, _ = _summarise_run(tr, p, config, z, codim, intermode=False)
         st = {kk: np.asarray(v) for kk, v in tr.stats.items()}
         with _quiet():
-            s["median_residual_times_h"] = (np.nanmedian(st["residual"], axis=1) * np.asarray(s["h"])).tolist()
+            s["median_residual_times_h"] = (
+                np.nanmedian(st["residual"], axis=1) * np.asarray(s["h"])
+            ).tolist()
         s["nn_distance_median"] = float(np.median(R.nearest_distance(tr.x, z)))
         if label == "net":
             # linearised align theory: normal offset r = 2 h e_perp / (2 - h) on top of the exact normal
@@ -645,16 +855,27 @@ def _latent_part(config, key, cache_dir, res, progress):
             s["align_ratio_count"] = int(ratio.size)
         summary[label] = s
     h_min = float(p.sigma2(p.t_min))
-    res.check("latent digits: the exact score memorises (median latent distance to the nearest training code "
-              "<= 1.5 sqrt(m sigma_tmin^2))", 1.5 * math.sqrt(config.latent_dim * h_min),
-              summary["exact"]["nn_distance_median"], relation="le")
-    res.check("latent digits: the network's distance to the ridge follows the linearised align theory "
-              "(median dist / sqrt((2 h e_perp / (2 - h))^2 + codim h), valid particles, t <= 0.01)", 1.0,
-              summary["net"]["align_ratio_median"], 0.3, relation="abs",
-              note=f"{summary['net']['align_ratio_count']} particle-times; e_perp = |P_perp (s_net - s_emp)| "
-                   "at the particle (the quasi-static offset uses the error along the path)")
-    res.metric("latent_nn_distance_ratio_net_over_exact",
-               summary["net"]["nn_distance_median"] / max(summary["exact"]["nn_distance_median"], 1e-12))
+    res.check(
+        "latent digits: the exact score memorises (median latent distance to the nearest training code "
+        "<= 1.5 sqrt(m sigma_tmin^2))",
+        1.5 * math.sqrt(config.latent_dim * h_min),
+        summary["exact"]["nn_distance_median"],
+        relation="le",
+    )
+    res.check(
+        "latent digits: the network's distance to the ridge follows the linearised align theory "
+        "(median dist / sqrt((2 h e_perp / (2 - h))^2 + codim h), valid particles, t <= 0.01)",
+        1.0,
+        summary["net"]["align_ratio_median"],
+        0.3,
+        relation="abs",
+        note=f"{summary['net']['align_ratio_count']} particle-times; e_perp = |P_perp (s_net - s_emp)| "
+        "at the particle (the quasi-static offset uses the error along the path)",
+    )
+    res.metric(
+        "latent_nn_distance_ratio_net_over_exact",
+        summary["net"]["nn_distance_median"] / max(summary["exact"]["nn_distance_median"], 1e-12),
+    )
     # on-ridge vs off-ridge generated samples, split at the saved time nearest latent_split_time
     tr = runs["net"]
     ts = np.asarray(tr.ts)
@@ -686,8 +907,12 @@ def _latent_part(config, key, cache_dir, res, progress):
 # =====================================================================================================
 # figures
 # =====================================================================================================
-PHASE_COLOURS = {R.PHASE_UNRESOLVED: "0.75", R.PHASE_OUTSIDE: "tab:red", R.PHASE_ALIGN: "tab:blue",
-                 R.PHASE_SLIDE: "tab:green"}
+PHASE_COLOURS = {
+    R.PHASE_UNRESOLVED: "0.75",
+    R.PHASE_OUTSIDE: "tab:red",
+    R.PHASE_ALIGN: "tab:blue",
+    R.PHASE_SLIDE: "tab:green",
+}
 
 
 def _draw_phase_trajectories(ax, xs, labels, ts, t_from=2.0):
@@ -699,7 +924,7 @@ def _draw_phase_trajectories(ax, xs, labels, ts, t_from=2.0):
     first = int(np.argmax(np.asarray(ts) <= t_from))
     for j in range(xs.shape[1]):
         for s in range(first, xs.shape[0] - 1):
-            segs.append(xs[s:s + 2, j])
+            segs.append(xs[s : s + 2, j])
             cols.append(PHASE_COLOURS[int(labels[s + 1, j])])
     ax.add_collection(LineCollection(segs, colors=cols, linewidths=0.7, alpha=0.8))
 
@@ -710,8 +935,9 @@ def _ridge_panel(ax, plot, title, ridge_times):
     cmap = plt.get_cmap("viridis")
     for i, t in enumerate(ridge_times):
         pts = plot["ridges"].get(t, np.zeros((0, 2)))
-        ax.scatter(pts[:, 0], pts[:, 1], s=3, color=cmap(i / max(len(ridge_times) - 1, 1)),
-                   label=f"ridge t={t:g}")
+        ax.scatter(
+            pts[:, 0], pts[:, 1], s=3, color=cmap(i / max(len(ridge_times) - 1, 1)), label=f"ridge t={t:g}"
+        )
     _draw_phase_trajectories(ax, plot["xs"], plot["labels"], plot["ts"])
     d = plot["data"]
     ax.scatter(d[:, 0], d[:, 1], marker="x", color="k", s=40, zorder=5)
@@ -738,7 +964,7 @@ def _fig_ridges(res, plots, config, name, caption):
     cols = min(n, 4)
     rows = -(-n // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows + 0.4), squeeze=False)
-    for ax, (title, plot) in zip(axes.ravel(), plots.items()):
+    for ax, (title, plot) in zip(axes.ravel(), plots.items(), strict=False):
         _ridge_panel(ax, plot, title, config.ridge_times)
     for ax in axes.ravel()[n:]:
         ax.axis("off")
@@ -771,9 +997,13 @@ def _fig_distance(res, summaries, two, config):
     for ax in axes:
         ax.set_xlabel("t")
         ax.invert_xaxis()
-    res.figure(fig, "distance_vs_t", "Distance to the ridge along the reverse SDE with the exact score: "
-               "Newton distance per training set (left), the closed-form law for two points (centre), and the "
-               "share of particles where the ridge frame is defined (right; the rest is masked).")
+    res.figure(
+        fig,
+        "distance_vs_t",
+        "Distance to the ridge along the reverse SDE with the exact score: "
+        "Newton distance per training set (left), the closed-form law for two points (centre), and the "
+        "share of particles where the ridge frame is defined (right; the rest is masked).",
+    )
 
 
 def _fig_align_slide(res, two):
@@ -797,9 +1027,13 @@ def _fig_align_slide(res, two):
     axes[2].set_xlabel("t")
     axes[2].set_title("align: normal offset along the reverse SDE", fontsize=9)
     axes[2].legend(fontsize=7)
-    res.figure(fig, "align_slide_two_points", "Two points: a normal denoiser error shifts the distance to the "
-               "ridge and not the placement; a tangent error (denoiser clipped to the segment) changes the "
-               "placement along the ridge (inter-mode samples) and not the distance.")
+    res.figure(
+        fig,
+        "align_slide_two_points",
+        "Two points: a normal denoiser error shifts the distance to the "
+        "ridge and not the placement; a tangent error (denoiser clipped to the segment) changes the "
+        "placement along the ridge (inter-mode samples) and not the distance.",
+    )
 
 
 def _fig_tau(res, rf_rows, mlp_rows, exact_intermode):
@@ -818,27 +1052,40 @@ def _fig_tau(res, rf_rows, mlp_rows, exact_intermode):
             ln = axes[0, j].loglog(x, row["normal_error"], "-o", ms=3, label=f"normal, p={width}")
             colour = ln[0].get_color()
             axes[0, j].loglog(x, row["tangent_error"], "--s", ms=3, color=colour, label=f"tangent, p={width}")
-            axes[1, j].semilogx(x, [s["intermode_fraction"] for s in row["samples"]], "-o", ms=3, color=colour,
-                                label=f"RF p={width}")
-            twins[j].semilogx(x, [s["nn_distance_median"] for s in row["samples"]], ":", color=ln[0].get_color())
+            axes[1, j].semilogx(
+                x,
+                [s["intermode_fraction"] for s in row["samples"]],
+                "-o",
+                ms=3,
+                color=colour,
+                label=f"RF p={width}",
+            )
+            twins[j].semilogx(
+                x, [s["nn_distance_median"] for s in row["samples"]], ":", color=ln[0].get_color()
+            )
         mlp = mlp_rows.get(name)
         if mlp is not None:
             axes[0, j].axhline(mlp["normal_error"], color="k", lw=1, label="MLP normal")
             axes[0, j].axhline(mlp["tangent_error"], color="k", lw=1, ls="--", label="MLP tangent")
             axes[1, j].axhline(mlp["intermode_fraction"], color="k", lw=1, label="MLP")
         axes[1, j].axhline(exact_intermode[name], color="tab:red", lw=1, ls=":", label="exact score")
-        axes[0, j].set_title(f"{name}: squared denoiser error vs training time tau (last point: tau = inf)",
-                             fontsize=9)
+        axes[0, j].set_title(
+            f"{name}: squared denoiser error vs training time tau (last point: tau = inf)", fontsize=9
+        )
         axes[1, j].set_title(f"{name}: inter-mode fraction (solid) and placement (dotted) vs tau", fontsize=9)
         axes[1, j].set_ylim(-0.05, 1.05)
         for ax in axes[:, j]:
             ax.set_xlabel("tau")
             ax.legend(fontsize=6)
     fig.tight_layout()
-    res.figure(fig, "errors_and_intermode_vs_tau", "Random-feature scores along the gradient flow: normal and "
-               "tangent error against the empirical optimum (top; held-out noised training points, local ridge "
-               "frames) and the inter-mode fraction of their samples (bottom), per width p; the trained MLP and "
-               "the exact score for reference.")
+    res.figure(
+        fig,
+        "errors_and_intermode_vs_tau",
+        "Random-feature scores along the gradient flow: normal and "
+        "tangent error against the empirical optimum (top; held-out noised training points, local ridge "
+        "frames) and the inter-mode fraction of their samples (bottom), per width p; the trained MLP and "
+        "the exact score for reference.",
+    )
 
 
 def _fig_latent(res, summary, images, shape, codim):
@@ -854,14 +1101,21 @@ def _fig_latent(res, summary, images, shape, codim):
         axes[2].semilogx(ts, s["valid_fraction"], label=label)
     ts = np.asarray(summary["exact"]["ts"])
     axes[1].loglog(ts, np.sqrt(codim * np.asarray(summary["exact"]["h"])), "k:", label="sqrt(codim) sigma_t")
-    for ax, title in zip(axes, ("median residual x sigma_t^2 (valid)", "median Newton distance (valid)",
-                                "valid eigengap fraction")):
+    for ax, title in zip(
+        axes,
+        ("median residual x sigma_t^2 (valid)", "median Newton distance (valid)", "valid eigengap fraction"),
+        strict=False,
+    ):
         ax.set_title(f"latent digits: {title}", fontsize=9)
         ax.set_xlabel("t")
         ax.invert_xaxis()
         ax.legend(fontsize=7)
-    res.figure(fig, "latent_ridge_vs_t", "Latent digits: ridge residual and Newton distance of generated "
-               "samples over the reverse SDE, exact empirical score vs the latent score network.")
+    res.figure(
+        fig,
+        "latent_ridge_vs_t",
+        "Latent digits: ridge residual and Newton distance of generated "
+        "samples over the reverse SDE, exact empirical score vs the latent score network.",
+    )
     if images:
         fig, axes = plt.subplots(4, 8, figsize=(10, 5.6))
         for r, (g, (dec, near)) in enumerate(images.items()):
@@ -873,9 +1127,13 @@ def _fig_latent(res, summary, images, shape, codim):
                         ax.imshow(arr[c].reshape(shape), cmap="gray_r", vmin=-1, vmax=1)
             axes[2 * r, 0].set_title(f"{g}-ridge samples (decoded)", fontsize=8, loc="left")
             axes[2 * r + 1, 0].set_title("nearest training image", fontsize=8, loc="left")
-        res.figure(fig, "latent_on_off_ridge", "Decoded latent samples closest to (on) and farthest from (off) "
-                   "the ridge of the latent training set at the split time, each above its nearest training "
-                   "image.")
+        res.figure(
+            fig,
+            "latent_on_off_ridge",
+            "Decoded latent samples closest to (on) and farthest from (off) "
+            "the ridge of the latent training set at the split time, each above its nearest training "
+            "image.",
+        )
 
 
 # =====================================================================================================
@@ -885,12 +1143,23 @@ def _learned_plot(score, emp, data, config, key, ridges):
     """Trajectories of a learned score, coloured by phase against the empirical ridge."""
     p = emp.process
     n_plot = min(config.n_plot_trajectories, config.rf_particles)
-    tr = simulate(score, "euler_maruyama", grids.geometric(p, config.n_steps), n=n_plot, key=key,
-                  save=_saved_indices(config.n_steps, config.n_saved),
-                  stats=R.ridge_stats(emp, 1, score=score, gap_threshold=config.gap_threshold))
+    tr = simulate(
+        score,
+        "euler_maruyama",
+        grids.geometric(p, config.n_steps),
+        n=n_plot,
+        key=key,
+        save=_saved_indices(config.n_steps, config.n_saved),
+        stats=R.ridge_stats(emp, 1, score=score, gap_threshold=config.gap_threshold),
+    )
     summary, ph = _summarise_run(tr, p, config, data)
-    return {"xs": np.asarray(tr.xs), "labels": ph.labels, "ridges": ridges, "data": data,
-            "ts": np.asarray(tr.ts)}, summary
+    return {
+        "xs": np.asarray(tr.xs),
+        "labels": ph.labels,
+        "ridges": ridges,
+        "data": data,
+        "ts": np.asarray(tr.ts),
+    }, summary
 
 
 def _scms_vs_newton(res, config, key):
@@ -899,32 +1168,68 @@ def _scms_vs_newton(res, config, key):
     emp = EmpiricalScore(data)
     out = {}
     for t in (0.3, 1.0):
-        x, _ = emp.sample(jr.fold_in(key, int(100 * t)), config.ridge_grid**2, t=t)  # the SCMS shape of part 1
+        x, _ = emp.sample(
+            jr.fold_in(key, int(100 * t)), config.ridge_grid**2, t=t
+        )  # the SCMS shape of part 1
         geo = R.ridge_geometry(emp, t, x, 1, gap_threshold=config.gap_threshold)
         sc = R.scms_project(emp, t, x, 1, max_iter=100, gap_threshold=config.gap_threshold)
         ok = np.asarray(geo.valid & sc.valid & sc.converged)
         rel = np.abs(np.asarray(geo.newton_distance)[ok] / np.asarray(sc.distance)[ok] - 1)
         h = float(emp.process.sigma2(t))
-        out[t] = {"n_valid_converged": int(ok.sum()), "median_rel_newton_vs_scms": float(np.median(rel)),
-                  "max_residual_times_h": float(np.max(np.asarray(sc.residual)[ok]) * h)}
-        res.check(f"two points, t={t:g}: Newton distance = SCMS distance on the flat ridge (median rel. diff.)",
-                  0.0, float(np.median(rel)), 1e-3,
-                  note=f"{int(ok.sum())} valid converged points of {config.ridge_grid ** 2}")
-        res.check(f"two points, t={t:g}: SCMS fixed points have vanishing projected gradient "
-                  "(max sigma_t^2 |P_perp g|)", 0.0, out[t]["max_residual_times_h"], 1e-4)
+        out[t] = {
+            "n_valid_converged": int(ok.sum()),
+            "median_rel_newton_vs_scms": float(np.median(rel)),
+            "max_residual_times_h": float(np.max(np.asarray(sc.residual)[ok]) * h),
+        }
+        res.check(
+            f"two points, t={t:g}: Newton distance = SCMS distance on the flat ridge (median rel. diff.)",
+            0.0,
+            float(np.median(rel)),
+            1e-3,
+            note=f"{int(ok.sum())} valid converged points of {config.ridge_grid**2}",
+        )
+        res.check(
+            f"two points, t={t:g}: SCMS fixed points have vanishing projected gradient "
+            "(max sigma_t^2 |P_perp g|)",
+            0.0,
+            out[t]["max_residual_times_h"],
+            1e-4,
+        )
     res.metric("scms_two_points", out)
 
 
 @register(
     "ridge",
     Config,
-    quick=dict(sets=("square_centre",), n_particles=1000, n_steps=200, n_saved=20, ridge_grid=20,
-               ridge_times=(1.0, 0.1), n_plot_trajectories=20, ode_particles=64, rf_sets=("two_points",),
-               rf_widths=(128,), rf_n_times=101, rf_n_noise=32, rf_taus=(1.0, 100.0, 1e4), rf_n_eval=200,
-               rf_particles=400, rf_steps=100, rf_gd_steps=200, mlp_steps=600, mlp_width=64, latent_dim=6,
-               ae_steps=200, latent_net_steps=400, latent_net_width=64, latent_particles=128, latent_steps=60),
+    quick=dict(
+        sets=("square_centre",),
+        n_particles=1000,
+        n_steps=200,
+        n_saved=20,
+        ridge_grid=20,
+        ridge_times=(1.0, 0.1),
+        n_plot_trajectories=20,
+        ode_particles=64,
+        rf_sets=("two_points",),
+        rf_widths=(128,),
+        rf_n_times=101,
+        rf_n_noise=32,
+        rf_taus=(1.0, 100.0, 1e4),
+        rf_n_eval=200,
+        rf_particles=400,
+        rf_steps=100,
+        rf_gd_steps=200,
+        mlp_steps=600,
+        mlp_width=64,
+        latent_dim=6,
+        ae_steps=200,
+        latent_net_steps=400,
+        latent_net_width=64,
+        latent_particles=128,
+        latent_steps=60,
+    ),
     description="Reach, align and slide around the log-density ridge (He, Qiu & Tao 2026): exact, "
-                "random-feature and trained scores on 2-D training sets and latent digits.",
+    "random-feature and trained scores on 2-D training sets and latent digits.",
 )
 def run(config: Config, out_dir: Path, *, progress: bool = True) -> Results:
     res = Results("ridge", config, out_dir)
@@ -937,9 +1242,13 @@ def run(config: Config, out_dir: Path, *, progress: bool = True) -> Results:
     for i, name in enumerate(progress_bar(config.sets, "exact score, training sets", progress)):
         s, plot, _ = _exact_set(name, config, jr.fold_in(key, i))
         summaries[name], plots[name] = s, plot
-        res.check(f"{name}: the exact (memorising) score makes no inter-mode samples", 0.01,
-                  s["intermode_fraction"], relation="le",
-                  note=f"radius {intermode_radius(training_set(name)):.3g} around each training point")
+        res.check(
+            f"{name}: the exact (memorising) score makes no inter-mode samples",
+            0.01,
+            s["intermode_fraction"],
+            relation="le",
+            note=f"radius {intermode_radius(training_set(name)):.3g} around each training point",
+        )
     res.metric("exact", summaries)
 
     # 2. closed-form checks on the two-point set
@@ -956,37 +1265,66 @@ def run(config: Config, out_dir: Path, *, progress: bool = True) -> Results:
         rf_rows[name] = rows
         _rf_checks(res, rows, name)
         data = training_set(name)
-        exact_intermode[name] = _sample_summary(emp, data, config, jr.fold_in(kk, 2), name)["intermode_fraction"]
+        exact_intermode[name] = _sample_summary(emp, data, config, jr.fold_in(kk, 2), name)[
+            "intermode_fraction"
+        ]
         widest = rows[max(rows)]
         f_rf = widest["samples"][-1]["intermode_fraction"]
-        res.check(f"{name}: random features (p={max(rows)}, tau=inf) generate between the modes "
-                  "(inter-mode fraction above the exact score's)", exact_intermode[name] + 0.05, f_rf,
-                  relation="ge", note="tangent architectural bias -> sliding along the ridge")
+        res.check(
+            f"{name}: random features (p={max(rows)}, tau=inf) generate between the modes "
+            "(inter-mode fraction above the exact score's)",
+            exact_intermode[name] + 0.05,
+            f_rf,
+            relation="ge",
+            note="tangent architectural bias -> sliding along the ridge",
+        )
         base = 0.6745 * math.sqrt(float(emp.process.sigma2(emp.process.t_min)))
         if name == "two_points":
-            res.check("two points: RF samples at tau=inf lie on the ridge (median |y| vs exact 0.674 sigma_tmin)",
-                      base, widest["samples"][-1]["median_abs_y"], relation="rel", tolerance=0.5,
-                      note="the normal error vanishes at tau = inf, so the normal distance is the exact one")
+            res.check(
+                "two points: RF samples at tau=inf lie on the ridge (median |y| vs exact 0.674 sigma_tmin)",
+                base,
+                widest["samples"][-1]["median_abs_y"],
+                relation="rel",
+                tolerance=0.5,
+                note="the normal error vanishes at tau = inf, so the normal distance is the exact one",
+            )
         ridges = {t: _ridge_points(emp, t, data, config)[0] for t in config.ridge_times}
-        model = rf.RandomFeatureScore(2, max(rows), key=jr.fold_in(kk, 100 + max(rows)), n_freqs=config.rf_n_freqs)
-        ts_fit = rf.make_training_set(jnp.asarray(data, jnp.float32), key=jr.fold_in(kk, 0),
-                                      n_times=config.rf_n_times, n_noise=config.rf_n_noise)
+        model = rf.RandomFeatureScore(
+            2, max(rows), key=jr.fold_in(kk, 100 + max(rows)), n_freqs=config.rf_n_freqs
+        )
+        ts_fit = rf.make_training_set(
+            jnp.asarray(data, jnp.float32),
+            key=jr.fold_in(kk, 0),
+            n_times=config.rf_n_times,
+            n_noise=config.rf_n_noise,
+        )
         mom = rf.fit_moments(model, ts_fit)
         rf_score = model.with_readout(mom.readout_limit(model.readout))
-        learned[f"{name}: RF p={max(rows)}, tau=inf"], _ = _learned_plot(rf_score, emp, data, config,
-                                                                        jr.fold_in(kk, 3), ridges)
+        learned[f"{name}: RF p={max(rows)}, tau=inf"], _ = _learned_plot(
+            rf_score, emp, data, config, jr.fold_in(kk, 3), ridges
+        )
         if config.mlp:
             mlp_score, mlp_rows[name] = _mlp_part(name, config, kk, cache_dir, evals, progress)
-            learned[f"{name}: MLP"], mlp_run = _learned_plot(mlp_score, emp, data, config, jr.fold_in(kk, 3),
-                                                             ridges)
+            learned[f"{name}: MLP"], mlp_run = _learned_plot(
+                mlp_score, emp, data, config, jr.fold_in(kk, 3), ridges
+            )
             mlp_rows[name]["run"] = mlp_run
-            res.check(f"{name}: trained MLP: normal error below tangent error (inductive bias toward the ridge)",
-                      mlp_rows[name]["tangent_error"], mlp_rows[name]["normal_error"], relation="le",
-                      note="squared denoiser errors against the empirical optimum, held-out noised training "
-                           "points, local ridge frames")
+            res.check(
+                f"{name}: trained MLP: normal error below tangent error (inductive bias toward the ridge)",
+                mlp_rows[name]["tangent_error"],
+                mlp_rows[name]["normal_error"],
+                relation="le",
+                note="squared denoiser errors against the empirical optimum, held-out noised training "
+                "points, local ridge frames",
+            )
             if name == "two_points":
-                res.check("two points: MLP samples lie on the ridge (median |y| vs exact 0.674 sigma_tmin)", base,
-                          mlp_rows[name]["median_abs_y"], 0.5, relation="rel")
+                res.check(
+                    "two points: MLP samples lie on the ridge (median |y| vs exact 0.674 sigma_tmin)",
+                    base,
+                    mlp_rows[name]["median_abs_y"],
+                    0.5,
+                    relation="rel",
+                )
     res.metric("random_features", rf_rows)
     res.metric("mlp", mlp_rows)
     res.metric("exact_intermode_rf_sets", exact_intermode)
@@ -998,14 +1336,26 @@ def run(config: Config, out_dir: Path, *, progress: bool = True) -> Results:
         res.metric("latent", latent)
 
     # figures
-    _fig_ridges(res, plots, config, "ridges_exact", "Time-indexed 1-ridges of log p_t (SCMS, colour = t) for "
-                "each training set (x), with exact-score reverse-SDE trajectories (from t = 2 on) coloured by "
-                "phase: outside "
-                "the tube, align (normal drift dominates), slide (tangent drift dominates), unresolved "
-                "(eigengap below threshold: masked).")
+    _fig_ridges(
+        res,
+        plots,
+        config,
+        "ridges_exact",
+        "Time-indexed 1-ridges of log p_t (SCMS, colour = t) for "
+        "each training set (x), with exact-score reverse-SDE trajectories (from t = 2 on) coloured by "
+        "phase: outside "
+        "the tube, align (normal drift dominates), slide (tangent drift dominates), unresolved "
+        "(eigengap below threshold: masked).",
+    )
     if learned:
-        _fig_ridges(res, learned, config, "ridges_learned", "Trajectories of the random-feature score "
-                    "(tau = inf) and of the trained MLP, coloured by phase against the empirical ridge.")
+        _fig_ridges(
+            res,
+            learned,
+            config,
+            "ridges_learned",
+            "Trajectories of the random-feature score "
+            "(tau = inf) and of the trained MLP, coloured by phase against the empirical ridge.",
+        )
     _fig_distance(res, summaries, two, config)
     _fig_align_slide(res, two)
     _fig_tau(res, rf_rows, mlp_rows, exact_intermode)

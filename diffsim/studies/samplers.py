@@ -117,7 +117,7 @@ def _run_dim(dim, config, cache, res, progress):
     nll_exact = np.asarray(_nll_jit(mix, x_ent, p.t_min))
     entropy = float(nll_exact.mean())
     x_exact, _ = mix.sample(k_ref, 2 * config.n_energy)
-    ed_floor = float(energy_distance(x_exact[: config.n_energy], x_exact[config.n_energy:]))
+    ed_floor = float(energy_distance(x_exact[: config.n_energy], x_exact[config.n_energy :]))
 
     # pathwise reference: adaptive PF-ODE from the same prior draws the fixed-grid samplers use
     ref = simulate(mix, "tsit5", grids.uniform(p, 1), n=n, key=k_run, rtol=1e-5, atol=1e-5).x
@@ -125,6 +125,7 @@ def _run_dim(dim, config, cache, res, progress):
     table = {}
     runs = [(s, k) for s in config.samplers for k in config.steps]
     for sampler, steps in progress_bar(runs, f"samplers d={dim}", progress):
+
         def compute(sampler=sampler, steps=steps):
             traj = simulate(mix, sampler, grids.logsnr_uniform(p, steps), n=n, key=k_run)
             x = traj.x
@@ -149,23 +150,36 @@ def _run_dim(dim, config, cache, res, progress):
         rows = [table[f"{sampler}/{k}"] for k in config.steps]
         if sampler in ODE_ORDERS:
             order = _fit_order(steps, [r["pathwise_error"] for r in rows])
-            res.check(f"d={dim} {sampler}: pathwise order of the PF-ODE solution", ODE_ORDERS[sampler], order,
-                      config.order_tolerance,
-                      note="slope of log RMS error vs log steps against adaptive Tsit5 from the same draws")
+            res.check(
+                f"d={dim} {sampler}: pathwise order of the PF-ODE solution",
+                ODE_ORDERS[sampler],
+                order,
+                config.order_tolerance,
+                note="slope of log RMS error vs log steps against adaptive Tsit5 from the same draws",
+            )
         gaps = np.array([r["nll_gap"] for r in rows])
         ses = np.array([r["nll_se"] for r in rows])
         if sampler in SDE_WEAK_ORDERS:
             usable = _trailing_same_sign_above_floor(gaps, ses)
             order = _fit_order(steps, np.abs(gaps), usable)
             n_used = min(int(usable.sum()), 3)
-            res.check(f"d={dim} {sampler}: weak order (NLL gap)", SDE_WEAK_ORDERS[sampler], order,
-                      config.order_tolerance + 0.1,
-                      note=f"fitted on the finest {n_used} step counts whose gap exceeds 4 standard errors with "
-                      "a consistent sign" + ("" if n_used >= 2 else "; too few such points to fit an order"))
+            res.check(
+                f"d={dim} {sampler}: weak order (NLL gap)",
+                SDE_WEAK_ORDERS[sampler],
+                order,
+                config.order_tolerance + 0.1,
+                note=f"fitted on the finest {n_used} step counts whose gap exceeds 4 standard errors with "
+                "a consistent sign" + ("" if n_used >= 2 else "; too few such points to fit an order"),
+            )
         eds = [r["energy_distance"] for r in rows]
-        res.check(f"d={dim} {sampler}: energy distance to the exact law shrinks ({steps[0]} -> {steps[-1]} steps)",
-                  eds[0], eds[-1], abs(ed_floor), relation="le",
-                  note="the energy distance is a divergence: it must fall towards the exact-vs-exact floor")
+        res.check(
+            f"d={dim} {sampler}: energy distance to the exact law shrinks ({steps[0]} -> {steps[-1]} steps)",
+            eds[0],
+            eds[-1],
+            abs(ed_floor),
+            relation="le",
+            note="the energy distance is a divergence: it must fall towards the exact-vs-exact floor",
+        )
     return mix, table, ed_floor, entropy
 
 
@@ -177,7 +191,9 @@ def _figure(res, dim, config, table, ed_floor):
     for sampler in config.samplers:
         rows = [table[f"{sampler}/{k}"] for k in config.steps]
         ls = "-" if sampler in ODE_ORDERS else "--"
-        axes[0].loglog(steps, [max(r["mode_weight_error"], 1e-6) for r in rows], ls, marker="o", label=sampler)
+        axes[0].loglog(
+            steps, [max(r["mode_weight_error"], 1e-6) for r in rows], ls, marker="o", label=sampler
+        )
         axes[1].plot(steps, [r["energy_distance"] for r in rows], ls, marker="o")
         axes[2].loglog(steps, [max(abs(r["nll_gap"]), 1e-6) for r in rows], ls, marker="o")
         if sampler in ODE_ORDERS:
@@ -188,22 +204,38 @@ def _figure(res, dim, config, table, ed_floor):
     se = np.mean([table[f"{s}/{steps[-1]}"]["nll_se"] for s in config.samplers])
     axes[2].axhline(4 * se, color="k", lw=0.8, ls=":", label="4 SE")
     for order, c in [(1, "grey"), (2, "k")]:
-        ref_err = table[f"{'ddim' if order == 1 else 'heun'}/{steps[0]}"].get("pathwise_error") if (
-            ("ddim" if order == 1 else "heun") in config.samplers) else None
+        ref_err = (
+            table[f"{'ddim' if order == 1 else 'heun'}/{steps[0]}"].get("pathwise_error")
+            if (("ddim" if order == 1 else "heun") in config.samplers)
+            else None
+        )
         if ref_err:
-            axes[3].loglog(steps, ref_err * (steps / steps[0]) ** (-order), color=c, lw=0.8, ls=":",
-                           label=f"slope -{order}")
-    titles = ["mode-weight error", "energy distance to exact samples", "|NLL gap| (weak error)",
-              "pathwise error vs adaptive PF-ODE"]
-    for ax, title in zip(axes, titles):
+            axes[3].loglog(
+                steps,
+                ref_err * (steps / steps[0]) ** (-order),
+                color=c,
+                lw=0.8,
+                ls=":",
+                label=f"slope -{order}",
+            )
+    titles = [
+        "mode-weight error",
+        "energy distance to exact samples",
+        "|NLL gap| (weak error)",
+        "pathwise error vs adaptive PF-ODE",
+    ]
+    for ax, title in zip(axes, titles, strict=False):
         ax.set_title(f"d={dim}: {title}", fontsize=9)
         ax.set_xlabel("steps")
     axes[0].legend(fontsize=7)
     axes[1].legend(fontsize=7)
     axes[2].legend(fontsize=7)
     axes[3].legend(fontsize=7)
-    res.figure(fig, f"convergence_d{dim}",
-               f"d={dim}: error against the exact law vs number of steps (solid: PF-ODE samplers, dashed: SDE).")
+    res.figure(
+        fig,
+        f"convergence_d{dim}",
+        f"d={dim}: error against the exact law vs number of steps (solid: PF-ODE samplers, dashed: SDE).",
+    )
 
 
 def _scatter_figure(res, mix, config):
@@ -216,15 +248,19 @@ def _scatter_figure(res, mix, config):
     fig, axes = plt.subplots(1, 3, figsize=(12, 4), sharex=True, sharey=True)
     axes[0].scatter(*np.asarray(x_exact).T, s=2, alpha=0.4)
     axes[0].set_title("exact samples")
-    for ax, (sampler, steps) in zip(axes[1:], [("ddim", coarse), ("ddim", fine)]):
+    for ax, (sampler, steps) in zip(axes[1:], [("ddim", coarse), ("ddim", fine)], strict=False):
         x = simulate(mix, sampler, grids.logsnr_uniform(p, steps), n=3000, key=k).x
         ax.scatter(*np.asarray(x).T, s=2, alpha=0.4, color="C1")
         ax.set_title(f"{sampler}, {steps} steps")
     res.figure(fig, "samples_d2", "2-D mixture: exact samples vs DDIM at the coarsest and finest grids.")
 
 
-@register("samplers", Config, quick=dict(steps=(8, 32), n_particles=4000, n_energy=1000, n_entropy=20000),
-          description="Every sampler at several step counts against a 2-D and a 16-D mixture of known law.")
+@register(
+    "samplers",
+    Config,
+    quick=dict(steps=(8, 32), n_particles=4000, n_energy=1000, n_entropy=20000),
+    description="Every sampler at several step counts against a 2-D and a 16-D mixture of known law.",
+)
 def run(config: Config, out_dir: Path, *, progress: bool = True) -> Results:
     """Run the ``samplers`` study."""
     if any(s not in ODE_ORDERS and s not in SDE_WEAK_ORDERS for s in config.samplers):
@@ -239,8 +275,10 @@ def run(config: Config, out_dir: Path, *, progress: bool = True) -> Results:
         _figure(res, dim, config, table, ed_floor)
         if dim == 2:
             _scatter_figure(res, mix, config)
-    res.note("Grids are uniform in log-SNR between t_max = 1 and t_min = 1e-3 (VP-linear). All samplers of one "
-             "dimension start from the same prior draws; pathwise errors are RMS distances to an adaptive Tsit5 "
-             "solve (rtol = atol = 1e-5) of the PF-ODE from those draws, so ODE orders carry no Monte-Carlo noise. "
-             "Weak orders of SDE samplers are fitted only where the NLL gap exceeds 4 standard errors.")
+    res.note(
+        "Grids are uniform in log-SNR between t_max = 1 and t_min = 1e-3 (VP-linear). All samplers of one "
+        "dimension start from the same prior draws; pathwise errors are RMS distances to an adaptive Tsit5 "
+        "solve (rtol = atol = 1e-5) of the PF-ODE from those draws, so ODE orders carry no Monte-Carlo noise. "
+        "Weak orders of SDE samplers are fitted only where the NLL gap exceeds 4 standard errors."
+    )
     return res
