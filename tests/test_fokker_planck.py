@@ -9,9 +9,7 @@ import numpy as np
 import pytest
 
 import diffsim as ds
-from diffsim.analysis import entropy as E
-from diffsim.analysis import fokker_planck as F
-from diffsim.analysis import guidance as A
+from diffsim.analysis import entropy as E, fokker_planck as F, guidance as A
 from diffsim.scores.guidance import guided_mixture
 
 

@@ -78,8 +78,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from .._validation import as_float_array, check_key, check_positive_int, is_concrete
 from ..processes import AbstractProcess
-from ..sampling import grids as _grids
-from ..sampling import simulate
+from ..sampling import grids as _grids, simulate
 from ..scores._base import AbstractScore
 from ..scores.conditional import AbstractConditionalDenoiser, ConditionalMixture, channel_coefficients
 from ..scores.mixture import GaussianMixture

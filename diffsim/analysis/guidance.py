@@ -53,8 +53,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from .._validation import as_float_array, check_key, check_positive_int
-from ..sampling import grids as _grids
-from ..sampling import simulate
+from ..sampling import grids as _grids, simulate
 from ..scores.guidance import MixtureClassifier, check_scale, eta_from_scale, guided_mixture
 from ..scores.mixture import GaussianMixture
 from . import entropy as _ent

@@ -71,10 +71,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from .._validation import check_key, check_positive_int, check_probability
 from ..processes import AbstractProcess, alpha_bar_to_time
-from ..sampling import clone as _clone
-from ..sampling import flow as _flow
-from ..sampling import noise_denoise as _noise_denoise
-from ..sampling import simulate as _simulate
+from ..sampling import clone as _clone, flow as _flow, noise_denoise as _noise_denoise, simulate as _simulate
 from ..scores.mixture import GaussianMixture
 
 

@@ -11,44 +11,18 @@ import pkgutil
 
 from ._runner import (
     STUDIES as STUDIES,
-)
-from ._runner import (
     Check as Check,
-)
-from ._runner import (
     ResultCache as ResultCache,
-)
-from ._runner import (
     Results as Results,
-)
-from ._runner import (
     StudySpec as StudySpec,
-)
-from ._runner import (
     build_config as build_config,
-)
-from ._runner import (
     get_study as get_study,
-)
-from ._runner import (
     parse_overrides as parse_overrides,
-)
-from ._runner import (
     progress_bar as progress_bar,
-)
-from ._runner import (
     register as register,
-)
-from ._runner import (
     run_all as run_all,
-)
-from ._runner import (
     run_study as run_study,
-)
-from ._runner import (
     write_index as write_index,
-)
-from ._runner import (
     write_reports as write_reports,
 )
 

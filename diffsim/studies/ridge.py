@@ -39,8 +39,7 @@ from jaxtyping import Array, ArrayLike, Float
 from ..analysis import ridge as R
 from ..processes import VP, AbstractProcess
 from ..sampling import grids, simulate
-from ..scores import EmpiricalScore
-from ..scores import random_features as rf
+from ..scores import EmpiricalScore, random_features as rf
 from ..scores._base import AbstractScore
 from ._runner import ResultCache, Results, progress_bar, register
 
