@@ -15,6 +15,11 @@ closed-form inverses, so it is exact for any process.
   ("delicate"), made continuous: with ``a = T^{1/(n + lam)}`` and ``g_k = a^{k}/T`` for ``k = lam .. lam+n``
   (geometric from ``a^lam/T`` to 1), normalised to ``[0, 1]``. Late-dense puts these fractions at the
   data end of the interval, early-dense at the noise end. Larger ``lam`` gives a flatter grid.
+  :func:`paper_timesteps` is the discrete original of the released code.
+- :func:`information_schedule`: information-equalising (ITD's FIG schedule): equal quantiles of a
+  cumulative information density over log-SNR (the density is an argument, e.g.
+  :func:`diffsim.analysis.concepts.information_density`).
+- :func:`step_schedule`: one of :data:`STEP_SCHEDULES` by name.
 """
 
 from __future__ import annotations
@@ -23,19 +28,23 @@ import math
 
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from .._validation import check_positive_int
 from ..processes import AbstractProcess
 
 
 __all__ = [
+    "STEP_SCHEDULES",
     "exponential",
     "forward_uniform",
     "geometric",
+    "information_schedule",
     "karras",
     "logsnr_uniform",
+    "paper_timesteps",
     "reverse_endpoints",
+    "step_schedule",
     "uniform",
 ]
 
@@ -145,3 +154,122 @@ def forward_uniform(
     if not t1 > t_start:
         raise ValueError(f"A forward grid needs t_end > t_start, got {t_start}, {t1}.")
     return jnp.linspace(float(t_start), t1, n + 1)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# step schedules of the concepts study (Park, Ju & Lee 2024; ITD's information-equalising grid)
+# ---------------------------------------------------------------------------------------------------------
+STEP_SCHEDULES = ("uniform", "early", "late", "logsnr", "information")
+
+
+def _check_process(process) -> AbstractProcess:
+    if not isinstance(process, AbstractProcess):
+        raise TypeError(f"`process` must be a diffsim process, got {type(process).__name__}.")
+    return process
+
+
+def paper_timesteps(
+    n_steps: int = 30, lam: float = 60.0, dense: str = "early", n_train_steps: int = 1000
+) -> np.ndarray:
+    r"""Park, Ju & Lee (2024)'s exponential scheduler exactly as in the released code, in discrete DDPM
+    timesteps (``T = n_train_steps``): ``a = exp(ln T / (N + lam))``;
+
+    - ``"early"`` (semantic): ``t_i = T - floor(a^{i + 1 + lam})``, ``i = 0..N-1``, with ``T - 1``
+      prepended and the last entry dropped (``999, 893, 884, 875, ..., 206, 143, 74`` for the defaults);
+    - ``"late"`` (delicate): ``floor(a^{i + 1 + lam})`` sorted in decreasing order (clipped to ``T - 1``).
+
+    The continuous counterpart used by the samplers is :func:`exponential`."""
+    n = check_positive_int(n_steps, "n_steps", minimum=2)
+    big_t = check_positive_int(n_train_steps, "n_train_steps", minimum=2)
+    if dense not in ("early", "late"):
+        raise ValueError(f"`dense` must be 'early' or 'late', got {dense!r}.")
+    if not lam >= 0:
+        raise ValueError(f"`lam` must be >= 0, got {lam}.")
+    a = math.exp(math.log(big_t) / (n + lam))
+    pw = np.floor(a ** (np.arange(n) + 1 + lam)).astype(int)
+    if dense == "early":
+        ts = big_t - pw
+        return np.concatenate([[big_t - 1], ts[:-1]])
+    return np.sort(np.minimum(pw, big_t - 1))[::-1].copy()
+
+
+def information_schedule(
+    process: AbstractProcess,
+    n_steps: int,
+    log_snr: ArrayLike,
+    density: ArrayLike,
+    *,
+    floor: float = 0.1,
+    t_start: float | None = None,
+    t_end: float | None = None,
+) -> Float[Array, " n1"]:
+    r"""An information-equalising reverse grid (ITD's FIG schedule, Kong et al. 2023): with a non-negative
+    density ``q(lambda)`` on a log-SNR grid (linearly interpolated, zero outside it) mixed with a uniform
+    floor, ``q_f = (1 - floor) q / \int q + floor / (lambda_1 - lambda_0)`` on ``[lambda_0, lambda_1] =
+    [lambda(t_start), lambda(t_end)]``, the ``n_steps + 1`` times sit at equal quantiles of
+    ``F(lambda) = \int_{lambda_0}^{lambda} q_f``: each step carries the same share of the information.
+    The floor (default 10%) keeps steps everywhere (the density may vanish where nothing is decided)."""
+    _check_process(process)
+    n = check_positive_int(n_steps, "n_steps")
+    if not 0.0 <= float(floor) <= 1.0:
+        raise ValueError(f"`floor` must lie in [0, 1], got {floor}.")
+    lam = np.asarray(log_snr, float).reshape(-1)
+    q = np.asarray(density, float).reshape(-1)
+    if lam.shape != q.shape or lam.size < 2:
+        raise ValueError(
+            f"`log_snr` and `density` must be 1-D of one length >= 2, got {lam.shape} and {q.shape}."
+        )
+    if not (np.all(np.isfinite(lam)) and np.all(np.isfinite(q))) or np.any(q < 0):
+        raise ValueError("`density` must be finite and non-negative (and `log_snr` finite).")
+    order = np.argsort(lam)
+    lam, q = lam[order], q[order]
+    t0, t1 = reverse_endpoints(process, t_start, t_end)
+    l0, l1 = float(process.log_snr(t0)), float(process.log_snr(t1))
+    fine = np.linspace(l0, l1, 4001)
+    qf = np.interp(fine, lam, q, left=0.0, right=0.0)
+    mass = np.trapezoid(qf, fine) if hasattr(np, "trapezoid") else np.trapz(qf, fine)
+    if mass <= 0 and floor < 1:
+        floor = 1.0  # no information anywhere: fall back to uniform in log-SNR
+    qf = (1 - floor) * (qf / mass if mass > 0 else 0 * qf) + floor / (l1 - l0)
+    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (qf[1:] + qf[:-1]) * np.diff(fine))])
+    cdf /= cdf[-1]
+    targets = np.linspace(0.0, 1.0, n + 1)
+    lam_t = np.interp(targets, cdf, fine)
+    ts = np.array(process.t_from_log_snr(jnp.asarray(lam_t)), dtype=float)
+    ts[0], ts[-1] = t0, t1
+    ts = np.minimum.accumulate(ts)  # guard against round-off
+    if not np.all(np.diff(ts) < 0):
+        raise ValueError("The information schedule is degenerate (repeated times); increase `floor`.")
+    return jnp.asarray(ts)
+
+
+def step_schedule(
+    process: AbstractProcess,
+    n_steps: int,
+    kind: str = "uniform",
+    *,
+    lam: float = 60.0,
+    log_snr: ArrayLike | None = None,
+    density: ArrayLike | None = None,
+    floor: float = 0.1,
+    t_start: float | None = None,
+    t_end: float | None = None,
+) -> Float[Array, " n1"]:
+    """A reverse time grid of ``n_steps`` steps: ``"uniform"`` in ``t``; ``"early"`` / ``"late"``: Park et
+    al.'s exponential early-dense / late-dense schedule (:func:`exponential`, ``lam``);
+    ``"logsnr"``: uniform in log-SNR; ``"information"``: :func:`information_schedule` of ``density`` on
+    ``log_snr``."""
+    _check_process(process)
+    if kind not in STEP_SCHEDULES:
+        raise ValueError(f"Unknown schedule {kind!r}; schedules are {STEP_SCHEDULES}.")
+    if kind == "uniform":
+        return uniform(process, n_steps, t_start, t_end)
+    if kind in ("early", "late"):
+        return exponential(process, n_steps, lam, kind, t_start, t_end)
+    if kind == "logsnr":
+        return logsnr_uniform(process, n_steps, t_start, t_end)
+    if log_snr is None or density is None:
+        raise ValueError(
+            "The 'information' schedule needs `log_snr` and `density` (see information_density)."
+        )
+    return information_schedule(process, n_steps, log_snr, density, floor=floor, t_start=t_start, t_end=t_end)
