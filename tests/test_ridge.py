@@ -20,7 +20,7 @@ import pytest
 
 import diffsim as ds
 from diffsim.analysis import ridge as R
-from diffsim.studies.ridge import DenoiserShiftScore, SegmentDenoiserScore
+from diffsim.scores import DenoiserShiftScore, SegmentDenoiserScore
 
 
 M = 3.0

@@ -34,92 +34,18 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float
 
 from ..analysis import ridge as R
-from ..processes import VP, AbstractProcess
+from ..data.ridge import TRAINING_SETS, training_set
+from ..processes import VP
 from ..sampling import grids, simulate
-from ..scores import EmpiricalScore, random_features as rf
-from ..scores._base import AbstractScore
+from ..scores import DenoiserShiftScore, EmpiricalScore, SegmentDenoiserScore, random_features as rf
 from ._runner import ResultCache, Results, progress_bar, register
-
-
-# --- perturbed scores: errors with a known direction ---------------------------------------------------
-class DenoiserShiftScore(AbstractScore):
-    r"""``base`` plus a constant denoiser-level error ``delta``: ``s = s_base + delta / sigma_t^2``.
-
-    For the two-point set on the x-axis and ``delta = (0, c)`` the error ``e = delta / sigma_t^2`` is
-    purely normal to the ridge (the x-axis) at every point."""
-
-    base: AbstractScore
-    shift: Float[Array, " d"]
-    process: AbstractProcess
-
-    def __init__(self, base: AbstractScore, shift: ArrayLike):
-        self.base = base
-        self.shift = jnp.asarray(shift)
-        self.process = base.process
-
-    @property
-    def dim(self) -> int:
-        return self.base.dim
-
-    def score(self, t, x):
-        return self.base.score(t, x) + self.shift.astype(x.dtype) / self.process.sigma2(t)
-
-
-class SegmentDenoiserScore(AbstractScore):
-    r"""``base`` with its denoiser moved, along the unit direction ``u`` of the segment ``[start, end]``,
-    toward the clipped projection: ``u.D = u.D_base + strength (clip(u.x, alpha_t u.start, alpha_t u.end)
-    - u.D_base)`` (``strength = 1``: replaced; ``0``: the base score).
-
-    Every point of the (scaled) segment is then a fixed point of the denoiser: a smooth, non-memorising
-    denoiser along the segment. The error ``D - D_base`` is parallel to ``u``, i.e. purely tangent for
-    the two-point set whose ridge is the line through the points."""
-
-    base: AbstractScore
-    start: Float[Array, " d"]
-    end: Float[Array, " d"]
-    strength: Float[Array, ""]
-    process: AbstractProcess
-
-    def __init__(self, base: AbstractScore, start: ArrayLike, end: ArrayLike, strength: ArrayLike = 1.0):
-        self.base = base
-        self.start = jnp.asarray(start)
-        self.end = jnp.asarray(end)
-        self.strength = jnp.asarray(strength)
-        self.process = base.process
-
-    @property
-    def dim(self) -> int:
-        return self.base.dim
-
-    def score(self, t, x):
-        p = self.process
-        a, s2 = p.alpha(t), p.sigma2(t)
-        d_base = x + s2 * self.base.score(t, x)  # alpha_t E[x_0 | x]
-        u = (self.end - self.start).astype(x.dtype)
-        u = u / jnp.linalg.norm(u)
-        lo, hi = a * (u @ self.start), a * (u @ self.end)
-        target = jnp.clip(u @ x, jnp.minimum(lo, hi), jnp.maximum(lo, hi))
-        d_new = d_base + self.strength.astype(x.dtype) * u * (target - u @ d_base)
-        return (d_new - x) / s2
 
 
 # =====================================================================================================
 # configuration and training sets
 # =====================================================================================================
-TRAINING_SETS = (
-    "two_points",
-    "three_points",
-    "square",
-    "square_centre",
-    "triangle_hypotenuse",
-    "grid3x3",
-    "thirteen",
-)
-
-
 @dataclass(frozen=True)
 class Config:
     """Configuration of the ``ridge`` study (defaults: a few CPU minutes; see ``docs/ridge.md``)."""
@@ -205,34 +131,6 @@ class Config:
             raise ValueError(
                 f"`latent_intrinsic_dim` must lie in [1, latent_dim - 1], got {self.latent_intrinsic_dim}."
             )
-
-
-def training_set(name: str) -> np.ndarray:
-    """The 2-D training sets of the study (centred at the origin), after the paper's code
-    (``config.py`` MODE_CONFIGS, side 5) and its Fig. 1 (13 points)."""
-    if name == "two_points":
-        pts = [[-3.0, 0.0], [3.0, 0.0]]
-    elif name == "three_points":
-        pts = [[0.0, 0.0], [5.0, 0.0], [0.0, 5.0]]
-    elif name == "square":
-        pts = [[0.0, 0.0], [5.0, 0.0], [0.0, 5.0], [5.0, 5.0]]
-    elif name == "square_centre":
-        pts = [[0.0, 0.0], [5.0, 0.0], [0.0, 5.0], [5.0, 5.0], [2.5, 2.5]]
-    elif name == "triangle_hypotenuse":
-        pts = [[0.0, 0.0], [5.0, 0.0], [0.0, 5.0], [2.5, 2.5]]
-    elif name == "grid3x3":
-        pts = [[i, j] for i in (-1.0, 0.0, 1.0) for j in (-1.0, 0.0, 1.0)]
-    elif name == "thirteen":
-        rng = np.random.default_rng(13)
-        pts = []
-        while len(pts) < 13:
-            c = rng.uniform(-3.0, 3.0, size=2)
-            if all(np.hypot(*(c - q)) >= 1.2 for q in pts):
-                pts.append(c)
-    else:
-        raise ValueError(f"Unknown training set {name!r}; known: {TRAINING_SETS}.")
-    arr = np.asarray(pts, float)
-    return arr - arr.mean(axis=0)
 
 
 def min_spacing(data: np.ndarray) -> float:

@@ -1,0 +1,157 @@
+"""Estimators built on the ridge geometry: the denoiser a score implies, directional (normal / tangent)
+errors of a denoiser against it, ridges traced by SCMS over a box, and summaries of sampler runs."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray
+
+from ...processes import AbstractProcess
+from ...scores._base import AbstractScore
+from ...scores.empirical import EmpiricalScore
+from ._geometry import decompose, ridge_geometry, scms_project
+from ._samples import inter_mode_fraction, intermode_radius
+from ._trajectories import Phases, detect_phases, tube_radius
+
+
+@contextlib.contextmanager
+def quiet_nan_warnings():
+    """Silence numpy's warnings for all-NaN slices (masked steps are expected: summaries are NaN there)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
+@eqx.filter_jit
+def signal_denoiser(score: AbstractScore, t: Float[Array, ""], x: Float[Array, "N D"]) -> Float[Array, "N D"]:
+    """``alpha_t E[x_0 | x] = x + sigma_t^2 s(t, x)`` for a batch: the quantity every denoiser targets."""
+    s2 = score.process.sigma2(t)
+    return jax.vmap(lambda xi: xi + s2 * score.score(t, xi))(x)
+
+
+class RidgeEvaluation(NamedTuple):
+    """Evaluation points at one time ``t``: points ``x``, the eigengap mask ``valid``, the local
+    ``normal_basis`` and the ``target`` ``alpha_t E[x_0 | x]`` of the reference score."""
+
+    t: float
+    x: Float[Array, "N D"]
+    valid: Bool[np.ndarray, " N"]
+    normal_basis: Float[Array, "N D Dk"]
+    target: Float[Array, "N D"]
+
+
+def ridge_evaluation_points(
+    reference: EmpiricalScore,
+    times: tuple[float, ...],
+    n: int,
+    key: PRNGKeyArray,
+    *,
+    gap_threshold: float = 1e-2,
+) -> list[RidgeEvaluation]:
+    """Noised training points at each time (key ``fold_in(key, i)`` for the ``i``-th time) with their
+    1-ridge frames and the optimum ``alpha_t E[x_0 | x]`` (the target of every denoiser)."""
+    out = []
+    for i, t in enumerate(times):
+        x, _ = reference.sample(jr.fold_in(key, i), n, t=t)
+        geo = ridge_geometry(reference, t, x, 1, gap_threshold=gap_threshold)
+        target = signal_denoiser(reference, jnp.float32(t), x)
+        out.append(RidgeEvaluation(t, x, np.asarray(geo.valid), geo.normal_basis, target))
+    return out
+
+
+def directional_errors(
+    predict: Callable[[float, Array], Array], evaluations: list[RidgeEvaluation]
+) -> tuple[Float[np.ndarray, ...], Float[np.ndarray, ...]]:
+    """Mean squared normal / tangent error of a denoiser-level prediction ``predict(t, x) -> (..., N, d)``
+    against the optimum over the valid evaluation points (averaged over the evaluation times)."""
+    n_err, t_err = [], []
+    for t, x, valid, vn, m in evaluations:
+        e = predict(t, x) - m
+        en, et = decompose(e, jnp.broadcast_to(vn, e.shape[:-1] + vn.shape[-2:]))
+        n_err.append(np.mean(np.asarray(en) ** 2 * valid, axis=-1) / max(valid.mean(), 1e-12))
+        t_err.append(np.mean(np.asarray(et) ** 2 * valid, axis=-1) / max(valid.mean(), 1e-12))
+    return np.mean(n_err, axis=0), np.mean(t_err, axis=0)
+
+
+def trace_ridge(
+    score: AbstractScore,
+    t: float,
+    data: Float[np.ndarray, "M 2"],
+    *,
+    grid: int = 40,
+    margin: float = 1.5,
+    max_iter: int = 200,
+    gap_threshold: float = 1e-2,
+) -> tuple[Float[np.ndarray, "P 2"], float, Float[np.ndarray, " P"]]:
+    """Points of the 1-ridge of ``log p_t`` in 2-D, traced by SCMS from a ``grid x grid`` lattice over the
+    data's bounding box (widened by ``margin``): the converged valid points inside the box, the fraction
+    of starts that converged to a valid point, and their residuals ``|P_perp g|``."""
+    lo, hi = data.min(0) - margin, data.max(0) + margin
+    xx, yy = np.meshgrid(np.linspace(lo[0], hi[0], grid), np.linspace(lo[1], hi[1], grid))
+    starts = jnp.asarray(np.stack([xx.ravel(), yy.ravel()], 1), jnp.float32)
+    res = scms_project(score, t, starts, 1, max_iter=max_iter, gap_threshold=gap_threshold)
+    keep = np.asarray(res.converged & res.valid)
+    pts = np.asarray(res.x)[keep]
+    inside = np.all((pts >= lo) & (pts <= hi), axis=1)
+    return pts[inside], float(keep.mean()), np.asarray(res.residual)[keep]
+
+
+def summarise_ridge_run(
+    trajectory: Any,
+    process: AbstractProcess,
+    data: Float[ArrayLike, "M D"],
+    *,
+    tube_scale: float = 2.0,
+    codim: int = 1,
+    intermode: bool = True,
+) -> tuple[dict[str, Any], Phases]:
+    """Distance / phase summaries per saved step of a run whose stats came from
+    :func:`~diffsim.analysis.ridge.ridge_stats`: valid fraction, median Newton distance, mean squared
+    distance over ``codim h``, phase fractions (tube ``tube_scale sqrt(codim h)``), median reach time and
+    reached fraction, the inter-mode fraction of the final samples and, where recorded, the median normal /
+    tangent score errors. Returns the JSON-like summary and the :class:`Phases`."""
+    tr = trajectory
+    ts = np.asarray(tr.ts, float)
+    h = np.asarray(process.sigma2(jnp.asarray(ts)), float)
+    st = {k: np.asarray(v) for k, v in tr.stats.items() if k != "normal_basis"}
+    valid = st["valid"].astype(bool)
+    nd = np.where(valid, st["newton_distance"], np.nan)
+    with quiet_nan_warnings():
+        med = np.nanmedian(np.where(valid, nd, np.nan), axis=1)
+        ms = np.nanmean(np.where(valid, nd**2, np.nan), axis=1)
+    ph = detect_phases(
+        ts,
+        nd,
+        valid,
+        st["drift_normal"],
+        st["drift_tangent"],
+        tube_radius=tube_radius(process, ts, codim, tube_scale),
+    )
+    out = {
+        "ts": ts.tolist(),
+        "h": h.tolist(),
+        "valid_fraction": valid.mean(axis=1).tolist(),
+        "median_newton_distance": np.where(np.isfinite(med), med, np.nan).tolist(),
+        "mean_sq_distance_over_h": (ms / (codim * h)).tolist(),
+        "phase_fractions": ph.fractions.tolist(),
+        "reach_time_median": (
+            float(np.nanmedian(ph.reach_time)) if np.isfinite(ph.reach_time).any() else float("nan")
+        ),
+        "reached_fraction": float(np.mean(ph.reach_index >= 0)),
+    }
+    if intermode:
+        out["intermode_fraction"] = inter_mode_fraction(tr.x, data, intermode_radius(data))
+    if "error_normal" in st:
+        with quiet_nan_warnings():
+            out["error_normal_median"] = np.nanmedian(st["error_normal"], axis=1).tolist()
+            out["error_tangent_median"] = np.nanmedian(st["error_tangent"], axis=1).tolist()
+    return out, ph
