@@ -10,6 +10,10 @@ from ._base import (
     v_from_score as v_from_score,
     x0_from_score as x0_from_score,
 )
+from .denoiser_shift import (
+    DenoiserShiftScore as DenoiserShiftScore,
+    SegmentDenoiserScore as SegmentDenoiserScore,
+)
 from .empirical import EmpiricalScore as EmpiricalScore
 from .guidance import (
     ClassifierFreeGuidance as ClassifierFreeGuidance,
