@@ -1,0 +1,1 @@
+from . import ridge as ridge
