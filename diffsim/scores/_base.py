@@ -1,4 +1,4 @@
-r"""The score interface and the exact conversions between parametrisations.
+r"""The score interface (the parametrisation conversions it uses live in :mod:`diffsim.scores._conversions`).
 
 For ``x_t = alpha_t x_0 + sigma_t eps`` (any process of :mod:`diffsim.processes`) and the score
 ``s = \nabla_x log p_t(x)``, Tweedie's formula (Efron 2011; Robbins 1956) gives the posterior mean
@@ -23,6 +23,14 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
 from ..processes import AbstractProcess
+from ._conversions import (
+    eps_from_score as eps_from_score,
+    score_from_eps as score_from_eps,
+    score_from_v as score_from_v,
+    score_from_x0 as score_from_x0,
+    v_from_score as v_from_score,
+    x0_from_score as x0_from_score,
+)
 
 
 __all__ = [
@@ -35,48 +43,6 @@ __all__ = [
     "v_from_score",
     "x0_from_score",
 ]
-
-
-# --- parametrisation conversions (exact, through the process) ---------------------------------------
-def score_from_x0(process: AbstractProcess, t: ArrayLike, x: Array, x0: Array) -> Array:
-    """``s = (alpha_t x0 - x) / sigma_t^2``."""
-    return (process.alpha(t) * x0 - x) / process.sigma2(t)
-
-
-def x0_from_score(process: AbstractProcess, t: ArrayLike, x: Array, score: Array) -> Array:
-    """Tweedie: ``x0 = (x + sigma_t^2 s) / alpha_t``."""
-    return (x + process.sigma2(t) * score) / process.alpha(t)
-
-
-def score_from_eps(process: AbstractProcess, t: ArrayLike, x: Array, eps: Array) -> Array:
-    """``s = -eps / sigma_t``."""
-    del x
-    return -eps / process.sigma(t)
-
-
-def eps_from_score(process: AbstractProcess, t: ArrayLike, x: Array, score: Array) -> Array:
-    """``eps = -sigma_t s``."""
-    del x
-    return -process.sigma(t) * score
-
-
-def score_from_v(process: AbstractProcess, t: ArrayLike, x: Array, v: Array) -> Array:
-    r"""Score from a v-prediction ``v = alpha eps - sigma x0``.
-
-    Inverting ``[x; v] = [[alpha, sigma], [-sigma, alpha]] [x0; eps]`` gives
-    ``eps = (sigma x + alpha v) / (alpha^2 + sigma^2)`` (for VP the denominator is 1).
-    """
-    a, s = process.alpha(t), process.sigma(t)
-    eps = (s * x + a * v) / (a**2 + s**2)
-    return -eps / s
-
-
-def v_from_score(process: AbstractProcess, t: ArrayLike, x: Array, score: Array) -> Array:
-    """``v = alpha eps - sigma x0`` with ``eps``, ``x0`` from the score."""
-    a, s = process.alpha(t), process.sigma(t)
-    eps = -s * score
-    x0 = (x + s**2 * score) / a
-    return a * eps - s * x0
 
 
 class AbstractScore(eqx.Module):
