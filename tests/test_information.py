@@ -93,9 +93,10 @@ def gaussian_points():
 
 def test_gaussian_mmse_gap_is_zero_and_mmse_matches_closed_form(gaussian, gaussian_points):
     """(1) Conditioning on a token the data do not depend on changes no denoiser: the MMSE gap (standard and
-    orthogonal integrands) vanishes at every log-SNR, per point and per coordinate. (2) E_eps |eps - eps_hat|^2
-    at fixed x is sum_i [a^4 v_i^2 + a^2 b^2 (x_i - mu_i)^2] / c_i^2 with c_i = a^2 v_i + b^2 (closed form);
-    (3) its average over x ~ p is ITD's base curve sum_i sigmoid(l + log v_i)."""
+    orthogonal integrands) vanishes at every log-SNR, per point and per coordinate. (2)
+    E_eps |eps - eps_hat|^2 at fixed x is sum_i [a^4 v_i^2 + a^2 b^2 (x_i - mu_i)^2] / c_i^2 with
+    c_i = a^2 v_i + b^2 (closed form); (3) its average over x ~ p is ITD's base curve
+    sum_i sigmoid(l + log v_i)."""
     scheme = LogSNRScheme.gauss_legendre(16, -8.0, 8.0)
     x = gaussian_points
     tok = jnp.zeros((6, 2, 1), jnp.int32)
@@ -408,7 +409,9 @@ def test_independent_irrelevant_token_changes_nothing(gate_results):
             chex.assert_trees_all_close(
                 np.asarray(got[measure].terms), np.asarray(est[measure].terms), atol=1e-8
             )
-    exact3 = info.pid(m3, x, y3, None, measure="wb_imin", estimator="exact", context=(2,), sample_weights=w)
+    exact3 = info.pid(m3, x, y3, None, measure="wb_imin", estimator="exact", context=(2,), sample_weights=w)[
+        "wb_imin"
+    ]
     chex.assert_trees_all_close(
         np.asarray(exact3.terms), np.asarray(gate_results["AND"][2]["wb_imin"].terms), atol=1e-10
     )
@@ -424,9 +427,11 @@ def test_conditional_pid_context_that_copies_a_source():
     )
     x, y, w = m.sample_stratified(jr.key(2), 16)
     for measure in info.PID_MEASURES:
-        cond = info.pid(m, x, y, None, measure=measure, estimator="exact", context=(2,), sample_weights=w)
+        cond = info.pid(m, x, y, None, measure=measure, estimator="exact", context=(2,), sample_weights=w)[
+            measure
+        ]
         chex.assert_trees_all_close(np.asarray(cond.terms), np.zeros(4), atol=1e-10)
-        unc = info.pid(m, x, y, None, measure=measure, estimator="exact", sample_weights=w)
+        unc = info.pid(m, x, y, None, measure=measure, estimator="exact", sample_weights=w)[measure]
         chex.assert_trees_all_close(unc.terms.to_bits().redundancy, 1.0, atol=1e-6)
     est = info.pid(
         m.padded(8),
@@ -566,9 +571,10 @@ def test_bad_input_errors(copy_gate):
 
 
 def test_study_config_and_dit_helper():
-    """The study's config rejects bad values; its dit helper agrees with the exact discrete PID on AND."""
-    from diffsim.studies.information import Config, dit_pid_values
+    """The study's config rejects bad values; the dit helper agrees with the exact discrete PID on AND."""
+    from diffsim.studies import get_study
 
+    Config = get_study("information").config_cls
     with pytest.raises(ValueError, match="n_logsnr"):
         Config(n_logsnr=0)
     with pytest.raises(ValueError, match="Unknown gate"):
@@ -577,7 +583,7 @@ def test_study_config_and_dit_helper():
         Config(correlations=(1.0,))
     pytest.importorskip("dit")
     joint = info.well_separated_joint(ConditionalMixture.from_token_mixture(pid_gate("AND")))
-    vals = dit_pid_values(joint)
+    vals = info.dit_pid_values(joint)
     for measure in ("wb_imin", "mmi"):
         chex.assert_trees_all_close(
             np.asarray(vals[measure]), np.asarray(info.discrete_pid(joint, measure, unit="bits")), atol=1e-9
