@@ -24,10 +24,16 @@ def as_float_array(x: Any, name: str, *, ndim: int | tuple[int, ...] | None = No
     """Convert ``x`` to a floating JAX array, checking its rank and finiteness when concrete."""
     if isinstance(x, (str, bytes)) or x is None:
         raise TypeError(f"`{name}` must be an array of numbers, got {type(x).__name__}.")
+    if np.iscomplexobj(x):
+        raise TypeError(f"`{name}` must be real, got complex values (the imaginary part would be lost).")
     try:
         arr = jnp.asarray(x)
     except TypeError as err:  # pragma: no cover - depends on jax's message
         raise TypeError(f"`{name}` must be an array of numbers, got {type(x).__name__}.") from err
+    if jnp.issubdtype(arr.dtype, jnp.complexfloating):
+        raise TypeError(
+            f"`{name}` must be real, got complex dtype {arr.dtype} (the imaginary part would be lost)."
+        )
     if not jnp.issubdtype(arr.dtype, jnp.floating):
         if jnp.issubdtype(arr.dtype, jnp.number) or arr.dtype == jnp.bool_:
             arr = arr.astype(jnp.result_type(float))
@@ -86,3 +92,21 @@ def check_key(key: Any, name: str = "key") -> jax.Array:
     raise TypeError(
         f"`{name}` must be a PRNG key (e.g. `jax.random.key(0)`), got {arr.dtype}{list(arr.shape)}."
     )
+
+
+def check_point(x: Any, dim: int, name: str = "x") -> None:
+    """Raise ``ValueError`` unless ``x`` is one point of shape ``(dim,)`` (checked at trace time, so it
+    also guards jitted and vmapped calls: under ``vmap`` the shape seen is the per-point shape).
+
+    The one-point methods of the scores (``score``, ``denoise``, ``log_prob``, ``hessian``, ...) would
+    broadcast a batch ``(N, d)`` into wrong numbers without an error; batching is ``jax.vmap``'s job.
+    """
+    shape = tuple(np.shape(x))
+    if len(shape) == 1 and shape[0] == dim:
+        return
+    hint = (
+        " For a batch of points use `jax.vmap`, e.g. `jax.vmap(lambda xi: score.score(t, xi))(xs)`."
+        if len(shape) >= 2
+        else ""
+    )
+    raise ValueError(f"`{name}` must be one point of shape ({dim},), got shape {shape}.{hint}")

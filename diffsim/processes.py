@@ -50,6 +50,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
+from . import _checks
 from ._validation import as_float_array, is_concrete
 
 
@@ -68,6 +69,28 @@ __all__ = [
 ]
 
 _TIME_SLACK = 1e-6
+
+
+def _check_real(value: float, name: str, *, positive: bool = False) -> float:
+    """``value`` as a finite Python float (positive when asked), or a ``ValueError`` naming ``name``."""
+    if isinstance(value, (str, bytes)) or value is None or np.iscomplexobj(value):
+        raise TypeError(f"`{name}` must be a real number, got {value!r}.")
+    try:
+        out = float(value)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"`{name}` must be a real number, got {value!r}.") from err
+    if not math.isfinite(out):
+        raise ValueError(f"`{name}` must be finite, got {out}.")
+    if positive and not out > 0:
+        raise ValueError(f"`{name}` must be positive, got {out}.")
+    return out
+
+
+def _check_interval(t_min: float, t_max: float) -> None:
+    _check_real(t_min, "t_min")
+    _check_real(t_max, "t_max")
+    if not (0.0 < t_min < t_max):
+        raise ValueError(f"Need 0 < t_min < t_max, got t_min={t_min}, t_max={t_max}.")
 
 
 def _as_time(t: ArrayLike) -> Array:
@@ -167,11 +190,19 @@ class AbstractProcess(eqx.Module):
         return -0.5 * jnp.sum(x**2, axis=-1) / s2 - 0.5 * d * jnp.log(2 * jnp.pi * s2)
 
     # --- validation ---------------------------------------------------------------------------------
-    def check_time(self, t: ArrayLike, name: str = "t", *, allow_zero: bool = True) -> None:
-        """Raise ``ValueError`` if a concrete time lies outside ``[0, t_max]`` (``(0, t_max]`` when
-        ``allow_zero`` is False). Tracers are accepted unchecked."""
+    def check_time(self, t: ArrayLike, name: str = "t", *, allow_zero: bool = True) -> ArrayLike:
+        """Validate times and return ``t`` unchanged.
+
+        A concrete time outside ``[0, t_max]`` (``(0, t_max]`` when ``allow_zero`` is False), NaN or
+        infinite raises ``ValueError`` naming ``name``. Tracers pass unchecked, except in checked mode
+        (:mod:`diffsim._checks`), where the same conditions are compiled in with ``equinox.error_if``; use
+        the returned value so the guard stays in the computation."""
         if not is_concrete(t):
-            return
+            return _checks.check_times(t, self, name, allow_zero=allow_zero)
+        if isinstance(t, (str, bytes)) or t is None:
+            raise TypeError(f"`{name}` must be a time (a number), got {type(t).__name__}.")
+        if np.iscomplexobj(t):
+            raise TypeError(f"`{name}` must be real, got a complex time.")
         arr = np.asarray(t, dtype=float)
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"`{name}` contains non-finite times.")
@@ -183,6 +214,7 @@ class AbstractProcess(eqx.Module):
             raise ValueError(
                 f"`{name}` must lie in {interval} for {self!r}; got values in [{arr.min():g}, {arr.max():g}]."
             )
+        return t
 
     def __repr__(self) -> str:  # short and informative; equinox's default prints every field
         return f"{type(self).__name__}.{self.name}(t_min={self.t_min:g}, t_max={self.t_max:g})"
@@ -311,13 +343,13 @@ class VP(AbstractProcess):
     name: ClassVar[str] = "vp"
 
     def __check_init__(self):
-        if not (0.0 < self.t_min < self.t_max):
-            raise ValueError(f"Need 0 < t_min < t_max, got t_min={self.t_min}, t_max={self.t_max}.")
+        _check_interval(self.t_min, self.t_max)
 
     # constructors -----------------------------------------------------------------------------------
     @classmethod
     def ou(cls, *, t_min: float = 1e-3, t_max: float = 10.0) -> VP:
         """Ornstein-Uhlenbeck: ``dx = -x dt + sqrt(2) dW``; ``alpha = e^{-t}``, ``sigma^2 = 1 - e^{-2t}``."""
+        _check_interval(t_min, t_max)
         return cls(schedule=ConstantSchedule(2.0), t_min=float(t_min), t_max=float(t_max))
 
     @classmethod
@@ -325,8 +357,11 @@ class VP(AbstractProcess):
         cls, beta_min: float = 0.1, beta_max: float = 20.0, *, t_min: float = 1e-3, t_max: float = 1.0
     ) -> VP:
         """DDPM / score_sde linear schedule ``beta(t) = beta_min + t (beta_max - beta_min)``, t in [0, 1]."""
+        _check_real(beta_min, "beta_min", positive=True)
+        _check_real(beta_max, "beta_max", positive=True)
         if not (0 < beta_min <= beta_max):
-            raise ValueError(f"Need 0 < beta_min <= beta_max, got {beta_min}, {beta_max}.")
+            raise ValueError(f"Need 0 < beta_min <= beta_max, got beta_min={beta_min}, beta_max={beta_max}.")
+        _check_interval(t_min, t_max)
         return cls(
             schedule=LinearSchedule(float(beta_min), float(beta_max)), t_min=float(t_min), t_max=float(t_max)
         )
@@ -334,8 +369,8 @@ class VP(AbstractProcess):
     @classmethod
     def cosine(cls, s: float = 0.008, *, t_min: float = 1e-3, t_max: float = 0.9946) -> VP:
         """Cosine schedule (Nichol & Dhariwal 2021); ``t_max < 1`` because ``beta`` diverges at 1."""
-        if not s > 0:
-            raise ValueError(f"`s` must be positive, got {s}.")
+        _check_real(s, "s", positive=True)
+        _check_interval(t_min, t_max)
         if not t_max < 1.0:
             raise ValueError(f"The cosine schedule needs t_max < 1, got {t_max}.")
         return cls(schedule=CosineSchedule(float(s)), t_min=float(t_min), t_max=float(t_max))
@@ -433,15 +468,21 @@ class VE(AbstractProcess):
         t_min: float | None = None,
         t_max: float = 1.0,
     ):
+        _check_real(sigma_min, "sigma_min", positive=True)
+        _check_real(sigma_max, "sigma_max", positive=True)
         if not (0 < sigma_min < sigma_max):
-            raise ValueError(f"Need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}.")
+            raise ValueError(
+                f"Need 0 < sigma_min < sigma_max, got sigma_min={sigma_min}, sigma_max={sigma_max}."
+            )
+        if t_min is not None:
+            _check_real(t_min, "t_min")
+        _check_real(t_max, "t_max")
         self.sigma_min = float(sigma_min)
         self.sigma_max = float(sigma_max)
         log_r = math.log(sigma_max / sigma_min)
         self.t_min = float(math.log(2.0) / (2.0 * log_r) if t_min is None else t_min)
         self.t_max = float(t_max)
-        if not (0.0 < self.t_min < self.t_max):
-            raise ValueError(f"Need 0 < t_min < t_max, got t_min={self.t_min}, t_max={self.t_max}.")
+        _check_interval(self.t_min, self.t_max)
 
     @property
     def _log_r(self) -> float:
@@ -470,7 +511,8 @@ class VE(AbstractProcess):
         return float(self.sigma_min * math.sqrt(math.expm1(2.0 * self._log_r * self.t_max)))
 
     def __repr__(self) -> str:
-        return f"VE(sigma_min={self.sigma_min:g}, sigma_max={self.sigma_max:g})[t_min={self.t_min:g}, t_max={self.t_max:g}]"
+        params = f"sigma_min={self.sigma_min:g}, sigma_max={self.sigma_max:g}"
+        return f"VE({params})[t_min={self.t_min:g}, t_max={self.t_max:g}]"
 
 
 # =====================================================================================================

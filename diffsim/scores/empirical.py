@@ -30,7 +30,8 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
-from .._validation import as_float_array, check_key, check_positive_int
+from .. import _checks
+from .._validation import as_float_array, check_key, check_point, check_positive_int, is_concrete
 from ..processes import VP, AbstractProcess
 from ._base import AbstractAnalyticScore
 
@@ -78,6 +79,11 @@ class EmpiricalScore(AbstractAnalyticScore):
         arr = as_float_array(data, "data", ndim=2)
         if arr.shape[0] < 1 or arr.shape[1] < 1:
             raise ValueError(f"`data` must be a non-empty (M, d) array, got shape {arr.shape}.")
+        if isinstance(bandwidth, (str, bytes, bool)) or bandwidth is None or np.iscomplexobj(bandwidth):
+            raise TypeError(f"`bandwidth` must be a real number, got {bandwidth!r}.")
+        if np.ndim(bandwidth) != 0:
+            raise ValueError(f"`bandwidth` must be a scalar, got shape {np.shape(bandwidth)}.")
+        bandwidth = float(bandwidth)
         if bandwidth < 0 or not math.isfinite(bandwidth):
             raise ValueError(f"`bandwidth` must be finite and >= 0, got {bandwidth}.")
         if chunk_size is not None:
@@ -92,6 +98,8 @@ class EmpiricalScore(AbstractAnalyticScore):
             lab = jnp.asarray(labels)
             if lab.shape != (arr.shape[0],) or not jnp.issubdtype(lab.dtype, jnp.integer):
                 raise ValueError(f"`labels` must be an integer array of shape ({arr.shape[0]},).")
+        if not is_concrete(arr):  # built under jit: guarded in checked mode
+            arr = _checks.check_finite(arr, "data")
         self.data = arr
         self.labels = lab
         self.process = process
@@ -105,6 +113,19 @@ class EmpiricalScore(AbstractAnalyticScore):
     @property
     def n_data(self) -> int:
         return self.data.shape[0]
+
+    def _check_args(self, t: ArrayLike, x: Float[Array, " d"]):
+        """Public-boundary checks of one-point methods: ``x`` of shape ``(d,)`` (at trace time), ``t`` in
+        ``[0, t_max]`` (``(0, t_max]`` with bandwidth 0, where ``p_0`` is singular) when concrete; both
+        guarded in checked mode (:mod:`diffsim._checks`)."""
+        check_point(x, self.dim)
+        if self.bandwidth == 0.0 and is_concrete(t) and np.any(np.asarray(t, dtype=float) <= 0.0):
+            raise ValueError(
+                "`t` must be > 0 for an EmpiricalScore with bandwidth 0: its density is a sum of point "
+                "masses at t = 0 (use a positive `bandwidth` to evaluate at t = 0)."
+            )
+        t = self.process.check_time(t, allow_zero=self.bandwidth > 0.0)
+        return t, _checks.check_particles(x)
 
     def _c(self, t):
         return self.process.alpha(t) ** 2 * self.bandwidth**2 + self.process.sigma2(t)
@@ -165,6 +186,7 @@ class EmpiricalScore(AbstractAnalyticScore):
     # --- interface ----------------------------------------------------------------------------------
     def denoise(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, " d"]:
         """Posterior mean of ``x_0``; with bandwidth ``b`` it is ``m + alpha b^2 (x - alpha m) / c``."""
+        t, x = self._check_args(t, x)
         mom = self._moments(t, x, None)
         m = mom.s1 / mom.z
         if self.bandwidth == 0.0:
@@ -174,21 +196,25 @@ class EmpiricalScore(AbstractAnalyticScore):
 
     def score(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, " d"]:
         """``(alpha_t m(x) - x) / c_t``."""
+        t, x = self._check_args(t, x)
         mom = self._moments(t, x, None)
         return (self.process.alpha(t) * mom.s1 / mom.z - x) / self._c(t)
 
     def log_prob(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, ""]:
         """``log p_t(x)`` by (chunked) log-sum-exp."""
+        t, x = self._check_args(t, x)
         mom = self._moments(t, x, None)
         c = self._c(t)
         return mom.m + jnp.log(mom.z) - math.log(self.n_data) - 0.5 * self.dim * jnp.log(2 * jnp.pi * c)
 
     def posterior(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, " M"]:
         """Responsibilities ``gamma_i`` over the data points (not chunked: returns ``M`` numbers)."""
+        t, x = self._check_args(t, x)
         return jax.nn.softmax(self._logits(jnp.asarray(t, self.data.dtype), x, self.data))
 
     def hessian(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, "d d"]:
         """``(alpha_t^2 Cov_gamma[x_i] - c_t I) / c_t^2``."""
+        t, x = self._check_args(t, x)
         mom = self._moments(t, x, "full")
         mean = mom.s1 / mom.z
         cov = mom.s2 / mom.z - jnp.outer(mean, mean)
@@ -197,6 +223,7 @@ class EmpiricalScore(AbstractAnalyticScore):
 
     def laplacian(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, ""]:
         """``(alpha_t^2 tr Cov_gamma[x_i] - d c_t) / c_t^2``."""
+        t, x = self._check_args(t, x)
         mom = self._moments(t, x, "trace")
         mean = mom.s1 / mom.z
         tr_cov = mom.s2 / mom.z - jnp.sum(mean**2)
@@ -234,4 +261,5 @@ class EmpiricalScore(AbstractAnalyticScore):
         )
 
     def __repr__(self) -> str:
-        return f"EmpiricalScore(M={self.n_data}, d={self.dim}, bandwidth={self.bandwidth:g}, process={self.process!r})"
+        params = f"M={self.n_data}, d={self.dim}, bandwidth={self.bandwidth:g}"
+        return f"EmpiricalScore({params}, process={self.process!r})"

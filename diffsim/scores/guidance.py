@@ -57,6 +57,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
+from .. import _checks
 from .._validation import is_concrete
 from ..processes import AbstractProcess
 from ._base import AbstractScore
@@ -226,8 +227,13 @@ def _component_scores(mix: GaussianMixture, t: ArrayLike, x: Array):
 
 
 def _sub_laplacian(rho, s_k, sq, tr_prec):
+    """``sum_k rho_k (|s_k - s|^2 - tr C_k^{-1})`` with ``s = sum_k rho_k s_k``: the centred form of
+    ``sum_k rho_k (|s_k|^2 - tr C_k^{-1}) - |s|^2``, which cancels in float32 where ``|s_k|`` is large
+    (``sq`` is kept in the signature for the callers; the centred form does not need it)."""
+    del sq
     s = jnp.sum(rho[:, None] * s_k, 0)
-    return jnp.sum(rho * (sq - tr_prec)) - jnp.sum(s**2)
+    dev = s_k - s
+    return jnp.sum(rho * (jnp.sum(dev**2, -1) - tr_prec))
 
 
 class MixtureClassifier(AbstractNoisyClassifier):
@@ -254,6 +260,8 @@ class MixtureClassifier(AbstractNoisyClassifier):
         return self.mixture.process
 
     def _parts(self, t, x, y):
+        t, x = self.mixture._check_args(t, x)
+        y = _checks.check_label(y, self._classes)
         s_k, sq, tr_prec, ell = _component_scores(self.mixture, t, x)
         member = self.mixture.labels == y
         r = jax.nn.softmax(ell)
@@ -299,10 +307,37 @@ def _as_label(label: ArrayLike) -> Array:
 
 def _as_scale(scale: ArrayLike, dtype) -> Array:
     check_scale(scale)
+    if np.iscomplexobj(scale):
+        raise TypeError("`scale` must be a real guidance scale w, got a complex value.")
     arr = jnp.asarray(scale, dtype=dtype)
     if arr.shape != ():
         raise ValueError(f"`scale` must be a scalar guidance scale w, got shape {arr.shape}.")
+    if not is_concrete(arr):  # built under jit or vmap: guarded in checked mode
+        arr = _checks.check_scale(arr)
     return arr
+
+
+def _same_process(p: AbstractProcess, q: AbstractProcess) -> bool:
+    """Whether two processes are the same (identical, or equal type, parameters and schedule arrays)."""
+    if p is q:
+        return True
+    if type(p) is not type(q) or repr(p) != repr(q):
+        return False
+    if not (is_concrete(p) and is_concrete(q)):
+        return True  # traced schedule arrays cannot be compared; the reprs agree
+    return bool(eqx.tree_equal(p, q))
+
+
+def _check_label_weight(mixture: GaussianMixture, label: Array) -> None:
+    """Reject a concrete label whose components all have weight 0 (its conditional is undefined: NaN)."""
+    if not (is_concrete(label) and is_concrete(mixture.weights) and is_concrete(mixture.labels)):
+        return
+    member = np.asarray(mixture.labels) == int(label)
+    if member.any() and not np.asarray(mixture.weights)[member].sum() > 0:
+        raise ValueError(
+            f"`label` {int(label)} has total weight 0 in the mixture: p_t(x | y) is undefined (it would give "
+            "NaN scores)."
+        )
 
 
 class ClassifierGuidance(AbstractScore):
@@ -341,6 +376,16 @@ class ClassifierGuidance(AbstractScore):
             )
         self.label = _as_label(label)
         classifier.check_label(self.label)
+        if not is_concrete(self.label):  # built under jit or vmap: guarded in checked mode
+            self.label = _checks.check_label(self.label, classifier.classes)
+        clf_process = getattr(classifier, "process", None)
+        if isinstance(clf_process, AbstractProcess) and not _same_process(clf_process, base.process):
+            raise ValueError(
+                f"`classifier` must classify the noisy marginals of the base score's process: it uses "
+                f"{clf_process!r}, `base` uses {base.process!r}."
+            )
+        if isinstance(classifier, MixtureClassifier):
+            _check_label_weight(classifier.mixture, self.label)
         self.scale = _as_scale(scale, jnp.result_type(float))
         self.base = base
         self.classifier = classifier
@@ -352,30 +397,40 @@ class ClassifierGuidance(AbstractScore):
     def dim(self) -> int:
         return self.base.dim
 
+    def _guarded(self) -> tuple[Array, Array]:
+        """``(label, scale)``, guarded in checked mode (label in ``classes``, scale finite and >= 0)."""
+        return (
+            _checks.check_label(self.label, self.classifier.classes),
+            _checks.check_scale(self.scale),
+        )
+
     def score(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, " d"]:
         r"""``s(t, x) + w \nabla log p_t(y|x)`` (diffsim scale ``w``).
 
         When ``base`` is the classifier's own mixture (as built by :func:`guided_mixture`) this is computed
         in one pass as ``sum_k ((1 - w) r_k + w r^y_k) s_k``."""
+        label, scale = self._guarded()
         if self.fused:
-            s_k, _, _, _, _, r, r_y = self.classifier._parts(t, x, self.label)
-            return jnp.sum(((1.0 - self.scale) * r + self.scale * r_y)[:, None] * s_k, 0)
-        return self.base.score(t, x) + self.scale * self.classifier.grad_log_prob(t, x, self.label)
+            s_k, _, _, _, _, r, r_y = self.classifier._parts(t, x, label)
+            return jnp.sum(((1.0 - scale) * r + scale * r_y)[:, None] * s_k, 0)
+        return self.base.score(t, x) + scale * self.classifier.grad_log_prob(t, x, label)
 
     def hessian(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, "d d"]:
         r"""``\nabla^2 log p_t + w \nabla^2 log p_t(y|x)`` (base Hessian + autodiff of the classifier
         gradient)."""
-        h_cls = jax.jacfwd(lambda z: self.classifier.grad_log_prob(t, z, self.label))(x)
-        return self.base.hessian(t, x) + self.scale * h_cls
+        label, scale = self._guarded()
+        h_cls = jax.jacfwd(lambda z: self.classifier.grad_log_prob(t, z, label))(x)
+        return self.base.hessian(t, x) + scale * h_cls
 
     def laplacian(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, ""]:
         r"""``\Delta log p_t + w \Delta log p_t(y|x)`` (closed form for :class:`MixtureClassifier`)."""
+        label, scale = self._guarded()
         if self.fused:
-            s_k, sq, tr_prec, _, _, r, r_y = self.classifier._parts(t, x, self.label)
-            return (1.0 - self.scale) * _sub_laplacian(r, s_k, sq, tr_prec) + self.scale * _sub_laplacian(
+            s_k, sq, tr_prec, _, _, r, r_y = self.classifier._parts(t, x, label)
+            return (1.0 - scale) * _sub_laplacian(r, s_k, sq, tr_prec) + scale * _sub_laplacian(
                 r_y, s_k, sq, tr_prec
             )
-        return self.base.laplacian(t, x) + self.scale * self.classifier.laplacian_log_prob(t, x, self.label)
+        return self.base.laplacian(t, x) + scale * self.classifier.laplacian_log_prob(t, x, label)
 
     def log_classifier(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, ""]:
         """``log p_t(y | x)`` of the guiding classifier at the guided label."""
@@ -407,7 +462,7 @@ class ClassifierFreeGuidance(AbstractScore):
                 f"`unconditional` (d={unconditional.dim}) and `conditional` (d={conditional.dim}) "
                 "must have the same dimension."
             )
-        if repr(unconditional.process) != repr(conditional.process):
+        if not _same_process(unconditional.process, conditional.process):
             raise ValueError(
                 f"`unconditional` and `conditional` must share one process, got "
                 f"{unconditional.process!r} and {conditional.process!r}."
@@ -423,20 +478,19 @@ class ClassifierFreeGuidance(AbstractScore):
 
     def score(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, " d"]:
         """``s_u + w (s_c - s_u)`` (diffsim scale ``w``)."""
+        scale = _checks.check_scale(self.scale)
         s_u = self.unconditional.score(t, x)
-        return s_u + self.scale * (self.conditional.score(t, x) - s_u)
+        return s_u + scale * (self.conditional.score(t, x) - s_u)
 
     def hessian(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, "d d"]:
         """``(1 - w) H_u + w H_c``."""
-        return (1.0 - self.scale) * self.unconditional.hessian(t, x) + self.scale * self.conditional.hessian(
-            t, x
-        )
+        scale = _checks.check_scale(self.scale)
+        return (1.0 - scale) * self.unconditional.hessian(t, x) + scale * self.conditional.hessian(t, x)
 
     def laplacian(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, ""]:
         r"""``(1 - w) \Delta_u + w \Delta_c``."""
-        return (1.0 - self.scale) * self.unconditional.laplacian(
-            t, x
-        ) + self.scale * self.conditional.laplacian(t, x)
+        scale = _checks.check_scale(self.scale)
+        return (1.0 - scale) * self.unconditional.laplacian(t, x) + scale * self.conditional.laplacian(t, x)
 
 
 def guided_mixture(
@@ -457,6 +511,7 @@ def guided_mixture(
     clf = MixtureClassifier(mixture)
     lab = _as_label(label)
     clf.check_label(lab)
+    _check_label_weight(mixture, lab)
     if kind == "classifier":
         return ClassifierGuidance(mixture, clf, lab, scale)
     if kind == "cfg":

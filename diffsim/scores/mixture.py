@@ -13,8 +13,11 @@ the trick used by Wang & Vastola's closed-form GMM scores). With ``z_k = U_k^T (
     r_k(x)      = softmax_k(log w_k + log N_k(x))                    (posterior over components),
     s_k(x)      = -U_k (z_k / c_k) = -C_k^{-1}(x - alpha_t mu_k),
     score       = sum_k r_k s_k,
-    Hessian     = sum_k r_k (s_k s_k^T - C_k^{-1}) - score score^T,
-    Laplacian   = sum_k r_k (|s_k|^2 - tr C_k^{-1}) - |score|^2.
+    Hessian     = sum_k r_k (s_k - score)(s_k - score)^T - sum_k r_k C_k^{-1},
+    Laplacian   = sum_k r_k (|s_k - score|^2 - tr C_k^{-1})
+
+(the centred forms of ``sum_k r_k (s_k s_k^T - C_k^{-1}) - score score^T``, which cancel catastrophically in
+float32 where ``|s_k|`` is large).
 
 All are computed with a log-sum-exp and no autodiff through the density. Spherical and diagonal
 covariances skip the rotations entirely.
@@ -50,7 +53,8 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
-from .._validation import as_float_array, check_key, check_positive_int, is_concrete
+from .. import _checks
+from .._validation import as_float_array, check_key, check_point, check_positive_int, is_concrete
 from ..processes import VP, AbstractProcess
 from ._base import AbstractAnalyticScore
 
@@ -66,9 +70,21 @@ def _mm(a, b):
     return jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST)
 
 
-def _standardise_covs(covs: ArrayLike, k: int, d: int) -> tuple[np.ndarray, np.ndarray | None, CovType]:
-    """Return ``(eigvals (K, d), eigvecs (K, d, d) or None, cov_type)`` from any accepted form."""
-    c = np.asarray(covs, dtype=float)
+def _standardise_covs(
+    covs: ArrayLike, k: int, d: int, dtype=np.float64
+) -> tuple[np.ndarray, np.ndarray | None, CovType]:
+    """Return ``(eigvals (K, d), eigvecs (K, d, d) or None, cov_type)`` from any accepted form.
+
+    ``dtype`` is the storage dtype: eigenvalues that underflow (below its smallest normal number) or
+    overflow in it are rejected, since they would be stored as 0 or inf and give NaN scores."""
+    if isinstance(covs, (str, bytes)) or covs is None:
+        raise TypeError(f"`covs` must be an array of numbers, got {type(covs).__name__}.")
+    if np.iscomplexobj(covs):
+        raise TypeError("`covs` must be real, got complex values (the imaginary part would be lost).")
+    try:
+        c = np.asarray(covs, dtype=float)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"`covs` must be an array of numbers, got {type(covs).__name__}.") from err
     if not np.all(np.isfinite(c)):
         raise ValueError("`covs` contains non-finite values (NaN or inf).")
     if c.ndim == 0:
@@ -92,6 +108,14 @@ def _standardise_covs(covs: ArrayLike, k: int, d: int) -> tuple[np.ndarray, np.n
         bad = int(np.argwhere(vals <= 0)[0][0])
         raise ValueError(
             f"`covs` must be positive definite: component {bad} has eigenvalue {vals.min():.3g} <= 0."
+        )
+    info = np.finfo(dtype)
+    if np.any(vals < info.tiny) or np.any(vals > info.max):
+        lo, hi = float(vals.min()), float(vals.max())
+        raise ValueError(
+            f"`covs` has eigenvalues in [{lo:.3g}, {hi:.3g}], outside the normal range of the storage dtype "
+            f"{np.dtype(dtype).name} ([{info.tiny:.3g}, {info.max:.3g}]): they would be stored as 0 or inf "
+            "and give NaN scores. Rescale the data or use float64."
         )
     return vals, vecs, kind
 
@@ -186,7 +210,7 @@ class GaussianMixture(AbstractAnalyticScore):
         if not isinstance(process, AbstractProcess):
             raise TypeError(f"`process` must be a diffsim process, got {type(process).__name__}.")
         if is_concrete(covs):
-            vals, vecs, kind = _standardise_covs(covs, k, d)
+            vals, vecs, kind = _standardise_covs(covs, k, d, means_arr.dtype)
             self.eigvals = jnp.asarray(vals, dtype=means_arr.dtype)
             self.eigvecs = None if vecs is None else jnp.asarray(vecs, dtype=means_arr.dtype)
         else:  # traced covariances (e.g. built inside jit): full matrices only, no checks possible
@@ -203,6 +227,9 @@ class GaussianMixture(AbstractAnalyticScore):
                 raise ValueError(
                     f"`labels` must be an integer array of shape ({k},), got {lab.dtype}{lab.shape}."
                 )
+        if not (is_concrete(w) and is_concrete(means_arr)):  # built under jit: guards in checked mode
+            w = _checks.check_weights(w, "weights")
+            means_arr = _checks.check_finite(means_arr, "means")
         self.weights = w.astype(means_arr.dtype)
         self.means = means_arr
         self.labels = lab
@@ -228,14 +255,23 @@ class GaussianMixture(AbstractAnalyticScore):
 
     def covs_at(self, t: ArrayLike) -> Float[Array, "K d d"]:
         """Diffused covariances ``C_k(t) = alpha_t^2 Sigma_k + sigma_t^2 I``."""
+        t = self.process.check_time(t)
         a2 = self.process.alpha(t) ** 2
         return a2 * self.covs + self.process.sigma2(t) * jnp.eye(self.dim)
 
     def means_at(self, t: ArrayLike) -> Float[Array, "K d"]:
         """Diffused means ``alpha_t mu_k``."""
+        t = self.process.check_time(t)
         return self.process.alpha(t) * self.means
 
     # --- core computation ---------------------------------------------------------------------------
+    def _check_args(self, t: ArrayLike, x: Float[Array, " d"]):
+        """Public-boundary checks of one-point methods: ``x`` of shape ``(d,)`` (at trace time), ``t`` in
+        ``[0, t_max]`` when concrete; both guarded in checked mode (:mod:`diffsim._checks`)."""
+        check_point(x, self.dim)
+        t = self.process.check_time(t)
+        return t, _checks.check_particles(x)
+
     def _rotate_in(self, v: Float[Array, "K d"]) -> Float[Array, "K d"]:
         """``U_k^T v_k`` for each component (identity for axis-aligned covariances)."""
         if self.eigvecs is None:
@@ -261,15 +297,18 @@ class GaussianMixture(AbstractAnalyticScore):
 
     def component_log_prob(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, " K"]:
         """``log N(x; alpha_t mu_k, C_k(t))`` for every component."""
+        t, x = self._check_args(t, x)
         return self._components(t, x)[2]
 
     def log_prob(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, ""]:
         """``log p_t(x)`` by log-sum-exp over components."""
+        t, x = self._check_args(t, x)
         _, _, log_norm = self._components(t, x)
         return jax.nn.logsumexp(log_norm, b=self.weights)
 
     def posterior(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, " K"]:
         """Responsibilities ``r_k = P(component k | x_t = x)`` (matrix form, stable softmax)."""
+        t, x = self._check_args(t, x)
         return jax.nn.softmax(self._matrix_logits(t, x)[0])
 
     def group_posterior(
@@ -321,6 +360,7 @@ class GaussianMixture(AbstractAnalyticScore):
 
     def score(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, " d"]:
         r"""``\nabla log p_t(x) = sum_k r_k (-C_k^{-1}(x - alpha_t mu_k))`` (matrix form, stable softmax)."""
+        t, x = self._check_args(t, x)
         logits, y, a, prec, nu, z = self._matrix_logits(t, x)
         r = jax.nn.softmax(logits)
         if z is None:
@@ -333,27 +373,35 @@ class GaussianMixture(AbstractAnalyticScore):
         return -_mm((r[:, None] * z * prec).reshape(k * d), u_flat.T)
 
     def hessian(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, "d d"]:
-        r"""``\nabla^2 log p_t = sum_k r_k (s_k s_k^T - C_k^{-1}) - s s^T`` (closed form).
+        r"""``\nabla^2 log p_t = sum_k r_k (s_k - s)(s_k - s)^T - sum_k r_k C_k^{-1}`` (closed form).
 
-        ``sum_k r_k s_k s_k^T = S^T diag(r) S`` is one ``(d, K) x (K, d)`` product and, for axis-aligned
-        covariances, ``sum_k r_k C_k^{-1} = diag(r . (1/c))``, so no ``(K, d, d)`` array is formed per point
-        (full covariances need their ``K`` rotations)."""
+        The centred form equals ``sum_k r_k (s_k s_k^T - C_k^{-1}) - s s^T`` but does not cancel: near a
+        tight mode far from the origin ``|s_k|^2`` is huge and the uncentred form loses everything in
+        float32 (``H00 = 0`` against ``-9.1e5`` at ``x = (10, -3)``, ``t = 1e-6``). ``sum_k r_k D_k D_k^T``
+        with ``D_k = s_k - s`` is one ``(d, K) x (K, d)`` product and, for axis-aligned covariances,
+        ``sum_k r_k C_k^{-1} = diag(r . (1/c))``, so no ``(K, d, d)`` array is formed per point (full
+        covariances need their ``K`` rotations)."""
+        t, x = self._check_args(t, x)
         r, s_rot, c = self._score_parts(t, x)
         s_k = self._rotate_out(s_rot)  # (K, d)
-        s = r @ s_k
-        second = (s_k.T * r) @ s_k
+        dev = s_k - r @ s_k
+        second = (dev.T * r) @ dev
         if self.eigvecs is None:
             prec = jnp.diag(r @ (1.0 / c))
         else:
             prec = jnp.einsum("k,kij,kj,klj->il", r, self.eigvecs, 1.0 / c, self.eigvecs)
-        return second - prec - jnp.outer(s, s)
+        return second - prec
 
     def laplacian(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, ""]:
-        r"""``\Delta log p_t = sum_k r_k (|s_k|^2 - tr C_k^{-1}) - |s|^2`` (closed form)."""
+        r"""``\Delta log p_t = sum_k r_k (|s_k - s|^2 - tr C_k^{-1})`` (closed form, centred as
+        :meth:`hessian`: the uncentred ``sum_k r_k |s_k|^2 - |s|^2`` cancels in float32 far from the
+        origin)."""
+        t, x = self._check_args(t, x)
         r, s_rot, c = self._score_parts(t, x)
-        s = jnp.sum(r[:, None] * self._rotate_out(s_rot), axis=0)
-        per = jnp.sum(s_rot**2, axis=-1) - jnp.sum(1.0 / c, axis=-1)  # rotations preserve norms
-        return jnp.sum(r * per) - jnp.sum(s**2)
+        s_k = self._rotate_out(s_rot)
+        dev = s_k - r @ s_k
+        per = jnp.sum(dev**2, axis=-1) - jnp.sum(1.0 / c, axis=-1)
+        return jnp.sum(r * per)
 
     # --- sampling -----------------------------------------------------------------------------------
     def sample(
@@ -449,4 +497,5 @@ class GaussianMixture(AbstractAnalyticScore):
         return jnp.zeros(self.n_components, bool).at[idx].set(True)
 
     def __repr__(self) -> str:
-        return f"GaussianMixture(K={self.n_components}, d={self.dim}, covs={self.cov_type}, process={self.process!r})"
+        params = f"K={self.n_components}, d={self.dim}, covs={self.cov_type}"
+        return f"GaussianMixture({params}, process={self.process!r})"
