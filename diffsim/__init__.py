@@ -8,6 +8,7 @@ The public API, re-exported explicitly::
 """
 
 from . import processes as processes, sampling as sampling, scores as scores
+from ._checks import checked as checked, checks_enabled as checks_enabled, set_checks as set_checks
 from .processes import VE as VE, VP as VP, AbstractProcess as AbstractProcess
 from .sampling import (
     Trajectory as Trajectory,
