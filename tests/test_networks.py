@@ -1,4 +1,4 @@
-"""Tests for diffsim.scores.networks: parametrisations, token conditioning, UNet, Flax adapter."""
+"""Tests for diffsim.scores.nn: parametrisations, token conditioning, UNet, Flax adapter (optional)."""
 
 import itertools
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import diffsim as ds
-from diffsim.scores.networks import (
+from diffsim.scores.nn import (
     PARAMETRISATIONS,
     FlaxScore,
     MLPScore,
@@ -19,7 +19,7 @@ from diffsim.scores.networks import (
     check_tokens,
     convert_parametrisation,
 )
-from diffsim.scores.training import TrainConfig, train
+from diffsim.training import TrainConfig, train
 
 
 @eqx.filter_jit
@@ -27,7 +27,10 @@ def _unet_probe(net, t, x, tok, v):
     """Features, the raw output, and the gradient of sum(raw) w.r.t. the "mid" activation (via a zero
     offset) with the two finite-difference evaluations, in ONE compiled program."""
     feats = net.features(t, x, tok)
-    f = lambda o: jnp.sum(net.raw(t, x, tok, feature_offsets={"mid": o}))
+
+    def f(o):
+        return jnp.sum(net.raw(t, x, tok, feature_offsets={"mid": o}))
+
     zero = jnp.zeros_like(feats["mid"])
     return feats, net.raw(t, x, tok), jax.grad(f)(zero), f(zero + v), f(zero - v)
 
@@ -210,8 +213,31 @@ def test_bad_input(unet):
 
 
 # --- Flax adapter ------------------------------------------------------------------------------------
+def test_flax_is_optional_and_imported_only_by_the_adapter():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, diffsim, diffsim.scores, diffsim.scores.nn, diffsim.scores.networks, diffsim.training, "
+        "diffsim.scores.training, diffsim.data; assert 'flax' not in sys.modules, 'flax imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_flax_adapter_without_flax_names_the_extra(monkeypatch):
+    import sys
+
+    for name in [m for m in sys.modules if m == "flax" or m.startswith("flax.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "flax", None)  # import flax -> ImportError
+    with pytest.raises(ImportError, match=r"pip install diffsim\[flax\]"):
+        FlaxScore.from_nnx(object(), 2)
+    with pytest.raises(ImportError, match=r"pip install diffsim\[flax\]"):
+        FlaxScore.from_linen(object(), {}, 2)
+
+
 def test_flax_linen_mlp_trains_to_the_exact_score():
-    import flax.linen as nn
+    nn = pytest.importorskip("flax.linen")
 
     class LinenMLP(nn.Module):
         @nn.compact
@@ -251,7 +277,7 @@ def test_flax_linen_mlp_trains_to_the_exact_score():
 
 
 def test_flax_nnx_adapter_matches_module():
-    from flax import nnx
+    nnx = pytest.importorskip("flax.nnx")
 
     class NnxMLP(nnx.Module):
         def __init__(self, rngs):

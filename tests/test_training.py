@@ -1,5 +1,6 @@
-"""Tests for diffsim.scores.training: DSM loss and its irreducible minimum, training accuracy against the
-exact score, checkpoints, exact resume, the cache, and failure modes."""
+"""Tests for diffsim.training: DSM loss and its irreducible minimum, training accuracy against the
+exact score, checkpoints (bit-exact, tamper-evident), exact resume, the cache, the classifier fit, and
+failure modes."""
 
 import math
 
@@ -12,20 +13,24 @@ import numpy as np
 import pytest
 
 import diffsim as ds
-from diffsim.scores.networks import MLPScore
-from diffsim.scores.training import (
+from diffsim.scores.nn import MLPScore
+from diffsim.training import (
     WEIGHTINGS,
+    CheckpointError,
     NonFiniteLossError,
     TrainConfig,
     dsm_loss_terms,
     fingerprint,
+    fit_classifier,
     initial_state,
     irreducible_loss,
     load_checkpoint,
+    load_model,
     loss_weight,
     read_checkpoint_meta,
     sample_times,
     save_checkpoint,
+    save_model,
     train,
     train_or_load,
 )
@@ -330,3 +335,115 @@ def test_bad_input(small_problem):
         TrainConfig(token_dropout=1.0)
     with pytest.raises(TypeError, match="PRNG key"):
         train(net, x0, cfg, key=0, tokens=tok, progress=False)
+
+
+# --- tamper-evident checkpoints ---------------------------------------------------------------------
+def _tiny(**kwargs):
+    return MLPScore(2, key=jr.key(30), width=8, depth=1, embed_dim=4, n_freqs=2, **kwargs)
+
+
+def test_checkpoint_refuses_another_parametrisation_or_data_std(tmp_path):
+    path = save_model(tmp_path / "eps.eqx", _tiny(parametrisation="eps"))
+    with pytest.raises(CheckpointError, match="parametrisation: checkpoint 'eps', model 'v'"):
+        load_model(path, _tiny(parametrisation="v"))
+    with pytest.raises(CheckpointError, match="data_std: checkpoint 1.0, model 0.5"):
+        load_model(path, _tiny(parametrisation="eps", data_std=0.5))
+    # a UNet skeleton is another model class, named as such
+    with pytest.raises(CheckpointError, match="MLPScore.*UNetScore"):
+        load_model(path, ds.scores.nn.UNetScore((4, 4), key=jr.key(0), base_channels=4, channel_mults=(1,)))
+    loaded = load_model(path, _tiny(parametrisation="eps"))
+    for a, b in zip(_leaves(loaded), _leaves(_tiny(parametrisation="eps")), strict=True):
+        assert a.tobytes() == b.tobytes()
+
+
+def test_checkpoint_refuses_another_dtype(tmp_path):
+    net = _tiny()
+    path = save_model(tmp_path / "m.eqx", net)
+    f16 = jax.tree.map(lambda a: a.astype(jnp.float16) if eqx.is_inexact_array(a) else a, net)
+    with pytest.raises(CheckpointError, match="dtype of .*: checkpoint float(32|64), model float16"):
+        load_model(path, f16)
+
+
+def test_checkpoint_checksum_detects_flipped_array_bytes(tmp_path):
+    path = save_model(tmp_path / "m.eqx", _tiny(), {"note": "x"})
+    raw = bytearray(path.read_bytes())
+    raw[-5] ^= 0xFF  # inside the serialised arrays (the header is at the front)
+    path.write_bytes(bytes(raw))
+    assert read_checkpoint_meta(path) == {"note": "x"}  # the header itself is intact
+    with pytest.raises(CheckpointError, match="checksum"):
+        load_model(path, _tiny())
+
+
+@pytest.mark.parametrize("keep", [10, 30, -7])
+def test_truncated_checkpoint_says_truncated(tmp_path, keep):
+    path = save_model(tmp_path / "m.eqx", _tiny())
+    raw = path.read_bytes()
+    path.write_bytes(raw[:keep])  # inside the magic bytes, inside the header, inside the arrays
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_model(path, _tiny())
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "other_model"])
+def test_train_or_load_retrains_over_an_unusable_cache_file(tmp_path, small_problem, damage):
+    net, x0, tok, cfg = small_problem
+    kwargs = dict(key=jr.key(4), tokens=tok, cache_dir=tmp_path, name="mix", progress=False)
+    first = train_or_load(net, x0, cfg, **kwargs)
+    path = first.checkpoint
+    raw = path.read_bytes()
+    if damage == "flip":
+        path.write_bytes(raw[:-9] + bytes([raw[-9] ^ 0x01]) + raw[-8:])
+    elif damage == "truncate":
+        path.write_bytes(raw[: len(raw) // 2])
+    else:  # a valid checkpoint of another model under this name
+        save_checkpoint(path, _tiny(), {"step": cfg.steps})
+    with pytest.warns(RuntimeWarning, match=f"unusable cache file .*{path.name}"):
+        again = train_or_load(net, x0, cfg, **kwargs)
+    assert not again.from_cache and again.checkpoint == path
+    np.testing.assert_array_equal(again.losses, first.losses)  # retrained, deterministically
+    third = train_or_load(net, x0, cfg, **kwargs)  # and the file is sound again
+    assert third.from_cache
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("t_min", -1.0),
+        ("t_min", 0.0),
+        ("t_min", float("nan")),
+        ("t_max", float("inf")),
+        ("t_max", -2.0),
+        ("grad_clip", float("inf")),
+        ("weight_decay", float("inf")),
+        ("learning_rate", "fast"),
+    ],
+)
+def test_train_config_rejects_non_finite_or_out_of_range_fields(field, value):
+    with pytest.raises(ValueError, match=f"`{field}`"):
+        TrainConfig(**{field: value})
+
+
+# --- the classifier fit ---------------------------------------------------------------------------------
+def test_fit_classifier_learns_separable_classes_deterministically():
+    from diffsim.scores.nn import Dense, init_rng
+
+    class Linear(eqx.Module):
+        layer: Dense
+
+        def __init__(self, key):
+            self.layer = Dense(2, 3, rng=init_rng(key))
+
+        def __call__(self, x):
+            return self.layer(x)
+
+    centres = jnp.array([[3.0, 0.0], [-3.0, 0.0], [0.0, 3.0]])
+    y = jnp.arange(300) % 3
+    x = centres[y] + 0.5 * jr.normal(jr.key(1), (300, 2))
+    kw = dict(key=jr.key(2), steps=200, batch_size=32, learning_rate=1e-2, input_noise=0.1)
+    model, losses = fit_classifier(Linear(jr.key(0)), x, y, **kw)
+    assert losses.shape == (200,) and float(losses[-20:].mean()) < 0.2 * float(losses[:5].mean())
+    acc = float(jnp.mean(jnp.argmax(jax.vmap(model)(x), axis=-1) == y))
+    assert acc > 0.97
+    again, losses2 = fit_classifier(Linear(jr.key(0)), x, y, **kw)
+    np.testing.assert_array_equal(np.asarray(losses), np.asarray(losses2))
+    with pytest.raises(ValueError, match="key_scheme"):
+        fit_classifier(Linear(jr.key(0)), x, y, key=jr.key(2), steps=2, batch_size=4, key_scheme="other")

@@ -1,8 +1,9 @@
 """Scores: the abstract interface, exact mixture and empirical scores, and parametrisation conversions."""
 
-from ._base import (
-    AbstractAnalyticScore as AbstractAnalyticScore,
-    AbstractScore as AbstractScore,
+from ._base import AbstractAnalyticScore as AbstractAnalyticScore, AbstractScore as AbstractScore
+from ._conversions import (
+    PARAMETRISATIONS as PARAMETRISATIONS,
+    convert_parametrisation as convert_parametrisation,
     eps_from_score as eps_from_score,
     score_from_eps as score_from_eps,
     score_from_v as score_from_v,
@@ -22,3 +23,4 @@ from .guidance import (
     guided_mixture as guided_mixture,
 )
 from .mixture import GaussianMixture as GaussianMixture
+from .token_conditioned import TokenConditionedScore as TokenConditionedScore

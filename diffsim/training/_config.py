@@ -1,0 +1,120 @@
+"""The training configuration (:class:`TrainConfig`, validated on construction) and the optimiser it
+describes (:func:`make_optimizer`: clipped Adam(W), linear warm-up, cosine decay)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import optax
+
+from .._validation import check_positive_int
+from ._loss import TIME_SAMPLINGS, WEIGHTINGS
+
+
+__all__ = ["TrainConfig", "make_optimizer"]
+
+
+def _real(value: Any, name: str) -> float:
+    """``value`` as a finite float, else ``ValueError`` naming the field."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
+        raise ValueError(f"`{name}` must be a real number, got {type(value).__name__} {value!r}.")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"`{name}` must be finite, got {value}.")
+    return v
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of :func:`train` (all validated on construction).
+
+    - ``steps``: total optimiser steps (the cosine schedule spans them);
+    - ``batch_size``; ``learning_rate`` (peak); ``warmup_steps`` (linear from 0); ``final_lr_fraction``
+      (cosine decays to this fraction of the peak); ``grad_clip`` (global norm, 0 disables);
+      ``weight_decay`` (AdamW when > 0);
+    - ``ema_decay`` in ``[0, 1)``;
+    - ``weighting`` (one of :data:`WEIGHTINGS`); ``time_sampling`` (one of :data:`TIME_SAMPLINGS`);
+      ``t_min`` / ``t_max`` (training time range, default the process's);
+    - ``token_dropout``: per-slot probability of replacing a token by its null id (classifier-free
+      guidance training; every subset of tokens is then trained);
+    - ``checkpoint_every`` (0: only at the end) and ``log_every`` (progress-bar refresh): these two do not
+      change the result and are left out of the fingerprint.
+    """
+
+    steps: int = 2000
+    batch_size: int = 128
+    learning_rate: float = 2e-3
+    warmup_steps: int = 100
+    final_lr_fraction: float = 0.05
+    grad_clip: float = 1.0
+    weight_decay: float = 0.0
+    ema_decay: float = 0.999
+    weighting: str = "eps"
+    time_sampling: str = "uniform"
+    t_min: float | None = None
+    t_max: float | None = None
+    token_dropout: float = 0.1
+    checkpoint_every: int = 0
+    log_every: int = 25
+
+    def __post_init__(self):
+        check_positive_int(self.steps, "steps")
+        check_positive_int(self.batch_size, "batch_size")
+        check_positive_int(self.warmup_steps, "warmup_steps", minimum=0)
+        check_positive_int(self.checkpoint_every, "checkpoint_every", minimum=0)
+        check_positive_int(self.log_every, "log_every")
+        lr = _real(self.learning_rate, "learning_rate")
+        if not lr > 0:
+            raise ValueError(f"`learning_rate` must be positive and finite, got {self.learning_rate}.")
+        if not 0.0 <= _real(self.final_lr_fraction, "final_lr_fraction") <= 1.0:
+            raise ValueError(f"`final_lr_fraction` must lie in [0, 1], got {self.final_lr_fraction}.")
+        if not _real(self.grad_clip, "grad_clip") >= 0:
+            raise ValueError(f"`grad_clip` must be finite and >= 0 (0: no clipping), got {self.grad_clip}.")
+        if not _real(self.weight_decay, "weight_decay") >= 0:
+            raise ValueError(f"`weight_decay` must be finite and >= 0, got {self.weight_decay}.")
+        if not 0.0 <= _real(self.ema_decay, "ema_decay") < 1.0:
+            raise ValueError(f"`ema_decay` must lie in [0, 1), got {self.ema_decay}.")
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"`weighting` must be one of {WEIGHTINGS}, got {self.weighting!r}.")
+        if self.time_sampling not in TIME_SAMPLINGS:
+            raise ValueError(f"`time_sampling` must be one of {TIME_SAMPLINGS}, got {self.time_sampling!r}.")
+        if not 0.0 <= _real(self.token_dropout, "token_dropout") < 1.0:
+            raise ValueError(f"`token_dropout` must lie in [0, 1), got {self.token_dropout}.")
+        for name in ("t_min", "t_max"):
+            value = getattr(self, name)
+            if value is not None and not _real(value, name) > 0:
+                raise ValueError(
+                    f"`{name}` must be None (the process's own) or a positive finite time, got {value}."
+                )
+        if self.t_min is not None and self.t_max is not None and not self.t_min < self.t_max:
+            raise ValueError(f"Need t_min < t_max, got t_min={self.t_min}, t_max={self.t_max}.")
+
+    def result_fields(self) -> dict[str, Any]:
+        """The fields that change the trained weights (everything but checkpoint/log cadence)."""
+        d = dataclasses.asdict(self)
+        d.pop("checkpoint_every")
+        d.pop("log_every")
+        return d
+
+
+def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    """Global-norm clipping, then Adam(W) with linear warm-up and cosine decay (see module docstring)."""
+    peak = config.learning_rate
+    schedule = optax.warmup_cosine_decay_schedule(
+        init_value=0.0 if config.warmup_steps > 0 else peak,
+        peak_value=peak,
+        warmup_steps=config.warmup_steps,
+        decay_steps=max(config.steps, config.warmup_steps + 1),
+        end_value=peak * config.final_lr_fraction,
+    )
+    opt = (
+        optax.adamw(schedule, weight_decay=config.weight_decay)
+        if config.weight_decay > 0
+        else optax.adam(schedule)
+    )
+    if config.grad_clip > 0:
+        opt = optax.chain(optax.clip_by_global_norm(config.grad_clip), opt)
+    return opt
