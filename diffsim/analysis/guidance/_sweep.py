@@ -1,42 +1,5 @@
-r"""Classification confidence and output diversity versus guidance strength, for DDPM and DDIM.
-
-Reproduces the quantities of Wu, Chen, Li, Wang & Wei (ICML 2024, "Theoretical insights for diffusion
-guidance: a case study for Gaussian mixture models"): for a Gaussian mixture with labels, the exact noisy
-classifier ``p_t(y|x)`` and the guided score
-
-    s_w(t, x) = \nabla log p_t(x) + w \nabla log p_t(y | x)        (diffsim guidance scale w; eta = w - 1),
-
-the output ``X`` of DDPM (reverse SDE) and DDIM (probability-flow ODE) is summarised by
-
-- the confidence ``E[p_0(y | X)]`` and its reciprocal moment ``E[1 / p_0(y | X)]`` (Li & Jiao 2025 show the
-  latter decreases with guidance for general data);
-- the mean and variance of ``<X, u>`` along the class-separating direction ``u`` (:func:`class_direction`);
-- the differential entropy ``h(X)`` by every applicable route of :mod:`diffsim.analysis.entropy` and
-  :mod:`diffsim.analysis.fokker_planck`.
-
-**Laws compared** (keys of :attr:`GuidanceSweep.laws`):
-
-- ``"ddim@N"`` / ``"ddpm@N"``: the finite-step samplers (``N`` steps on a log-SNR-uniform grid);
-- ``"ddim"``: the continuous-limit DDIM (PF-ODE, adaptive Runge-Kutta), with per-sample densities;
-- ``"ddpm"``: the continuous-limit DDPM (reverse SDE) through its Fokker-Planck equation (``d <= 2`` or a
-  projectable mixture).
-
-**Entropy routes** (``entropy/<route>`` entries): ``knn`` (Kozachenko-Leonenko on the particles),
-``map`` (exact change of variables through the finite-step DDIM map), ``pf_ode`` (instantaneous change of
-variables along the PF-ODE; Hutchinson above ``hutchinson_dim``), ``quadrature`` (the same with
-Gauss-Hermite nodes on the projected 1-D problem: essentially exact), ``flow_rate`` (Liouville's
-``dH/dt = E[div v]`` along fine-step DDIM particles), ``fokker_planck`` (grid density of the PDE).
-
-**Projection.** When all components share one spherical covariance ``sigma^2 I`` and the means are
-``c + m_k u`` (collinear along ``u``), the guided dynamics decouple: ``<x, u>`` follows the 1-D guided
-problem with means ``m_k`` and the orthogonal coordinates follow the unguided dynamics of
-``N(c_perp, sigma^2 I_{d-1})``, whose output entropy is the Gaussian closed form. Then Fokker-Planck and
-quadrature run in 1-D for any ``d`` (:func:`projected_problem`).
-
-Common random numbers: every strength uses the same key, hence the same prior draws and the same
-per-particle noise, so confidence can be compared *pathwise* (:func:`pathwise_monotone_fraction`), the
-mechanism of Wu et al.'s comparison theorem.
-"""
+"""Guided DDPM/DDIM outputs over guidance scales and step counts, summarised by confidence, statistics
+along the class direction and entropy by every applicable route (see the package docstring)."""
 
 from __future__ import annotations
 
@@ -45,231 +8,34 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from .._validation import as_float_array, check_key, check_positive_int
-from ..sampling import grids as _grids, simulate
-from ..scores.guidance import MixtureClassifier, check_scale, eta_from_scale, guided_mixture
-from ..scores.mixture import GaussianMixture
-from . import entropy as _ent
-from .fokker_planck import FokkerPlanckGrid, FokkerPlanckSolution, reverse_fokker_planck_batch
-
-
-__all__ = [
-    "GuidanceSweep",
-    "ProjectedProblem",
-    "class_direction",
-    "clean_confidence",
-    "count_modes",
-    "count_modes_2d",
-    "fokker_planck_summary",
-    "guidance_sweep",
-    "guided_samples",
-    "output_modes_1d",
-    "pathwise_monotone_fraction",
-    "projected_problem",
-    "sample_statistics",
-    "step_sweep",
-]
-
-
-# =====================================================================================================
-# basic quantities
-# =====================================================================================================
-def _check_problem(mixture: Any, label: Any) -> MixtureClassifier:
-    if not isinstance(mixture, GaussianMixture):
-        raise TypeError(f"`mixture` must be a GaussianMixture, got {type(mixture).__name__}.")
-    clf = MixtureClassifier(mixture)
-    if isinstance(label, bool) or not isinstance(label, (int, np.integer)):
-        raise TypeError(f"`label` must be an integer class label, got {type(label).__name__}.")
-    clf.check_label(jnp.asarray(int(label)))
-    return clf
-
-
-def class_direction(mixture: GaussianMixture, label: int) -> np.ndarray:
-    r"""Unit vector ``u`` from the centroid of the other classes to the centroid of class ``label``:
-    ``u \propto sum_{l(k)=y} pi_k mu_k / sum_{l(k)=y} pi_k - sum_{l(k)!=y} pi_k mu_k / sum_{l(k)!=y} pi_k``.
-    For two classes it is the direction separating them; in 1-D it is ``+1`` or ``-1``. When the centroids
-    coincide (a target midway between others) it is the leading axis of ``sum_{l(k)!=y} pi_k (mu_k - c_y)
-    (mu_k - c_y)^T``, signed so that its first non-zero coordinate is positive (``+1`` in 1-D)."""
-    _check_problem(mixture, label)
-    lab = np.asarray(mixture.labels)
-    w = np.asarray(mixture.weights, float)
-    mu = np.asarray(mixture.means, float)
-    inside = lab == int(label)
-    if inside.all():
-        raise ValueError("The mixture has a single class: no class-separating direction.")
-    c_in = (w[inside] @ mu[inside]) / w[inside].sum()
-    c_out = (w[~inside] @ mu[~inside]) / w[~inside].sum()
-    u = c_in - c_out
-    norm = np.linalg.norm(u)
-    if norm < 1e-9 * max(1.0, np.abs(mu).max()):
-        # centroids coincide (e.g. a target between two others): the main axis along which the other
-        # components sit around the target, sign fixed by the first non-zero coordinate
-        diff = mu[~inside] - c_in
-        scatter = (w[~inside, None] * diff).T @ diff
-        vals, vecs = np.linalg.eigh(scatter)
-        u = vecs[:, -1]
-        if vals[-1] <= 0:
-            raise ValueError("All components share one mean: no class-separating direction.")
-        u = u * np.sign(u[np.flatnonzero(np.abs(u) > 1e-12)[0]])
-        return u
-    return u / norm
-
-
-def clean_confidence(mixture: GaussianMixture, label: int, x: Float[Array, "N d"]) -> Float[Array, " N"]:
-    """``log p_0(y | x)`` of the clean (``t = 0``) classifier for each row of ``x`` (exponentiate for the
-    confidence; log form avoids overflow in ``1/p``)."""
-    clf = _check_problem(mixture, label)
-    x = as_float_array(x, "x", ndim=2)
-    return _log_confidence(clf, jnp.asarray(int(label)), x)
-
-
-@eqx.filter_jit
-def _log_confidence(clf, y, x):
-    return jax.vmap(lambda z: clf.log_prob(0.0, z, y))(x)
-
-
-def sample_statistics(
-    mixture: GaussianMixture, label: int, x: ArrayLike, direction: ArrayLike | None = None
-) -> dict[str, float]:
-    r"""``confidence = E[p_0(y|X)]``, ``inv_confidence = E[1/p_0(y|X)]``, ``mean_u``/``var_u`` of ``<X, u>``
-    from samples ``x`` (``u`` = :func:`class_direction` unless given). Computed in float64 on the host."""
-    u = class_direction(mixture, label) if direction is None else np.asarray(direction, float)
-    logp = np.asarray(clean_confidence(mixture, label, x), dtype=np.float64)
-    proj = np.asarray(x, dtype=np.float64) @ u
-    return {
-        "confidence": float(np.mean(np.exp(logp))),
-        "inv_confidence": float(np.mean(np.exp(-logp))),
-        "mean_u": float(proj.mean()),
-        "var_u": float(proj.var()),
-    }
-
-
-def pathwise_monotone_fraction(values: ArrayLike, *, atol: float = 1e-6) -> float:
-    """Fraction of particles whose value is non-decreasing along the strength axis: ``values`` has shape
-    ``(W, N)`` with strengths in increasing order; a decrease smaller than ``atol`` is tolerated."""
-    v = np.asarray(values, dtype=np.float64)
-    if v.ndim != 2 or v.shape[0] < 2:
-        raise ValueError(f"`values` must have shape (W >= 2, N), got {v.shape}.")
-    ok = np.all(np.diff(v, axis=0) >= -atol, axis=0)
-    return float(ok.mean())
-
-
-def count_modes(density: ArrayLike, *, min_height: float = 0.02, min_dip: float = 0.05) -> int:
-    """Number of modes of a 1-D density sampled on an increasing grid.
-
-    Local maxima lower than ``min_height`` times the global maximum are ignored; two neighbouring maxima
-    count as one unless the density between them dips below ``(1 - min_dip)`` times the lower of the two.
-    """
-    p = np.asarray(density, dtype=np.float64).ravel()
-    if p.size < 3:
-        raise ValueError("`density` needs at least 3 values.")
-    top = p.max()
-    if not top > 0:
-        return 0
-    interior = (p[1:-1] > p[:-2]) & (p[1:-1] >= p[2:])
-    peaks = [i + 1 for i in np.flatnonzero(interior)]
-    if p[0] > p[1]:
-        peaks.insert(0, 0)
-    if p[-1] > p[-2]:
-        peaks.append(p.size - 1)
-    peaks = [i for i in peaks if p[i] >= min_height * top]
-    merged = True
-    while merged and len(peaks) > 1:
-        merged = False
-        for a in range(len(peaks) - 1):
-            i, j = peaks[a], peaks[a + 1]
-            valley = p[i : j + 1].min()
-            if valley > (1.0 - min_dip) * min(p[i], p[j]):
-                peaks.pop(a if p[i] < p[j] else a + 1)
-                merged = True
-                break
-    return len(peaks)
-
-
-def count_modes_2d(density: ArrayLike, *, min_height: float = 0.02) -> int:
-    """Number of strict local maxima (8-neighbourhood) of a 2-D density above ``min_height`` x its maximum."""
-    p = np.asarray(density, dtype=np.float64)
-    if p.ndim != 2:
-        raise ValueError("`density` must be 2-D.")
-    pad = np.pad(p, 1, constant_values=-np.inf)
-    center = pad[1:-1, 1:-1]
-    is_max = np.ones_like(p, bool)
-    for di in (-1, 0, 1):
-        for dj in (-1, 0, 1):
-            if di == 0 and dj == 0:
-                continue
-            nb = pad[1 + di : pad.shape[0] - 1 + di, 1 + dj : pad.shape[1] - 1 + dj]
-            is_max &= center > nb if (di, dj) < (0, 0) else center >= nb
-    return int(np.sum(is_max & (p >= min_height * p.max())))
-
-
-# =====================================================================================================
-# projection to 1-D
-# =====================================================================================================
-@dataclasses.dataclass(frozen=True)
-class ProjectedProblem:
-    """A guided mixture problem reduced to the class-separating line (see the module docstring).
-
-    ``mixture``: the 1-D mixture of ``<X, u>``; ``direction``: ``u``; ``offset``: ``c_perp``;
-    ``orth_var``: the shared variance of the orthogonal coordinates; ``orth_dim``: ``d - 1``.
-    """
-
-    mixture: GaussianMixture
-    direction: np.ndarray
-    offset: np.ndarray
-    orth_var: float
-    orth_dim: int
-
-    def orth_entropy(self, t_end: float) -> float:
-        """Entropy of the ``d - 1`` orthogonal coordinates at the output (``t_end``), exact Gaussian."""
-        if self.orth_dim == 0:
-            return 0.0
-        return float(
-            _ent.gaussian_marginal_entropy(self.mixture.process, self.orth_var, t_end, dim=self.orth_dim)
-        )
-
-
-def projected_problem(
-    mixture: GaussianMixture, label: int, direction: ArrayLike | None = None, *, atol: float = 1e-9
-) -> ProjectedProblem | None:
-    """The 1-D reduction when it is exact (shared spherical covariance, means ``c + m_k u``), else ``None``.
-    In 1-D every mixture is its own projection (coordinate ``x`` itself, ``direction = +1``)."""
-    _check_problem(mixture, label)
-    d = mixture.dim
-    u = (
-        np.ones(1)
-        if d == 1
-        else (
-            class_direction(mixture, label)
-            if direction is None
-            else np.asarray(direction, float) / np.linalg.norm(direction)
-        )
-    )
-    ev = np.asarray(mixture.eigvals, float)
-    if mixture.cov_type != "spherical" or not np.allclose(ev, ev.flat[0], rtol=0, atol=atol):
-        if d == 1:
-            return ProjectedProblem(mixture, u, np.zeros(0), 0.0, 0)
-        return None
-    mu = np.asarray(mixture.means, float)
-    m = mu @ u
-    resid = mu - np.outer(m, u)
-    if not np.allclose(resid, resid[0], rtol=0, atol=1e-7 * max(1.0, np.abs(mu).max())):
-        return None
-    proj = GaussianMixture(
-        mixture.weights,
-        jnp.asarray(m[:, None], mixture.means.dtype),
-        float(ev.flat[0]),
-        process=mixture.process,
-        labels=mixture.labels,
-    )
-    return ProjectedProblem(proj, u, resid[0], float(ev.flat[0]), d - 1)
+from ..._validation import check_key, check_positive_int
+from ...sampling import grids as _grids, simulate
+from ...scores.guidance import check_scale, eta_from_scale, guided_mixture
+from ...scores.mixture import GaussianMixture
+from ..entropy import (
+    flow_entropy_rate,
+    knn_entropy,
+    pf_ode_entropy,
+    prior_entropy,
+    sampler_map_entropy,
+)
+from ..entropy._estimate import _pushforward_estimate
+from ..fokker_planck import FokkerPlanckGrid, FokkerPlanckSolution, reverse_fokker_planck_batch
+from ._quantities import (
+    ProjectedProblem,
+    _check_problem,
+    class_direction,
+    clean_confidence,
+    pathwise_monotone_fraction,
+    projected_problem,
+    sample_statistics,
+)
 
 
 # =====================================================================================================
@@ -469,7 +235,7 @@ def guidance_sweep(
 
     def knn_h(x):
         xs = np.asarray(x)[:knn_max_n]
-        return float(_ent.knn_entropy(jnp.asarray(xs), ties="resolution"))
+        return float(knn_entropy(jnp.asarray(xs), ties="resolution"))
 
     for w in ws:
         score = guided_mixture(mixture, label, float(w), kind=kind)
@@ -483,7 +249,7 @@ def guidance_sweep(
                 if knn:
                     routes["knn"] = knn_h(x)
                 if sampler == "ddim" and d <= map_entropy_max_dim and n_steps == max(steps):
-                    est = _ent.sampler_map_entropy(
+                    est = sampler_map_entropy(
                         score, grid, key=k_run, z=_prior_draws(score, k_run, n_pf_ode), method="ddim"
                     )
                     routes["map"], ses["map"] = float(est.entropy), float(est.stderr)
@@ -502,7 +268,7 @@ def guidance_sweep(
             if merged:  # 1-D: Monte Carlo and quadrature nodes in one solve (one compilation)
                 est, q = _pf_ode_with_quadrature(score, proj, y, k_pf, n_pf_ode, quadrature_nodes, sign)
             else:
-                est = _ent.pf_ode_entropy(score, key=k_pf, n=n_pf_ode, divergence=div)
+                est = pf_ode_entropy(score, key=k_pf, n=n_pf_ode, divergence=div)
             routes = {"pf_ode": float(est.entropy)}
             ses = {"pf_ode": float(est.stderr)}
             if knn:
@@ -512,7 +278,7 @@ def guidance_sweep(
                     q = _quadrature_ddim(proj, y, float(w), quadrature_nodes, kind, sign)
                 routes["quadrature"] = q["entropy"]
             if flow_rate_steps:
-                fr = _ent.flow_entropy_rate(
+                fr = flow_entropy_rate(
                     score, _reverse_grid(p, flow_rate_steps, grid_kind), key=k_pf, n=n_pf_ode
                 )
                 routes["flow_rate"] = float(fr.entropy[-1])
@@ -582,9 +348,9 @@ def _pf_ode_with_quadrature(score, proj, label, key, n, n_nodes, sign):
     dtype = proj.mixture.means.dtype
     z_mc = p.prior_sample(jr.split(key)[0], (n, 1)).astype(dtype)
     z = jnp.concatenate([z_mc, jnp.asarray(nodes[:, None] * p.prior_std, dtype)])
-    est = _ent.pf_ode_entropy(score, z=z)
+    est = pf_ode_entropy(score, z=z)
     log_prior = p.prior_log_prob(z_mc)
-    mc = _ent._pushforward_estimate(est.log_density[:n], log_prior, _ent.prior_entropy(p, 1), None, est.x[:n])
+    mc = _pushforward_estimate(est.log_density[:n], log_prior, prior_entropy(p, 1), None, est.x[:n])
     xq = est.x[n:]
     logc = np.asarray(clean_confidence(proj.mixture, label, xq), np.float64)
     q = _quadrature_summary(np.asarray(xq)[:, 0], est.log_density[n:], logc, weights, sign, 0.0)
@@ -606,7 +372,7 @@ def _quadrature_ddim(
     dtype = mix.means.dtype
     score = guided_mixture(mix, label, scale, kind=kind)
     z = jnp.asarray(nodes[:, None] * mix.process.prior_std, dtype)
-    est = _ent.pf_ode_entropy(score, z=z, weights=jnp.asarray(weights, dtype))
+    est = pf_ode_entropy(score, z=z, weights=jnp.asarray(weights, dtype))
     logc = np.asarray(clean_confidence(mix, label, est.x), np.float64)
     return _quadrature_summary(
         np.asarray(est.x)[:, 0], est.log_density, logc, weights, sign, proj.orth_entropy(mix.process.t_min)
@@ -640,55 +406,3 @@ def step_sweep(
             for q, v in sample_statistics(mixture, label, x, u).items():
                 out.setdefault(sampler, {}).setdefault(q, []).append(v)
     return {s: {q: np.asarray(v) for q, v in qs.items()} for s, qs in out.items()}
-
-
-def output_modes_1d(
-    mixture: GaussianMixture,
-    label: int,
-    scales: Sequence[float],
-    *,
-    fp_grid: FokkerPlanckGrid | None = None,
-    n_nodes: int = 401,
-    z_max: float = 5.0,
-    ddpm: bool = True,
-    kind: str = "classifier",
-) -> dict[str, Any]:
-    r"""Number of modes of the continuous-limit guided DDIM and DDPM outputs of a 1-D mixture, per diffsim
-    scale ``w`` in ``scales`` (a distortion detector: the target class is unimodal when it is one Gaussian).
-
-    DDIM: the PF-ODE map ``z -> x`` is monotone in 1-D, so the output density ``q(x(z)) = p(z) / x'(z)``
-    (per-sample change of variables, :func:`~diffsim.analysis.entropy.pf_ode_entropy`) on ``n_nodes``
-    equally spaced ``z in [-z_max, z_max]`` is an exact, noise-free picture of the output; its local maxima
-    are counted by :func:`count_modes`. DDPM: the final Fokker-Planck density on ``fp_grid`` (default
-    ``[-20, 20]`` with 320 cells). Returns ``{"ddim": modes (W,), "ddpm": modes (W,) or None, "x": (W, n),
-    "q": (W, n), "fp": list of solutions or None}``.
-    """
-    _check_problem(mixture, label)
-    if mixture.dim != 1:
-        raise ValueError(f"output_modes_1d needs a 1-D mixture, got d={mixture.dim}.")
-    ws = np.asarray(scales, dtype=float)
-    check_scale(ws, "scales")
-    dtype = mixture.means.dtype
-    z = jnp.asarray(np.linspace(-z_max, z_max, check_positive_int(n_nodes, "n_nodes"))[:, None], dtype)
-    xs, qs, m_ode = [], [], []
-    for w in ws:
-        est = _ent.pf_ode_entropy(guided_mixture(mixture, int(label), float(w), kind=kind), z=z)
-        q = np.exp(np.asarray(est.log_density, np.float64))
-        xs.append(np.asarray(est.x)[:, 0])
-        qs.append(q)
-        m_ode.append(count_modes(q))
-    out: dict[str, Any] = {
-        "ddim": np.asarray(m_ode),
-        "ddpm": None,
-        "x": np.stack(xs),
-        "q": np.stack(qs),
-        "fp": None,
-    }
-    if ddpm:
-        grid = fp_grid if fp_grid is not None else FokkerPlanckGrid(-20.0, 20.0, 320)
-        sols = reverse_fokker_planck_batch(
-            [guided_mixture(mixture, int(label), float(w), kind=kind) for w in ws], grid, dynamics="sde"
-        )
-        out["ddpm"] = np.asarray([count_modes(np.asarray(sol.density[-1])) for sol in sols])
-        out["fp"] = sols
-    return out
