@@ -1,1 +1,9 @@
 from . import ridge as ridge
+from ._guidance_mixtures import (
+    GuidanceCase as GuidanceCase,
+    collinear_three as collinear_three,
+    designed_split_mixture as designed_split_mixture,
+    guidance_cases as guidance_cases,
+    mixture_1d as mixture_1d,
+    random_three_component_1d as random_three_component_1d,
+)
