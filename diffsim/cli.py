@@ -1,4 +1,9 @@
-"""The ``diffsim`` command: ``list``, ``run STUDY|all [--set key=value ...] [--out DIR] [--quick]``, ``report``."""
+"""The ``diffsim`` command: ``list``, ``run STUDY|all [--set key=value ...] [--out DIR] [--quick]
+[--strict]``, ``report``.
+
+Exit status: 0 when the run finished (failed checks are results, not errors), 3 with ``--strict`` when any
+check failed, 2 for bad input (unknown study or field, bad value, unwritable or locked ``--out``), 1 when a
+study crashed under ``run all``."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from pathlib import Path
 
 from .studies import (
     STUDIES,
+    RunLockedError,
     discover,
     get_study,
     parse_overrides,
@@ -42,14 +48,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
             )
         out_root = Path(args.out or "runs")
         outcomes = run_all(out_root, quick=args.quick, progress=progress)
-        crashed = [n for n, r in outcomes.items() if isinstance(r, str)]
-        return 1 if crashed else 0
+        if any(isinstance(r, str) for r in outcomes.values()):
+            return 1
+        failed = [n for n, r in outcomes.items() if not r.passed]
+        if args.strict and failed:
+            print(f"--strict: checks failed in {', '.join(failed)}", file=sys.stderr)
+            return 3
+        return 0
     spec = get_study(args.study)
     overrides = parse_overrides(spec.config_cls, args.set or [])
     out = Path(args.out) if args.out else Path("runs") / args.study
     res = run_study(args.study, out_dir=out, overrides=overrides, quick=args.quick, progress=progress)
-    print(f"{sum(c.passed for c in res.checks)}/{len(res.checks)} checks passed -> {out / 'report.html'}")
-    write_index(out.parent)
+    counted = res.counted
+    print(f"{sum(c.passed for c in counted)}/{len(counted)} checks passed -> {out / 'report.html'}")
+    if not args.out:  # the default layout runs/STUDY: refresh runs/index.html (never outside --out)
+        write_index(out.parent)
+    if args.strict and not res.passed:
+        print("--strict: some checks failed", file=sys.stderr)
+        return 3
     return 0
 
 
@@ -82,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_run.add_argument("--quick", action="store_true", help="use the study's quick preset (smoke test)")
     p_run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p_run.add_argument(
+        "--strict", action="store_true", help="exit with status 3 when any check fails (default: 0)"
+    )
     p_run.set_defaults(func=_cmd_run)
     p_rep = sub.add_parser("report", help="rewrite reports and runs/index.html from results.json files")
     p_rep.add_argument("--out", help="runs root (default runs)")
@@ -93,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError, RunLockedError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

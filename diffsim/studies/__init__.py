@@ -1,4 +1,5 @@
-"""Paper-level studies, each a frozen config dataclass plus ``run(config, out_dir)``, and their runner.
+"""Paper-level studies, each a config, a list of parts (compute, checks, figures) and its figures module; and
+their runner.
 
 Every module in this package that is not private is imported by :func:`discover`, which registers the
 studies it defines with :func:`diffsim.studies.register`.
@@ -12,14 +13,21 @@ import pkgutil
 from ._runner import (
     STUDIES as STUDIES,
     Check as Check,
+    Figure as Figure,
+    Part as Part,
+    PartContext as PartContext,
     ResultCache as ResultCache,
     Results as Results,
+    RunLockedError as RunLockedError,
+    Study as Study,
     StudySpec as StudySpec,
     build_config as build_config,
+    check as check,
     get_study as get_study,
     parse_overrides as parse_overrides,
     progress_bar as progress_bar,
     register as register,
+    register_study as register_study,
     run_all as run_all,
     run_study as run_study,
     write_index as write_index,

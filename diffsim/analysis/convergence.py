@@ -1,0 +1,55 @@
+"""Convergence orders of samplers: slopes of error against the number of steps.
+
+A sampler of order ``p`` has error ``C n^{-p}`` at ``n`` steps in the asymptotic regime, so ``p`` is the
+slope of ``-log(error)`` against ``log(n)`` over the finest grids. Weak errors estimated by Monte Carlo are
+only usable where they stand clear of their standard error.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from jaxtyping import ArrayLike, Bool, Float
+
+
+__all__ = ["fit_order", "significant_tail"]
+
+
+def fit_order(
+    steps: Float[ArrayLike, " m"],
+    errors: Float[ArrayLike, " m"],
+    mask: Bool[ArrayLike, " m"] | None = None,
+    last: int = 3,
+) -> float:
+    """Slope of ``-log(error)`` vs ``log(steps)`` (least squares) over the finest ``last`` usable step counts;
+    NaN when fewer than two points are usable or an error is not positive."""
+    steps, errors = np.asarray(steps, float), np.asarray(errors, float)
+    if steps.shape != errors.shape or steps.ndim != 1:
+        raise ValueError(
+            f"fit_order: steps and errors must be 1-D of one length, got {steps.shape}, {errors.shape}."
+        )
+    if mask is not None:
+        steps, errors = steps[np.asarray(mask, bool)], errors[np.asarray(mask, bool)]
+    steps, errors = steps[-last:], errors[-last:]
+    if steps.size < 2 or np.any(errors <= 0):
+        return float("nan")
+    return float(-np.polyfit(np.log(steps), np.log(errors), 1)[0])
+
+
+def significant_tail(
+    gaps: Float[ArrayLike, " m"], ses: Float[ArrayLike, " m"], n_se: float = 4.0
+) -> Bool[np.ndarray, " m"]:
+    """Mask of the contiguous run of step counts, ending at the finest, whose signed gap exceeds ``n_se``
+    standard errors with the sign of the finest such gap (pre-asymptotic sign changes, as in DDPM's variance
+    deficit at coarse grids, end the run)."""
+    gaps, ses = np.asarray(gaps, float), np.asarray(ses, float)
+    above = np.abs(gaps) > n_se * ses
+    mask = np.zeros(gaps.shape, bool)
+    idx = np.flatnonzero(above)
+    if idx.size == 0:
+        return mask
+    sign = np.sign(gaps[idx[-1]])
+    for i in range(idx[-1], -1, -1):
+        if not above[i] or np.sign(gaps[i]) != sign:
+            break
+        mask[i] = True
+    return mask
