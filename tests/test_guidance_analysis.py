@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 
 import diffsim as ds
-from diffsim.analysis import guidance as A
+from diffsim.analysis.guidance import (
+    class_direction,
+    clean_confidence,
+    count_modes,
+    count_modes_2d,
+    guidance_sweep,
+    guided_samples,
+    pathwise_monotone_fraction,
+    projected_problem,
+)
 
 
 LOG_2PI_E = math.log(2 * math.pi * math.e)
@@ -22,7 +31,7 @@ def sym1d():
 
 @pytest.fixture(scope="module")
 def sweep1d(sym1d):
-    return A.guidance_sweep(
+    return guidance_sweep(
         sym1d,
         1,
         SCALES,
@@ -40,7 +49,7 @@ def test_pathwise_confidence_increases_two_components(sweep1d):
     """Shared noise across strengths: every particle's confidence is non-decreasing in w, for DDIM and DDPM
     (the comparison theorem), and the continuous-limit DDIM too."""
     for law in ("ddim@200", "ddpm@200", "ddim"):
-        assert A.pathwise_monotone_fraction(sweep1d.log_confidence[law], atol=1e-12) == 1.0, law
+        assert pathwise_monotone_fraction(sweep1d.log_confidence[law], atol=1e-12) == 1.0, law
         assert np.all(np.diff(sweep1d.laws[law]["confidence"]) >= -1e-12), law
     assert np.all(np.diff(sweep1d.laws["ddpm"]["confidence"]) >= 0)  # continuous DDPM (Fokker-Planck)
 
@@ -52,14 +61,14 @@ def test_pathwise_confidence_increases_in_higher_dimension():
         logc = np.stack(
             [
                 np.asarray(
-                    A.clean_confidence(
-                        mix, 0, A.guided_samples(mix, 0, w, method, key=jr.key(1), n=500, n_steps=200)
+                    clean_confidence(
+                        mix, 0, guided_samples(mix, 0, w, method, key=jr.key(1), n=500, n_steps=200)
                     )
                 )
                 for w in SCALES
             ]
         )
-        assert A.pathwise_monotone_fraction(logc, atol=1e-12) == 1.0, method
+        assert pathwise_monotone_fraction(logc, atol=1e-12) == 1.0, method
 
 
 def test_inverse_confidence_decreases(sweep1d):
@@ -97,8 +106,8 @@ def test_projected_sweep_in_higher_dimension():
     entropy agrees with the d-dimensional PF-ODE change of variables (Hutchinson divergence)."""
     mu = jnp.array([[1.2, -1.2, 0.8, 0.5], [-1.2, 1.2, -0.8, 0.5]])
     mix = ds.GaussianMixture(jnp.array([0.5, 0.5]), mu, 1.0)
-    assert A.projected_problem(mix, 0) is not None
-    sw = A.guidance_sweep(
+    assert projected_problem(mix, 0) is not None
+    sw = guidance_sweep(
         mix,
         0,
         [1.0, 4.0],
@@ -115,7 +124,7 @@ def test_projected_sweep_in_higher_dimension():
     assert np.all(np.abs(q["entropy/pf_ode"] - q["entropy/quadrature"]) < 4 * q["entropy_se/pf_ode"] + 0.02)
     assert np.all(np.abs(q["entropy/fokker_planck"] - q["entropy/quadrature"]) < 0.05)
     skew = ds.GaussianMixture(jnp.array([0.5, 0.5]), mu, jnp.array([1.0, 2.0]))
-    assert A.projected_problem(skew, 0) is None
+    assert projected_problem(skew, 0) is None
 
 
 def test_component_splitting_with_unequal_variances():
@@ -129,7 +138,7 @@ def test_component_splitting_with_unequal_variances():
     from diffsim.scores.guidance import guided_mixture
 
     modes = [
-        A.count_modes(np.exp(pf_ode_entropy(guided_mixture(mix, 0, w), z=z).log_density)) for w in (1.0, 3.0)
+        count_modes(np.exp(pf_ode_entropy(guided_mixture(mix, 0, w), z=z).log_density)) for w in (1.0, 3.0)
     ]
     assert modes == [1, 2]
 
@@ -139,31 +148,31 @@ def test_count_modes():
     one = np.exp(-0.5 * x**2)
     two = np.exp(-0.5 * (x - 2) ** 2) + np.exp(-0.5 * (x + 2) ** 2)
     shoulder = np.exp(-0.5 * x**2) + 0.3 * np.exp(-0.5 * (x - 1) ** 2)
-    assert (A.count_modes(one), A.count_modes(two), A.count_modes(shoulder)) == (1, 2, 1)
-    assert A.count_modes(two + 1e-4 * np.exp(-0.5 * ((x - 5) / 0.1) ** 2)) == 2  # a tiny bump is ignored
+    assert (count_modes(one), count_modes(two), count_modes(shoulder)) == (1, 2, 1)
+    assert count_modes(two + 1e-4 * np.exp(-0.5 * ((x - 5) / 0.1) ** 2)) == 2  # a tiny bump is ignored
     xx, yy = np.meshgrid(x[::10], x[::10], indexing="ij")
     assert (
-        A.count_modes_2d(np.exp(-0.5 * ((xx - 2) ** 2 + yy**2)) + np.exp(-0.5 * ((xx + 2) ** 2 + yy**2))) == 2
+        count_modes_2d(np.exp(-0.5 * ((xx - 2) ** 2 + yy**2)) + np.exp(-0.5 * ((xx + 2) ** 2 + yy**2))) == 2
     )
 
 
 def test_bad_input(sym1d):
     with pytest.raises(ValueError, match=">= 0"):
-        A.guidance_sweep(sym1d, 1, [-1.0, 2.0], key=jr.key(0))
+        guidance_sweep(sym1d, 1, [-1.0, 2.0], key=jr.key(0))
     with pytest.raises(ValueError, match="increasing"):
-        A.guidance_sweep(sym1d, 1, [3.0, 2.0], key=jr.key(0))
+        guidance_sweep(sym1d, 1, [3.0, 2.0], key=jr.key(0))
     with pytest.raises(ValueError, match="out of range"):
-        A.guidance_sweep(sym1d, 2, [1.0, 2.0], key=jr.key(0))
+        guidance_sweep(sym1d, 2, [1.0, 2.0], key=jr.key(0))
     with pytest.raises(ValueError, match="out of range"):
-        A.class_direction(sym1d, 5)
+        class_direction(sym1d, 5)
     with pytest.raises(ValueError, match=">= 0"):
-        A.guided_samples(sym1d, 1, -0.5, key=jr.key(0), n=10)
+        guided_samples(sym1d, 1, -0.5, key=jr.key(0), n=10)
     with pytest.raises(ValueError, match="samplers"):
-        A.guidance_sweep(sym1d, 1, [1.0, 2.0], key=jr.key(0), samplers=("heun",))
+        guidance_sweep(sym1d, 1, [1.0, 2.0], key=jr.key(0), samplers=("heun",))
     with pytest.raises(TypeError):
-        A.clean_confidence(sym1d, 1.5, jnp.zeros((3, 1)))
+        clean_confidence(sym1d, 1.5, jnp.zeros((3, 1)))
     with pytest.raises(ValueError, match="shape"):
-        A.pathwise_monotone_fraction(np.zeros(5))
+        pathwise_monotone_fraction(np.zeros(5))
 
 
 def test_sweep_summary_is_json_able(sweep1d):
