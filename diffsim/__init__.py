@@ -9,6 +9,7 @@ The public API, re-exported explicitly::
 
 from . import processes as processes, sampling as sampling, scores as scores
 from ._checks import checked as checked, checks_enabled as checks_enabled, set_checks as set_checks
+from ._version import __version__ as __version__
 from .processes import VE as VE, VP as VP, AbstractProcess as AbstractProcess
 from .sampling import (
     Trajectory as Trajectory,
@@ -28,6 +29,3 @@ from .scores import (
     GaussianMixture as GaussianMixture,
     MixtureClassifier as MixtureClassifier,
 )
-
-
-__version__ = "0.1.0"

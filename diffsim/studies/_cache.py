@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import from_jsonable, to_jsonable, write_json
+from .._version import __version__
 
 
 __all__ = ["ResultCache", "config_hash"]
@@ -34,8 +35,6 @@ def _digest(value: Any) -> str:
 
 
 def _version() -> str:
-    from .. import __version__
-
     return __version__
 
 

@@ -1,0 +1,295 @@
+"""The declarative study runner: parts, typed results, grouped and skipped checks, reports and the index,
+and the runner's behaviour on damaged or contested state (cache entries, locks, stale temporaries,
+unwritable or nested output directories, ``--strict``)."""
+
+import dataclasses
+import json
+import logging
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from diffsim.cli import main
+from diffsim.studies import (
+    STUDIES,
+    Figure,
+    Part,
+    ResultCache,
+    RunLockedError,
+    Study,
+    check,
+    register_study,
+    run_study,
+    write_index,
+)
+from diffsim.studies._runner import _locked
+
+
+@dataclasses.dataclass(frozen=True)
+class ToyConfig:
+    values: tuple[float, ...] = (1.0, 2.0, 3.0)
+    target: float = 14.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Squares:
+    squares: dict[str, float]
+    total: float
+    scratch: object = dataclasses.field(default=None, metadata={"json": False})
+
+
+CALLS: list[float] = []
+
+
+def _compute(config, ctx):
+    squares = {
+        str(v): ctx.cache(f"v={v}", lambda v=v: CALLS.append(v) or v**2)
+        for v in ctx.progress(config.values, "v")
+    }
+    ctx.note("squares of the values")
+    return Squares(squares, sum(squares.values()), scratch=object())
+
+
+def _checks(config, r):
+    return [
+        check("sum of squares", config.target, r.total, 1e-12),
+        check("all positive", True, all(v > 0 for v in r.squares.values()), relation="true"),
+        check("needs three values", 3, len(config.values), skip="" if len(config.values) >= 3 else "too few"),
+    ]
+
+
+def _figures(config, r):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([float(k) for k in r.squares], list(r.squares.values()))
+    return [Figure("squares", fig, "v^2 against v")]
+
+
+def _compute_mean(config, ctx):
+    return {"mean_square": ctx.results["squares"].total / len(config.values)}
+
+
+TOY = Study(
+    "_toy-declarative",
+    ToyConfig,
+    parts=[Part("squares", _compute, _checks, _figures), Part("mean", _compute_mean)],
+    quick=dict(values=(1.0, 2.0)),
+    question="Are the squares what they should be?",
+    answer=lambda config, results: f"The squares sum to {results['squares'].total:g}.",
+    headline="squares",
+)
+
+
+@pytest.fixture
+def toy():
+    register_study(TOY)
+    CALLS.clear()
+    yield TOY
+    STUDIES.pop(TOY.name, None)
+
+
+def test_declarative_study_outputs(toy, tmp_path):
+    out = tmp_path / "toy"
+    res = run_study(toy.name, out_dir=out, progress=False)
+    assert res.passed and CALLS == [1.0, 2.0, 3.0]
+    data = json.loads((out / "results.json").read_text())
+    assert data["n_checks"] == 3 and data["n_passed"] == 3 and data["n_skipped"] == 0
+    assert data["question"] == toy.question and data["answer"] == "The squares sum to 14."
+    assert data["parts"]["squares"]["result"] == {
+        "squares": {"1.0": 1.0, "2.0": 4.0, "3.0": 9.0},
+        "total": 14.0,
+    }
+    assert data["parts"]["mean"]["result"] == {"mean_square": 14.0 / 3}
+    assert {c["part"] for c in data["checks"]} == {"squares"}
+    assert data["notes"] == ["squares of the values"]
+    report = (out / "report.html").read_text()
+    assert report.index(toy.question) < report.index("figures/squares.png") < report.index("sum of squares")
+    run_study(toy.name, out_dir=out, progress=False)  # resumes: nothing recomputed
+    assert CALLS == [1.0, 2.0, 3.0]
+    index = write_index(tmp_path).read_text()
+    assert toy.question in index and "toy/figures/squares.png" in index and "3 / 3 checks passed" in index
+
+
+def test_skipped_and_failed_checks_in_report(toy, tmp_path):
+    out = tmp_path / "q"
+    res = run_study(toy.name, out_dir=out, quick=True, progress=False)
+    assert not res.passed  # the quick preset sums 1 + 4: the check fails and stays failed
+    data = json.loads((out / "results.json").read_text())
+    assert data["n_checks"] == 2 and data["n_passed"] == 1 and data["n_skipped"] == 1
+    skipped = [c for c in data["checks"] if c["skipped"]]
+    assert len(skipped) == 1 and skipped[0]["skipped"] == "too few" and not skipped[0]["passed"]
+    md = (out / "report.md").read_text()
+    assert "skipped: too few" in md
+    assert md.index("**FAILED**") < md.index("| all positive")  # failures first within a part
+    html = (out / "report.html").read_text()
+    assert "<details open>" in html  # a part holding a failure is unfolded
+
+
+def test_strict_exit_status(toy, tmp_path, capsys):
+    assert main(["run", toy.name, "--quick", "--no-progress", "--out", str(tmp_path / "a")]) == 0
+    assert main(["run", toy.name, "--quick", "--strict", "--no-progress", "--out", str(tmp_path / "b")]) == 3
+    assert "--strict" in capsys.readouterr().err
+    assert main(["run", toy.name, "--strict", "--no-progress", "--out", str(tmp_path / "c")]) == 0
+
+
+def test_out_dir_is_respected(toy, tmp_path):
+    nested = tmp_path / "A" / "B"
+    assert main(["run", toy.name, "--no-progress", "--out", str(nested)]) == 0
+    assert (nested / "results.json").exists() and not (tmp_path / "A" / "index.html").exists()
+    mode = stat.S_IMODE((nested / "results.json").stat().st_mode)
+    assert mode & 0o044 == 0o044, oct(mode)  # readable by group and others, like any output
+
+
+def test_unwritable_out_is_a_clear_error(toy, tmp_path, capsys):
+    blocker = tmp_path / "plainfile"
+    blocker.write_text("not a directory")
+    assert main(["run", toy.name, "--no-progress", "--out", str(blocker / "sub")]) == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "cannot write" in err
+
+
+def test_failed_run_leaves_old_outputs_consistent(toy, tmp_path):
+    out = tmp_path / "toy"
+    run_study(toy.name, out_dir=out, progress=False)
+    before = (out / "config.json").read_text(), (out / "results.json").read_text()
+
+    def boom(config, ctx):
+        raise RuntimeError("interrupted")
+
+    register_study(dataclasses.replace(TOY, parts=[Part("squares", boom)]))
+    with pytest.raises(RuntimeError, match="interrupted"):
+        run_study(toy.name, out_dir=out, overrides={"target": 5.0}, progress=False)
+    assert ((out / "config.json").read_text(), (out / "results.json").read_text()) == before
+
+
+def test_concurrent_run_into_one_directory_is_refused(toy, tmp_path, capsys):
+    out = tmp_path / "toy"
+    out.mkdir()
+    with _locked(out):
+        with pytest.raises(RunLockedError, match="another diffsim run"):
+            run_study(toy.name, out_dir=out, progress=False)
+        assert main(["run", toy.name, "--no-progress", "--out", str(out)]) == 2
+        assert "another diffsim run" in capsys.readouterr().err
+    assert not (out / "results.json").exists()
+    run_study(toy.name, out_dir=out, progress=False)  # once the lock is released the run goes through
+
+
+def test_stale_temporaries_are_removed(toy, tmp_path):
+    out = tmp_path / "toy"
+    (out / "figures").mkdir(parents=True)
+    stale = [out / ".results.json.abc123.tmp", out / "figures" / ".squares.png.x.tmp"]
+    for path in stale:
+        path.write_text("half a file")
+    run_study(toy.name, out_dir=out, progress=False)
+    assert not any(p.exists() for p in stale)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"\xff\xfe not utf-8",
+        b"[]",
+        b"null",
+        b"42",
+        b'{"key": "k", "value": 1}',
+        b'{"key": "other", "version": "0.1.0", "digest": "x", "value": 1}',
+        b"{truncated",
+    ],
+)
+def test_damaged_cache_entries_are_misses_named_in_the_log(tmp_path, payload, caplog):
+    cache = ResultCache(tmp_path, ToyConfig())
+    assert cache.get_or_compute("k", lambda: 1.5) == 1.5
+    path = cache._path("k")
+    path.write_bytes(payload)
+    again = ResultCache(tmp_path, ToyConfig())
+    with caplog.at_level(logging.WARNING, logger="diffsim.studies"):
+        assert again.get_or_compute("k", lambda: 2.5) == 2.5
+    assert again.hits == 0 and again.rejected == [str(path)]
+    assert str(path) in caplog.text
+    assert ResultCache(tmp_path, ToyConfig()).get_or_compute("k", lambda: 9.0) == 2.5  # rewritten soundly
+
+
+def test_plausible_wrong_cache_value_is_detected(tmp_path):
+    cache = ResultCache(tmp_path, ToyConfig())
+    cache.get_or_compute("k", lambda: {"error": 0.01})
+    path = cache._path("k")
+    entry = json.loads(path.read_text())
+    entry["value"]["error"] = 0.02  # edited by hand or damaged: the digest no longer matches
+    path.write_text(json.dumps(entry))
+    again = ResultCache(tmp_path, ToyConfig())
+    assert again.get_or_compute("k", lambda: {"error": 0.01}) == {"error": 0.01}
+    assert "digest" in again.summary() or again.rejected
+
+
+def test_nan_override_rejected(capsys):
+    assert main(["run", "samplers", "--set", "order_tolerance=nan"]) == 2
+    assert "order_tolerance" in capsys.readouterr().err
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(
+    _chromium() is None, reason="Chromium is not installed (.ci/run installs Debian's chromium)"
+)
+def test_report_and_index_render_in_headless_chromium(toy, tmp_path):
+    out = tmp_path / "runs"
+    run_study(toy.name, out_dir=out / "toy", quick=True, progress=False)
+    index = write_index(out)
+    for page, must in [(out / "toy" / "report.html", "FAILED"), (index, "checks passed")]:
+        shot = tmp_path / f"{page.stem}.png"
+        proc = subprocess.run(
+            [
+                _chromium(),
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+                f"--user-data-dir={tmp_path / 'profile'}",
+                f"--screenshot={shot}",
+                "--window-size=1200,1600",
+                page.as_uri(),
+            ],
+            capture_output=True,
+            timeout=120,
+        )
+        assert proc.returncode == 0 and shot.stat().st_size > 10_000, proc.stderr[-2000:]
+        dom = subprocess.run(
+            [
+                _chromium(),
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--no-first-run",
+                f"--user-data-dir={tmp_path / 'profile'}",
+                "--dump-dom",
+                page.as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
+        assert must in dom and toy.question in dom
+
+
+def test_no_test_imports_studies_outside_the_runner_tests():
+    tests = Path(__file__).parent
+    allowed = {"test_cli.py", "test_runner.py", "test_layers.py"}
+    offenders = [
+        p.name
+        for p in tests.glob("test_*.py")
+        if p.name not in allowed
+        and ("diffsim.studies" in p.read_text() or "from diffsim import studies" in p.read_text())
+    ]
+    assert not offenders, f"tests importing diffsim.studies: {offenders}"
