@@ -102,6 +102,8 @@ def check_scale(scale: ArrayLike, name: str = "scale") -> None:
     p_t(y|x)``) is negative or not finite. Tracers pass unchecked."""
     if isinstance(scale, (str, bytes)) or scale is None:
         raise TypeError(f"`{name}` must be a number (the guidance scale w), got {type(scale).__name__}.")
+    if np.iscomplexobj(scale):
+        raise TypeError(f"`{name}` must be a real guidance scale w, got a complex value.")
     if not is_concrete(scale):
         return
     arr = np.asarray(scale, dtype=float)
@@ -307,8 +309,6 @@ def _as_label(label: ArrayLike) -> Array:
 
 def _as_scale(scale: ArrayLike, dtype) -> Array:
     check_scale(scale)
-    if np.iscomplexobj(scale):
-        raise TypeError("`scale` must be a real guidance scale w, got a complex value.")
     arr = jnp.asarray(scale, dtype=dtype)
     if arr.shape != ():
         raise ValueError(f"`scale` must be a scalar guidance scale w, got shape {arr.shape}.")
