@@ -15,7 +15,8 @@ from scipy import stats
 
 import diffsim as ds
 from diffsim.analysis import windows as cw
-from diffsim.studies import critical_windows as study
+from diffsim.analysis.windows import _bounds as bounds_internals
+from diffsim.data import hierarchy_2d, random_two_clusters
 
 
 EPS = 0.05
@@ -84,10 +85,12 @@ def _symmetric_oracle(r, t_hat):
 def _forward_tv_1d(w, mu, var, ia, ib, t):
     a2, s2 = math.exp(-2 * t), -math.expm1(-2 * t)
     x = np.linspace(-15, 15, 60001)
-    dens = lambda idx: (
-        sum(w[i] * stats.norm.pdf(x, math.sqrt(a2) * mu[i], math.sqrt(a2 * var[i] + s2)) for i in idx)
-        / sum(w[i] for i in idx)
-    )
+
+    def dens(idx):
+        return sum(
+            w[i] * stats.norm.pdf(x, math.sqrt(a2) * mu[i], math.sqrt(a2 * var[i] + s2)) for i in idx
+        ) / sum(w[i] for i in idx)
+
     return 0.5 * np.trapezoid(np.abs(dens(ia) - dens(ib)), x)
 
 
@@ -157,6 +160,22 @@ def test_identity_route_matches_quadrature_oracle(key):
     )
     np.testing.assert_array_less(np.abs(keep.mass - 1.0), 0.01)
     chex.assert_tree_all_finite((keep.tv, forget.tv))
+
+
+def test_symmetric_oracles_match_quadrature():
+    # the analysis oracles (Gauss-Hermite, reduced to 1-D) against the grid quadrature above
+    ts = np.array([0.3, 1.0, 2.0, 3.0])
+    retention = cw.symmetric_retention_oracle(4.0, ts)
+    np.testing.assert_allclose(retention, [_symmetric_oracle(4.0, t)[2] for t in ts], atol=1e-6)
+    # large-r asymptotes: 1 - R(a_keep) = eps and R(a_forget) - 1/2 = eps, R(a) = E sigmoid(2a(a + Z))
+    a_keep, a_forget = cw.symmetric_window_asymptotes(EPS)
+    z = np.linspace(-12, 12, 24001)
+
+    def big_r(a):
+        return np.trapezoid(stats.norm.pdf(z) * _sigmoid(2 * a * (a + z)), z)
+
+    assert abs(1 - big_r(a_keep) - EPS) < 1e-6 and abs(big_r(a_forget) - 0.5 - EPS) < 1e-6
+    assert a_forget < a_keep
 
 
 def test_symmetric_window_invariant_in_d_and_shifts_with_log_r(key):
@@ -306,8 +325,8 @@ def test_girsanov_closed_form_matches_symmetric_derivation():
 def test_bhattacharyya_overlap_against_1d_quadrature():
     gm = ds.GaussianMixture([0.4, 0.6], np.array([[1.0], [-2.0]]), np.array([0.3, 1.7]))
     t = np.array([0.0, 0.7])
-    means, cov, prec, logdet = cw._gaussians_at(gm, t)
-    log_bc, m, v = cw._pair_overlap(means, cov, prec, logdet, 0, 1)
+    means, cov, prec, logdet = bounds_internals._gaussians_at(gm, t)
+    log_bc, m, v = bounds_internals._pair_overlap(means, cov, prec, logdet, 0, 1)
     x = np.linspace(-20, 20, 200_001)
     for j in range(2):
         n0 = stats.norm.pdf(x, means[j, 0, 0], math.sqrt(cov[j, 0, 0, 0]))
@@ -320,7 +339,7 @@ def test_bhattacharyya_overlap_against_1d_quadrature():
         # E|s_0 - s_1|^2 under the normalised overlap
         s0 = -(x - means[j, 0, 0]) / cov[j, 0, 0, 0]
         s1 = -(x - means[j, 1, 0]) / cov[j, 1, 0, 0]
-        mom = cw._quad_moment(
+        mom = bounds_internals._quad_moment(
             prec[j : j + 1, 1] - prec[j : j + 1, 0],
             prec[j : j + 1, 0, :, 0] * means[j : j + 1, 0] - prec[j : j + 1, 1, :, 0] * means[j : j + 1, 1],
             m[j : j + 1],
@@ -365,14 +384,16 @@ def test_bounds_bracket_exact_windows_on_study_configurations(key):
     Checked where the theorem makes a claim: at the bound itself and inside the claimed interval, with the
     exact route (a) curve (a failing point is a bound that does not bracket the exact window).
     """
-    cfg = study.Config()
+    # the study's default configuration: separations (4, 8, 16), ODE at r = 8, hierarchy (400, 4) with
+    # weights (0.4, 0.2, 0.25, 0.15), random mixture d = 16, centre 300, offset 3, seed 0 + 16
     cases = []
-    for r in cfg.separations:
+    for r in (4.0, 8.0, 16.0):
         gm = _symmetric(r, 2)
         cases += [(gm, [0], [0], "sde"), (gm, [0], [0, 1], "sde")]
-    gm_o = _symmetric(cfg.ode_separation, 1)
+    gm_o = _symmetric(8.0, 1)
     cases += [(gm_o, [0], [0], "ode"), (gm_o, [0], [0, 1], "ode")]
-    for gm in (study._hierarchy(cfg), study._random_mixture(cfg)):
+    hierarchy = hierarchy_2d(400.0, 4.0, (0.4, 0.2, 0.25, 0.15))
+    for gm in (hierarchy, random_two_clusters(16, 300.0, 3.0, seed=16)):
         tree = cw.mixture_tree(gm)
         for node in tree.internal_nodes():
             for child in node.children:

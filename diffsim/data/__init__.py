@@ -7,3 +7,9 @@ from ._guidance_mixtures import (
     mixture_1d as mixture_1d,
     random_three_component_1d as random_three_component_1d,
 )
+from ._window_mixtures import (
+    hierarchy_2d as hierarchy_2d,
+    random_two_clusters as random_two_clusters,
+    symmetric_two_gaussians as symmetric_two_gaussians,
+)
+from ._sampler_mixtures import sampler_test_mixture as sampler_test_mixture

@@ -76,6 +76,7 @@ from ._cloning import (
 )
 from ._curves import (
     WindowCurve as WindowCurve,
+    compare_routes as compare_routes,
     simulated_window_curve as simulated_window_curve,
     simulated_window_curves as simulated_window_curves,
     window_curve as window_curve,
@@ -93,6 +94,7 @@ from ._reading import (
 )
 from ._records import (
     bounds_record as bounds_record,
+    critical_window_record as critical_window_record,
     curve_record as curve_record,
     tree_nested as tree_nested,
     tree_windows_record as tree_windows_record,
@@ -124,7 +126,9 @@ __all__ = [
     "bounds_record",
     "cloning_overlap",
     "cloning_theory",
+    "compare_routes",
     "critical_window",
+    "critical_window_record",
     "curve_record",
     "gaussian_tv_equal_cov",
     "girsanov_tv_bound",

@@ -449,3 +449,46 @@ def _reference_grid(process, t_hat, t_out, n_steps, grid, dtype):
         )
         return process.t_from_log_snr(lam).at[0].set(t_hat).at[-1].set(t_out)
     raise ValueError(f"Unknown grid kind {grid!r}; use 'uniform' or 'logsnr'.")
+
+
+def compare_routes(
+    gm: GaussianMixture,
+    s_init: Sequence[int] | ArrayLike,
+    s_targs: Sequence[Sequence[int] | ArrayLike],
+    t_hats: ArrayLike,
+    *,
+    key: jax.Array,
+    sampler: str = "sde",
+    n_particles: int = 20_000,
+    n_steps: int = 200,
+    **curve_options: Any,
+) -> tuple[tuple[WindowCurve, WindowCurve], ...]:
+    """Route (a) beside route (b) for each target of ``s_targs``, both at the simulation's end time
+    ``t_out = process.t_min``: ``((identity, simulation), ...)``.
+
+    Route (b) is :func:`simulated_window_curves` with ``n_particles`` particles (and as many reference
+    samples) on ``n_steps`` steps, key ``fold_in(key, 2)``; route (a) is :func:`window_curve` with
+    ``curve_options``, key ``fold_in(key, 1)``. The inner Monte Carlo size ``n_inner`` (default 64) is shared.
+    """
+    sims = simulated_window_curves(
+        gm,
+        s_init,
+        s_targs,
+        t_hats,
+        key=jr.fold_in(key, 2),
+        sampler=sampler,
+        n_particles=n_particles,
+        n_steps=n_steps,
+        n_reference=n_particles,
+        n_inner=curve_options.get("n_inner", 64),
+    )
+    t_out = gm.process.t_min
+    return tuple(
+        (
+            window_curve(
+                gm, s_init, st, t_hats, key=jr.fold_in(key, 1), sampler=sampler, t_out=t_out, **curve_options
+            ),
+            b,
+        )
+        for st, b in zip(s_targs, sims, strict=True)
+    )

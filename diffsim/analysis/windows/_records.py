@@ -10,11 +10,18 @@ from typing import Any
 
 from ._bounds import TheoremBounds
 from ._curves import WindowCurve
-from ._reading import Window, read_window
+from ._reading import Window, critical_window, read_window
 from ._trees import TreeNode, TreeWindows
 
 
-__all__ = ["bounds_record", "curve_record", "tree_nested", "tree_windows_record", "window_record"]
+__all__ = [
+    "bounds_record",
+    "critical_window_record",
+    "curve_record",
+    "tree_nested",
+    "tree_windows_record",
+    "window_record",
+]
 
 
 def curve_record(c: WindowCurve) -> dict[str, Any]:
@@ -39,6 +46,19 @@ def window_record(w: Window) -> dict[str, Any]:
         "upper_se": w.upper_stderr,
         "lower_censored": w.lower_censored,
         "upper_censored": w.upper_censored,
+    }
+
+
+def critical_window_record(keep: WindowCurve, forget: WindowCurve, eps: float) -> dict[str, Any]:
+    """Keep/forget curves and the critical window ``[keep, forget]`` (with standard errors) they give."""
+    crit = critical_window(keep, forget, eps)
+    return {
+        "keep_curve": curve_record(keep),
+        "forget_curve": curve_record(forget),
+        "keep": crit.keep,
+        "forget": crit.forget,
+        "keep_se": crit.keep_stderr,
+        "forget_se": crit.forget_stderr,
     }
 
 
