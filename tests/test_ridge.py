@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 import diffsim as ds
-from diffsim.analysis import ridge as R
+from diffsim.analysis import ridge
+from diffsim.data import ridge as training_sets
 from diffsim.scores import DenoiserShiftScore, SegmentDenoiserScore
 
 
@@ -68,11 +69,11 @@ def test_analytic_hessians_equal_jax_hessian():
     x = jnp.asarray(rng.normal(size=(5, 3)) * 2)
     for sc in (gmm, emp):
         for t in (0.02, 0.3, 1.5):
-            h_tool = R.log_density_hessian(sc, t, x)
+            h_tool = ridge.log_density_hessian(sc, t, x)
             chex.assert_trees_all_close(h_tool, _autodiff_hessian(sc, t, x), rtol=1e-9, atol=1e-9)
             # autodiff fallback for a score without a closed-form Hessian
             chex.assert_trees_all_close(
-                R.log_density_hessian(_ScoreOnly(sc), t, x), h_tool, rtol=1e-9, atol=1e-9
+                ridge.log_density_hessian(_ScoreOnly(sc), t, x), h_tool, rtol=1e-9, atol=1e-9
             )
 
 
@@ -80,11 +81,11 @@ def test_two_point_spectrum_ordering_and_gap_mask():
     t = 0.5
     h, mu = _h(t), M * float(P.alpha(t))
     x = jnp.array([[0.2, 0.3], [1.0, 0.05], [-0.7, -0.4]])
-    geo = R.ridge_geometry(EMP2, t, x, 1)
+    geo = ridge.ridge_geometry(EMP2, t, x, 1)
     lam_x = -1 / h + (mu / h) ** 2 / np.cosh(mu * np.asarray(x[:, 0]) / h) ** 2
     chex.assert_trees_all_close(geo.eigvals, jnp.stack([lam_x, np.full(3, -1 / h)], axis=1), rtol=1e-10)
     assert np.all(np.diff(np.asarray(geo.eigvals), axis=1) <= 0)  # descending
-    w, v = R.hessian_spectrum(EMP2, t, x)
+    w, v = ridge.hessian_spectrum(EMP2, t, x)
     chex.assert_trees_all_close((w, v), (geo.eigvals, geo.eigvecs), rtol=1e-12, atol=1e-12)
     e_y = jnp.tile(jnp.array([0.0, 1.0]), (3, 1))
     chex.assert_trees_all_close(jnp.abs(geo.normal_basis[..., 0]), e_y, atol=1e-12)
@@ -95,7 +96,7 @@ def test_two_point_spectrum_ordering_and_gap_mask():
     assert abs(0.3 / h - float(geo.residual[0])) < 1e-12  # the reference note's number: 0.3 / 0.6321
     # t = 0.01: near a training point the Hessian is isotropic -> masked, not scored; the saddle stays
     # well conditioned
-    g2 = R.ridge_geometry(EMP2, 0.01, jnp.array([[1.0, 0.05], [0.0, 0.05], [2.9, 0.0]]), 1)
+    g2 = ridge.ridge_geometry(EMP2, 0.01, jnp.array([[1.0, 0.05], [0.0, 0.05], [2.9, 0.0]]), 1)
     np.testing.assert_array_equal(np.asarray(g2.valid), [False, True, False])
     assert np.isnan(float(g2.residual[0])) and np.isnan(float(g2.newton_distance[0]))
     assert float(g2.relative_gap[0]) < 1e-6
@@ -103,7 +104,7 @@ def test_two_point_spectrum_ordering_and_gap_mask():
     # the same threshold in absolute units: a threshold above the gap masks, below keeps
     gap = float(geo.gap[0])
     for factor, expect in ((1.01, False), (0.99, True)):
-        g = R.ridge_geometry(EMP2, t, x, 1, gap_threshold=gap * factor, relative_gap=False)
+        g = ridge.ridge_geometry(EMP2, t, x, 1, gap_threshold=gap * factor, relative_gap=False)
         assert bool(g.valid[0]) is expect
 
 
@@ -113,11 +114,11 @@ def test_two_point_spectrum_ordering_and_gap_mask():
 def test_scms_two_points_one_step_and_newton_agreement():
     t = 0.5
     x = jnp.array([[0.2, 0.3], [1.0, -0.4], [-0.8, 0.8]])
-    res = R.scms_project(EMP2, t, x, 1, step_size=_h(t))  # classic SCMS step = c_t
+    res = ridge.scms_project(EMP2, t, x, 1, step_size=_h(t))  # classic SCMS step = c_t
     assert bool(jnp.all(res.converged)) and bool(jnp.all(res.valid))
     chex.assert_trees_all_close(res.x, x.at[:, 1].set(0.0), atol=1e-12)
     assert int(jnp.max(res.n_iter)) <= 2  # lands on the ridge in one step (+ the step that detects it)
-    geo = R.ridge_geometry(EMP2, t, x, 1)
+    geo = ridge.ridge_geometry(EMP2, t, x, 1)
     chex.assert_trees_all_close(res.distance, geo.newton_distance, rtol=1e-10)  # flat ridge: Newton exact
 
 
@@ -128,12 +129,12 @@ def test_scms_converges_on_triangle():
     t = float(-0.5 * np.log(1 - 0.3))  # h_t = 0.3
     h = _h(t)
     x, _ = emp.sample(jr.key(3), 800, t=t)
-    res = R.scms_project(emp, t, x, 1, max_iter=50)  # converged points need <= 7 iterations
-    geo0 = R.ridge_geometry(emp, t, x, 1)
+    res = ridge.scms_project(emp, t, x, 1, max_iter=50)  # converged points need <= 7 iterations
+    geo0 = ridge.ridge_geometry(emp, t, x, 1)
     ok = np.asarray(res.converged & res.valid & geo0.valid)
     assert ok.sum() > 30
     assert float(jnp.max(res.residual[ok])) < 1e-8 / h  # vanishing projected gradient
-    geo1 = R.ridge_geometry(emp, t, res.x, 1)
+    geo1 = ridge.ridge_geometry(emp, t, res.x, 1)
     assert bool(jnp.all(geo1.curvature[ok] < 0))
     assert float(jnp.max(geo1.residual[ok])) < 1e-8 / h
     # Newton vs SCMS distance on nearly flat ridges (measured median 0.5%; it is ~9% for side 3, where
@@ -170,6 +171,34 @@ def _em_shift(grid, c):
     return np.asarray(out)
 
 
+def test_two_point_closed_forms():
+    """The analysis module's closed forms agree with the recursions and laws written out here."""
+    c = 0.1
+    v, m = ridge.two_point_em_recursions(GRID, P, c)
+    np.testing.assert_allclose(v, _em_variance(GRID), rtol=1e-12)
+    np.testing.assert_allclose(m, _em_shift(GRID, c), rtol=1e-12, atol=1e-15)
+    h = np.array([0.9, 0.5, 0.1, 0.01])
+    y_T = np.array([-2.0, 0.5])
+    np.testing.assert_allclose(ridge.two_point_ode_distance(y_T, h), np.abs(y_T) * np.sqrt(h / 0.9)[:, None])
+    np.testing.assert_allclose(ridge.linearised_normal_offset(c, h), 2 * c / (2 - h))
+    np.testing.assert_allclose(ridge.ode_normal_relaxation_rate(h), 1 / h - 1)
+    np.testing.assert_allclose(ridge.linearised_ridge_distance(h, 0.0, 2), np.sqrt(2 * h))
+    t_star = ridge.two_point_tube_entry_time(0.25, 0.9, y_T)
+    np.testing.assert_allclose(1 - np.exp(-2 * t_star), 0.25**2 * 0.9 / y_T**2, rtol=1e-12)
+
+
+def test_ridge_training_sets():
+    for name in training_sets.TRAINING_SETS:
+        pts = training_sets.training_set(name)
+        assert pts.ndim == 2 and pts.shape[1] == 2 and len(pts) >= 2
+        np.testing.assert_allclose(pts.mean(axis=0), 0.0, atol=1e-12)
+        assert ridge.min_spacing(pts) > 0
+        assert 0 < ridge.intermode_radius(pts) <= 0.5
+    assert len(training_sets.training_set("thirteen")) == 13
+    with pytest.raises(ValueError, match="Unknown training set"):
+        training_sets.training_set("bogus")
+
+
 def _perturbed(clip, shift):
     """One structure for all three runs (exact, normal error, tangent error): one compiled sampler."""
     return DenoiserShiftScore(SegmentDenoiserScore(EMP2, TWO[0], TWO[1], clip), jnp.array([0.0, shift]))
@@ -187,7 +216,7 @@ def sde_runs():
             n=N_SDE,
             key=jr.key(7),
             save=SAVE,
-            stats=R.ridge_stats(EMP2, 1, score=sc, keep_basis=True),
+            stats=ridge.ridge_stats(EMP2, 1, score=sc, keep_basis=True),
         )
     return out
 
@@ -219,7 +248,7 @@ def test_sde_distance_law_exact_score(sde_runs):
             assert abs(np.mean(nd[s][ok[s]] ** 2) / v_em[s] - 1) < 4 * np.sqrt(2.0 / ok[s].sum())
     assert ok[-1].mean() < 0.2  # at t_min most mass sits at the (isotropic) modes: masked
     # memorisation: no inter-mode samples
-    assert R.inter_mode_fraction(tr.x, TWO, 0.5) < 0.01
+    assert ridge.inter_mode_fraction(tr.x, TWO, 0.5) < 0.01
 
 
 @pytest.mark.slow
@@ -228,7 +257,7 @@ def test_normal_error_shifts_distance_not_placement(sde_runs):
     c = 0.1
     # x is untouched pathwise (same noise, decoupled dynamics): identical placement
     np.testing.assert_allclose(np.asarray(nm.xs[..., 0]), np.asarray(ex.xs[..., 0]), rtol=1e-12, atol=1e-12)
-    assert R.inter_mode_fraction(nm.x, TWO, 0.5) == R.inter_mode_fraction(ex.x, TWO, 0.5)
+    assert ridge.inter_mode_fraction(nm.x, TWO, 0.5) == ridge.inter_mode_fraction(ex.x, TWO, 0.5)
     # y is shifted by the same deterministic offset for every particle: the exact mean recursion
     dy = np.asarray(nm.xs[..., 1] - ex.xs[..., 1])
     np.testing.assert_allclose(dy, np.broadcast_to(_em_shift(GRID, c)[SAVE][:, None], dy.shape), atol=1e-10)
@@ -254,8 +283,8 @@ def test_tangent_error_changes_placement_not_distance(sde_runs):
     np.testing.assert_allclose(np.asarray(tg.xs[..., 1]), np.asarray(ex.xs[..., 1]), rtol=1e-12, atol=1e-12)
     h_min = _h(P.t_min)
     assert abs(np.mean(np.asarray(tg.x[:, 1]) ** 2) / h_min - 1) < 4 * np.sqrt(2 / N_SDE) + 0.03
-    f_ex = R.inter_mode_fraction(ex.x, TWO, 0.5)
-    f_tg = R.inter_mode_fraction(tg.x, TWO, 0.5)
+    f_ex = ridge.inter_mode_fraction(ex.x, TWO, 0.5)
+    f_tg = ridge.inter_mode_fraction(tg.x, TWO, 0.5)
     assert f_ex < 0.01 and f_tg > 0.3, (f_ex, f_tg)
     en, et = np.asarray(tg.stats["error_normal"]), np.asarray(tg.stats["error_tangent"])
     ok = np.asarray(tg.stats["valid"])
@@ -287,7 +316,7 @@ def test_pf_ode_distance_law_reach_and_relaxation():
             x=starts[name],
             key=jr.key(0),
             save="all",
-            stats=R.ridge_stats(EMP2, 1, score=sc, drift="ode", gap_threshold=1e-12),
+            stats=ridge.ridge_stats(EMP2, 1, score=sc, drift="ode", gap_threshold=1e-12),
             rtol=1e-10,
             atol=1e-10,
         )
@@ -305,7 +334,7 @@ def test_pf_ode_distance_law_reach_and_relaxation():
     assert np.asarray(tr.stats["valid"]).all()
     np.testing.assert_allclose(np.asarray(tr.xs[..., 0]), 0.0, atol=1e-9)
     # align: d log dist / dt = 1/h - 1 (finite differences of the closed form)
-    rate = R.log_distance_rate(ts, nd)
+    rate = ridge.log_distance_rate(ts, nd)
     exact = (np.log(h[1:]) - np.log(h[:-1])) / (2 * np.diff(ts))
     err = np.abs(rate - exact[:, None]) * np.diff(-ts)[:, None]  # error of log(d_{s+1} / d_s)
     assert err.max() < 1e-7
@@ -316,7 +345,7 @@ def test_pf_ode_distance_law_reach_and_relaxation():
     )
     # reach: the first saved time inside the tube brackets the closed-form entry time
     r = 0.25
-    ph = R.detect_phases(
+    ph = ridge.detect_phases(
         ts,
         nd,
         np.asarray(tr.stats["valid"]),
@@ -332,7 +361,7 @@ def test_pf_ode_distance_law_reach_and_relaxation():
     assert np.all((idx == 0) | (ts[np.maximum(idx - 1, 0)] > t_star))
     # on the saddle line the tangent drift vanishes: aligned all the way, never sliding
     assert np.all(ph.slide_index == -1)
-    assert np.all(ph.labels[ph.labels >= 0] != R.PHASE_SLIDE)
+    assert np.all(ph.labels[ph.labels >= 0] != ridge.PHASE_SLIDE)
 
 
 # =====================================================================================================
@@ -344,7 +373,7 @@ def test_detect_phases_logic():
     valid = np.isfinite(dist)
     dn = np.array([[1.0, 1.0, 1.0]] * 3 + [[0.1, 1.0, 1.0], [0.1, 1.0, 0.1]])
     dt = np.ones_like(dn) * 0.5
-    ph = R.detect_phases(ts, dist, valid, dn, dt, tube_radius=1.0)
+    ph = ridge.detect_phases(ts, dist, valid, dn, dt, tube_radius=1.0)
     np.testing.assert_array_equal(ph.labels[:, 0], [0, 0, 1, 2, 2])
     np.testing.assert_array_equal(ph.labels[:, 1], [1, 1, 1, 1, 1])
     np.testing.assert_array_equal(ph.labels[:, 2], [0, 1, -1, 0, 2])
@@ -353,14 +382,14 @@ def test_detect_phases_logic():
     np.testing.assert_allclose(ph.reach_time, [2.0, 4.0, 0.5])
     np.testing.assert_allclose(ph.fractions.sum(axis=1), 1.0)
     with pytest.raises(ValueError, match="valid"):
-        R.detect_phases(ts, dist, valid[:, :2], dn, dt, tube_radius=1.0)
+        ridge.detect_phases(ts, dist, valid[:, :2], dn, dt, tube_radius=1.0)
 
 
 @pytest.mark.slow
 def test_displacement_components_two_points(sde_runs):
     tr = sde_runs["exact"]
     ok = np.asarray(tr.stats["valid"])
-    n, t = R.displacement_components(tr.xs, tr.stats["normal_basis"], ok)
+    n, t = ridge.displacement_components(tr.xs, tr.stats["normal_basis"], ok)
     dx = np.diff(np.asarray(tr.xs), axis=0)
     sel = ok[:-1]
     assert sel.sum() > 1000
@@ -371,8 +400,8 @@ def test_displacement_components_two_points(sde_runs):
 
 def test_inter_mode_fraction_and_nearest_distance():
     x = jnp.array([[-3.0, 0.1], [0.0, 0.0], [3.2, 0.0], [1.0, 1.0]])
-    np.testing.assert_allclose(R.nearest_distance(x, TWO), [0.1, 3.0, 0.2, np.hypot(2, 1)], rtol=1e-12)
-    assert R.inter_mode_fraction(x, TWO, 0.5) == 0.5
+    np.testing.assert_allclose(ridge.nearest_distance(x, TWO), [0.1, 3.0, 0.2, np.hypot(2, 1)], rtol=1e-12)
+    assert ridge.inter_mode_fraction(x, TWO, 0.5) == 0.5
 
 
 # =====================================================================================================
@@ -382,36 +411,36 @@ def test_bad_input():
     x = jnp.zeros((3, 2))
     for k in (0, 2, -1):
         with pytest.raises(ValueError, match="intrinsic_dim"):
-            R.ridge_geometry(EMP2, 0.5, x, k)
+            ridge.ridge_geometry(EMP2, 0.5, x, k)
         with pytest.raises(ValueError, match="intrinsic_dim"):
-            R.scms_project(EMP2, 0.5, x, k)
+            ridge.scms_project(EMP2, 0.5, x, k)
         with pytest.raises(ValueError, match="intrinsic_dim"):
-            R.ridge_stats(EMP2, k)
+            ridge.ridge_stats(EMP2, k)
     with pytest.raises(TypeError, match="intrinsic_dim"):
-        R.ridge_geometry(EMP2, 0.5, x, 1.0)
+        ridge.ridge_geometry(EMP2, 0.5, x, 1.0)
     emp1 = ds.EmpiricalScore(jnp.array([[0.0], [1.0]]))
     with pytest.raises(ValueError, match="d >= 2"):
-        R.ridge_geometry(emp1, 0.5, jnp.zeros((2, 1)), 1)
+        ridge.ridge_geometry(emp1, 0.5, jnp.zeros((2, 1)), 1)
     for t in (0.0, -0.1):
         for fn in (
-            lambda t: R.ridge_geometry(EMP2, t, x, 1),
-            lambda t: R.scms_project(EMP2, t, x, 1),
-            lambda t: R.hessian_spectrum(EMP2, t, x),
-            lambda t: R.log_density_hessian(EMP2, t, x),
+            lambda t: ridge.ridge_geometry(EMP2, t, x, 1),
+            lambda t: ridge.scms_project(EMP2, t, x, 1),
+            lambda t: ridge.hessian_spectrum(EMP2, t, x),
+            lambda t: ridge.log_density_hessian(EMP2, t, x),
         ):
             with pytest.raises(ValueError, match="`t` must be > 0"):
                 fn(t)
     with pytest.raises(ValueError, match="at least one training point"):
-        R.inter_mode_fraction(x, jnp.zeros((0, 2)), 0.5)
+        ridge.inter_mode_fraction(x, jnp.zeros((0, 2)), 0.5)
     with pytest.raises(ValueError, match="at least one training point"):
-        R.nearest_distance(x, np.zeros((0, 2)))
+        ridge.nearest_distance(x, np.zeros((0, 2)))
     with pytest.raises(ValueError, match="data"):
         ds.EmpiricalScore(jnp.zeros((0, 2)))
     with pytest.raises(ValueError, match="radius"):
-        R.inter_mode_fraction(x, TWO, 0.0)
+        ridge.inter_mode_fraction(x, TWO, 0.0)
     with pytest.raises(ValueError, match="shape"):
-        R.ridge_geometry(EMP2, 0.5, jnp.zeros((3, 3)), 1)
+        ridge.ridge_geometry(EMP2, 0.5, jnp.zeros((3, 3)), 1)
     with pytest.raises(ValueError, match="gap_threshold"):
-        R.ridge_geometry(EMP2, 0.5, x, 1, gap_threshold=-1.0)
+        ridge.ridge_geometry(EMP2, 0.5, x, 1, gap_threshold=-1.0)
     with pytest.raises(ValueError, match="drift"):
-        R.ridge_stats(EMP2, 1, drift="bad")
+        ridge.ridge_stats(EMP2, 1, drift="bad")

@@ -45,10 +45,10 @@ training point.
 
 **Estimators and closed forms.** :func:`signal_denoiser` (the denoiser a score implies),
 :func:`directional_errors` (normal / tangent denoiser errors at :func:`ridge_evaluation_points`),
-:func:`trace_ridge` (SCMS from a lattice), :func:`summarise_ridge_run` (per-step summaries of a run), and
-the two-point closed forms (:func:`two_point_em_recursions`, :func:`two_point_ode_distance`,
-:func:`two_point_tube_entry_time`, :func:`linearised_normal_offset`, :func:`linearised_ridge_distance`,
-:func:`ode_normal_relaxation_rate`).
+:func:`trace_ridge` (SCMS from a lattice), :func:`summarise_ridge_run` (per-step summaries of a run),
+:func:`split_on_off_ridge` (samples near and far from the ridge at a time), and the two-point closed
+forms (:func:`two_point_em_recursions`, :func:`two_point_ode_distance`, :func:`two_point_tube_entry_time`,
+:func:`linearised_normal_offset`, :func:`linearised_ridge_distance`, :func:`ode_normal_relaxation_rate`).
 """
 
 from ._estimators import (
@@ -57,6 +57,7 @@ from ._estimators import (
     quiet_nan_warnings as quiet_nan_warnings,
     ridge_evaluation_points as ridge_evaluation_points,
     signal_denoiser as signal_denoiser,
+    split_on_off_ridge as split_on_off_ridge,
     summarise_ridge_run as summarise_ridge_run,
     trace_ridge as trace_ridge,
 )

@@ -19,7 +19,7 @@ from ...processes import AbstractProcess
 from ...scores._base import AbstractScore
 from ...scores.empirical import EmpiricalScore
 from ._geometry import decompose, ridge_geometry, scms_project
-from ._samples import inter_mode_fraction, intermode_radius
+from ._samples import inter_mode_fraction, intermode_radius, nearest_distance
 from ._trajectories import Phases, detect_phases, tube_radius
 
 
@@ -155,3 +155,29 @@ def summarise_ridge_run(
             out["error_normal_median"] = np.nanmedian(st["error_normal"], axis=1).tolist()
             out["error_tangent_median"] = np.nanmedian(st["error_tangent"], axis=1).tolist()
     return out, ph
+
+
+def split_on_off_ridge(
+    trajectory: Any, data: Float[ArrayLike, "M D"], split_time: float, *, min_valid: int = 8
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Split the samples of a run recorded with :func:`~diffsim.analysis.ridge.ridge_stats` at the saved
+    time nearest ``split_time`` (in log time) into the quartiles of valid particles closest to (``on``) and
+    farthest from (``off``) the ridge. Returns a summary (split time, valid fraction and, per group, its
+    size, the median distance of its final samples to the nearest training point and its median Newton
+    distance) and the particle indices per group (empty when fewer than ``min_valid`` particles are valid)."""
+    tr = trajectory
+    ts = np.asarray(tr.ts)
+    i_split = int(np.argmin(np.abs(np.log(ts / split_time))))
+    nd = np.asarray(tr.stats["newton_distance"])[i_split]
+    ok = np.asarray(tr.stats["valid"])[i_split] & np.isfinite(nd)
+    split = {"t": float(ts[i_split]), "valid_fraction": float(ok.mean())}
+    groups = {}
+    if ok.sum() >= min_valid:
+        q_lo, q_hi = np.quantile(nd[ok], [0.25, 0.75])
+        groups = {"on": np.flatnonzero(ok & (nd <= q_lo)), "off": np.flatnonzero(ok & (nd >= q_hi))}
+        z_final = np.asarray(tr.x)
+        for g, idx in groups.items():
+            split[f"{g}_ridge_count"] = int(idx.size)
+            split[f"{g}_ridge_nn_distance_median"] = float(np.median(nearest_distance(z_final[idx], data)))
+            split[f"{g}_ridge_newton_distance_median"] = float(np.median(nd[idx]))
+    return split, groups
