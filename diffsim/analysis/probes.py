@@ -30,7 +30,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int
 from .._validation import as_float_array, check_key, check_positive_int
 from ..processes import AbstractProcess
 from ..scores.conditional import ConditionalMixture, channel_coefficients
-from ._classifier_fit import train_probe_scan
+from ..training import fit_classifier
 from ._ranks import auroc as auroc
 
 
@@ -117,6 +117,10 @@ class ConceptProbe(eqx.Module):
         return jax.nn.softmax(self.logits(x))
 
 
+def _probe_logits(probe: ConceptProbe, x: Float[Array, " d"]) -> Float[Array, " A"]:
+    return probe.logits(x)
+
+
 def train_probe(
     x: Float[ArrayLike, "N d"],
     labels: Int[ArrayLike, " N"],
@@ -132,7 +136,8 @@ def train_probe(
     name: str = "probe",
 ) -> ConceptProbe:
     """Train a :class:`ConceptProbe` on clean data ``x`` with integer ``labels`` by minibatch AdamW on the
-    cross-entropy (optax; one compiled scan; ``hidden = 0`` gives a linear probe). ``input_noise`` adds
+    cross-entropy (:func:`diffsim.training.fit_classifier` on the probe's layers, one compiled scan;
+    ``hidden = 0`` gives a linear probe). ``input_noise`` adds
     Gaussian noise of that std to the inputs of each batch (a mild regulariser). Deterministic given
     ``key``."""
     key = check_key(key)
@@ -167,16 +172,22 @@ def train_probe(
         for i, o in zip(sizes[:-1], sizes[1:], strict=False)
     )
     probe = ConceptProbe(mean, std, layers, str(name))
-    trained, _ = train_probe_scan(
+    only_layers = eqx.tree_at(
+        lambda p: p.layers, jax.tree.map(lambda _: False, probe), jax.tree.map(lambda _: True, layers)
+    )
+    trained, _ = fit_classifier(
         probe,
         xs,
         jnp.asarray(y, jnp.int32),
-        jr.fold_in(key, 1),
-        steps,
-        min(batch, xs.shape[0]),
-        float(learning_rate),
-        float(weight_decay),
-        jnp.asarray(input_noise, dtype),
+        key=jr.fold_in(key, 1),
+        steps=steps,
+        batch_size=min(batch, xs.shape[0]),
+        learning_rate=float(learning_rate),
+        weight_decay=float(weight_decay),
+        input_noise=float(input_noise),
+        trainable=only_layers,
+        logits=_probe_logits,
+        key_scheme="split",
     )
     return trained
 
