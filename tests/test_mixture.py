@@ -269,3 +269,56 @@ def test_float32_far_mixture_refines_top_logits_only_where_cancellation_matters(
     p32 = jax.vmap(lambda x: g32.posterior(jnp.float32(0.05), x))(jnp.asarray(xs, jnp.float32))
     p64 = jax.vmap(lambda x: g64.posterior(0.05, x))(jnp.asarray(xs))
     chex.assert_trees_all_close(np.asarray(p32, np.float64), np.asarray(p64), atol=2e-4)
+
+
+# float32 curvature far from a tight mode: the uncentred closed form sum_k r_k s_k s_k^T - s s^T cancels
+# catastrophically (H00 = 0 against -9.1e5 at (10, -3), t = 1e-6); the centred form does not.
+FAR_POINTS = [((10.0, -3.0), 1e-6), ((300.0, 0.0), 1e-6), ((300.0, 0.0), 1e-2), ((-40.0, 25.0), 1e-3)]
+F32_RTOL = 1e-4  # relative to the Frobenius norm of the float64 Hessian (|trace| for the Laplacian)
+
+
+def _tight_pair(dtype, process, full=False):
+    w = np.array([0.3, 0.7])
+    mu = np.array([[0.0, 0.0], [1.0, -1.0]])
+    cov = np.stack([1e-6 * np.eye(2), [[2e-6, 5e-7], [5e-7, 1e-6]]]) if full else 1e-6
+    return ds.GaussianMixture(w.astype(dtype), mu.astype(dtype), np.asarray(cov, dtype), process=process)
+
+
+@pytest.mark.parametrize("full", [False, True], ids=["spherical", "full"])
+@pytest.mark.parametrize("process", [ds.VP.linear(), ds.VP.ou()], ids=["linear", "ou"])
+def test_float32_curvature_far_from_tight_modes_matches_float64(process, full):
+    g32 = _tight_pair(np.float32, process, full)
+    g64 = _tight_pair(np.float64, process, full)
+    for x, t in FAR_POINTS:
+        x64 = jnp.asarray(x)
+        x32, t32 = x64.astype(jnp.float32), jnp.float32(t)
+        h64 = np.asarray(g64.hessian(t, x64))
+        scale = np.linalg.norm(h64)
+        # float64 closed form is the reference: check it against autodiff of the score first
+        np.testing.assert_allclose(jax.jacfwd(g64.score, argnums=1)(t, x64), h64, atol=1e-9 * scale)
+        h32 = np.asarray(g32.hessian(t32, x32), np.float64)
+        np.testing.assert_allclose(h32, h64, atol=F32_RTOL * scale, err_msg=f"{x}, t={t}")
+        ad32 = np.asarray(jax.jacfwd(g32.score, argnums=1)(t32, x32), np.float64)
+        np.testing.assert_allclose(h32, ad32, atol=1e-3 * scale, err_msg=f"{x}, t={t}")
+        lap64 = float(g64.laplacian(t, x64))
+        lap32 = float(g32.laplacian(t32, x32))
+        assert abs(lap32 - lap64) <= F32_RTOL * abs(lap64), (x, t, lap32, lap64)
+        div64 = float(g64.velocity_divergence(t, x64))
+        div32 = float(g32.velocity_divergence(t32, x32))
+        assert abs(div32 - div64) <= F32_RTOL * abs(div64), (x, t, div32, div64)
+
+
+def test_float32_pf_ode_log_likelihood_with_exact_divergence():
+    """The PF-ODE likelihood integrates the closed-form divergence; in float32 it stays on the float64 value
+    (and on the exact log-density)."""
+    gm64 = ds.GaussianMixture(W, MU, COVS["diag"])
+    gm32 = ds.GaussianMixture(W.astype(np.float32), MU.astype(np.float32), COVS["diag"].astype(np.float32))
+    x = jnp.asarray(X[:2])
+    p = gm64.process
+    exact = jax.vmap(lambda xi: gm64.log_prob(p.t_min, xi))(x)
+    prior64 = lambda z: gm64.log_prob(p.t_max, z)  # noqa: E731
+    prior32 = lambda z: gm32.log_prob(jnp.float32(p.t_max), z)  # noqa: E731
+    ll64, _ = ds.log_likelihood(gm64, x, prior_log_prob=prior64, rtol=1e-6, atol=1e-6)
+    ll32, _ = ds.log_likelihood(gm32, x.astype(jnp.float32), prior_log_prob=prior32, rtol=1e-5, atol=1e-5)
+    chex.assert_trees_all_close(ll64, exact, atol=1e-4)
+    chex.assert_trees_all_close(np.asarray(ll32, np.float64), np.asarray(ll64), atol=2e-3)
