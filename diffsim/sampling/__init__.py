@@ -1,12 +1,10 @@
-"""Samplers: fixed-grid kernels, time grids, the ``simulate`` entry point and Diffrax-backed solves."""
+"""Samplers: one registry of sampler classes, fixed-grid kernels, time grids, the ``simulate`` entry point
+and Diffrax-backed solves."""
 
 from . import grids as grids
 from ._kernels import (
     DDIM as DDIM,
     DDPM as DDPM,
-    SAMPLERS as SAMPLERS,
-    AbstractFixedSampler as AbstractFixedSampler,
-    AbstractSampler as AbstractSampler,
     DPMSolver2M as DPMSolver2M,
     Euler as Euler,
     EulerMaruyama as EulerMaruyama,
@@ -14,12 +12,26 @@ from ._kernels import (
     ForwardExact as ForwardExact,
     Heun as Heun,
     PredictorCorrector as PredictorCorrector,
-    get_sampler as get_sampler,
 )
-from .adaptive import (
+from ._noise import StepNoise as StepNoise, normal_like as normal_like, split_noise as split_noise
+from ._registry import (
     ADAPTIVE as ADAPTIVE,
+    SAMPLER_REGISTRY as SAMPLER_REGISTRY,
+    SAMPLERS as SAMPLERS,
+    AbstractAdaptiveSampler as AbstractAdaptiveSampler,
+    AbstractFixedSampler as AbstractFixedSampler,
+    AbstractSampler as AbstractSampler,
+    State as State,
+    get_sampler as get_sampler,
+    unregister_sampler as unregister_sampler,
+)
+from ._trajectory import Trajectory as Trajectory
+from .adaptive import (
     AdaptiveODE as AdaptiveODE,
     DiffraxSDE as DiffraxSDE,
+    Dopri5 as Dopri5,
+    Dopri8 as Dopri8,
+    Tsit5 as Tsit5,
     flow as flow,
     log_likelihood as log_likelihood,
 )
@@ -30,10 +42,4 @@ from .sharding import (
     particle_sharding as particle_sharding,
     simulate_sharded as simulate_sharded,
 )
-from .simulate import (
-    AbstractAdaptiveSampler as AbstractAdaptiveSampler,
-    Trajectory as Trajectory,
-    clone as clone,
-    noise_denoise as noise_denoise,
-    simulate as simulate,
-)
+from .simulate import clone as clone, noise_denoise as noise_denoise, simulate as simulate

@@ -1,11 +1,14 @@
 r"""Fixed-grid samplers as pure ``init`` / ``step`` kernels (BlackJAX style).
 
-A sampler is an Equinox module with
+A sampler is an Equinox module (an :class:`~diffsim.sampling.AbstractFixedSampler`) with
 
 - ``init(t0, x) -> state`` for one particle ``x`` of shape ``(d,)`` at time ``t0``;
 - ``step(key, state, t, t_next, score) -> state``, one step of the grid (``t_next < t`` for reverse
   samplers, ``t_next > t`` for forward noising);
-- ``position(state) -> x``.
+- ``position(state) -> x``;
+
+and class-level metadata (``name``, ``order``, ``stochastic``, ``noise_draws``; see
+:mod:`diffsim.sampling._registry`, where defining the class registers it).
 
 :func:`diffsim.simulate` runs ``step`` inside one ``lax.scan``, ``vmap``-ed over particles, with a
 per-particle, per-step key, so results do not depend on batching, chunking or sharding.
@@ -13,41 +16,39 @@ per-particle, per-step key, so results do not depend on batching, chunking or sh
 Notation: ``a = alpha(t)``, ``s = sigma(t)``, ``a_n, s_n`` the same at ``t_next``; ``x0_hat`` the Tweedie
 denoiser; ``sigma_tilde = s / a`` (EDM's noise level); ``lambda = log(a / s)`` (DPM-Solver's half log-SNR).
 
-+-------------------+---------------------------------------------+-------------------------------------+
-| name              | method                                      | reference                           |
-+===================+=============================================+=====================================+
-| ``euler_maruyama``| Euler-Maruyama on the reverse SDE           | Song et al. 2021                    |
-| ``ddpm``          | ancestral sampling (posterior q(x_n|x_t,x0))| Ho et al. 2020                      |
-| ``ddim``          | DDIM with ``eta`` (0: PF-ODE exp. integrator)| Song, Meng & Ermon 2021            |
-| ``euler``         | Euler on the PF-ODE in ``t``                | Song et al. 2021                    |
-| ``heun``          | EDM Heun in ``(x/a, sigma_tilde)``, churn   | Karras et al. 2022, Alg. 2          |
-| ``dpm_solver_2m`` | DPM-Solver++(2M), data prediction           | Lu et al. 2022b, Alg. 2             |
-| ``pc``            | EM predictor + Langevin corrector (SNR rule)| Song et al. 2021, Alg. 2-3          |
-| ``forward``       | exact forward transition kernel             | closed form                         |
-| ``forward_em``    | Euler-Maruyama on the forward SDE           | --                                  |
-+-------------------+---------------------------------------------+-------------------------------------+
++-------------------+---------------------------------------------+-------+-------------------------------+
+| name              | method                                      | order | reference                     |
++===================+=============================================+=======+===============================+
+| ``euler_maruyama``| Euler-Maruyama on the reverse SDE           | 1 (w) | Song et al. 2021              |
+| ``ddpm``          | ancestral sampling (posterior q(x_n|x_t,x0))| 1 (w) | Ho et al. 2020                |
+| ``ddim``          | DDIM with ``eta`` (0: PF-ODE exp. integrator)| 1    | Song, Meng & Ermon 2021       |
+| ``euler``         | Euler on the PF-ODE in ``t``                | 1     | Song et al. 2021              |
+| ``heun``          | EDM Heun in ``(x/a, sigma_tilde)``, churn   | 2     | Karras et al. 2022, Alg. 2    |
+| ``dpm_solver_2m`` | DPM-Solver++(2M), data prediction           | 2     | Lu et al. 2022b, Alg. 2       |
+| ``pc``            | EM predictor + Langevin corrector (SNR rule)| 1 (w) | Song et al. 2021, Alg. 2-3    |
+| ``forward``       | exact forward transition kernel             | exact | closed form                   |
+| ``forward_em``    | Euler-Maruyama on the forward SDE           | 1 (w) | --                            |
++-------------------+---------------------------------------------+-------+-------------------------------+
+
+Orders are pathwise (PF-ODE) orders for deterministic samplers and weak orders (w) for stochastic ones.
 """
 
 from __future__ import annotations
 
-import abc
 import math
-from typing import Any, ClassVar, NamedTuple
+from typing import ClassVar, NamedTuple
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
-import jax.random as jr
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import Array
 
-from ..scores._base import AbstractScore
+from ._noise import normal_like, split_noise
+from ._registry import AbstractFixedSampler, State
 
 
 __all__ = [
     "DDIM",
     "DDPM",
-    "AbstractFixedSampler",
-    "AbstractSampler",
     "DPMSolver2M",
     "Euler",
     "EulerMaruyama",
@@ -55,73 +56,7 @@ __all__ = [
     "ForwardExact",
     "Heun",
     "PredictorCorrector",
-    "SAMPLERS",
-    "get_sampler",
 ]
-
-
-class State(NamedTuple):
-    """Kernel state of the single-step samplers: just the position."""
-
-    x: Array
-
-
-class AbstractSampler(eqx.Module):
-    """Base of every sampler. ``direction`` is ``"reverse"`` (t decreases) or ``"forward"``."""
-
-    direction: eqx.AbstractClassVar[str]
-    name: eqx.AbstractClassVar[str]
-    # Each concrete sampler also says whether it draws noise: a ClassVar or property `stochastic`, and
-    # fixed-grid samplers how many normal vectors of size d one step draws: `noise_draws` (used by
-    # simulate(noise="counter"); samplers without it always get per-particle keys).
-
-    def configure(self, n_steps: int) -> AbstractSampler:
-        """Return the sampler specialised to a grid of ``n_steps`` (default: unchanged)."""
-        del n_steps
-        return self
-
-    def nfe(self, n_steps: int) -> int:
-        """Score evaluations per particle for a grid of ``n_steps``."""
-        return n_steps
-
-
-class AbstractFixedSampler(AbstractSampler):
-    """A fixed-grid kernel run by ``simulate`` inside ``lax.scan``."""
-
-    def init(self, t0: ArrayLike, x: Float[Array, " d"]) -> Any:
-        del t0
-        return State(x)
-
-    def position(self, state: Any) -> Float[Array, " d"]:
-        return state.x
-
-    @abc.abstractmethod
-    def step(self, key: jax.Array, state: Any, t: ArrayLike, t_next: ArrayLike, score: AbstractScore) -> Any:
-        """Advance one particle from ``t`` to ``t_next``."""
-
-
-class StepNoise(NamedTuple):
-    """Pre-drawn standard normals of one particle for one step, shape ``(n_draws, d)``.
-
-    ``simulate(..., noise="counter")`` passes this in place of the per-particle key; the helpers
-    :func:`_normal_like` and :func:`_split_noise` hand out its rows in order, so a kernel written with them
-    works with either source of randomness.
-    """
-
-    z: Array
-
-
-def _normal_like(key, x):
-    if isinstance(key, StepNoise):
-        return key.z[0].astype(x.dtype)
-    return jr.normal(key, x.shape, dtype=x.dtype)
-
-
-def _split_noise(key, n: int):
-    """``n`` independent noise sources from one: ``jr.split`` for keys, the rows of a :class:`StepNoise`."""
-    if isinstance(key, StepNoise):
-        return [StepNoise(key.z[i : i + 1]) for i in range(n)]
-    return list(jr.split(key, n))
 
 
 # --- reverse SDE -----------------------------------------------------------------------------------
@@ -131,16 +66,16 @@ class EulerMaruyama(AbstractFixedSampler):
     x_next = x + (f(t) x - g(t)^2 s(t, x)) dt + g(t) sqrt(-dt) z.
     """
 
-    direction: ClassVar[str] = "reverse"
+    name: ClassVar[str] = "euler_maruyama"
+    order: ClassVar[float] = 1.0  # weak
     stochastic: ClassVar[bool] = True
     noise_draws: ClassVar[int] = 1
-    name: ClassVar[str] = "euler_maruyama"
 
     def step(self, key, state, t, t_next, score):
         x = state.x
         dt = t_next - t
         g = score.process.diffusion(t)
-        return State(x + score.reverse_drift(t, x) * dt + g * jnp.sqrt(-dt) * _normal_like(key, x))
+        return State(x + score.reverse_drift(t, x) * dt + g * jnp.sqrt(-dt) * normal_like(key, x))
 
 
 class DDIM(AbstractFixedSampler):
@@ -155,20 +90,20 @@ class DDIM(AbstractFixedSampler):
     """
 
     eta: float = 0.0
-    direction: ClassVar[str] = "reverse"
     name: ClassVar[str] = "ddim"
+    order: ClassVar[float] = 1.0  # pathwise with eta = 0, weak otherwise
+    stochastic: ClassVar[bool] = False  # with the default eta = 0; see is_stochastic()
+    noise_draws: ClassVar[int] = 0
 
     def __check_init__(self):
         if not (0.0 <= float(self.eta) <= 1.0):
             raise ValueError(f"DDIM `eta` must lie in [0, 1], got {self.eta}.")
 
-    @property
-    def stochastic(self) -> bool:  # type: ignore[override]
+    def is_stochastic(self) -> bool:
         return float(self.eta) > 0.0
 
-    @property
-    def noise_draws(self) -> int:
-        return int(self.stochastic)
+    def draws_per_step(self) -> int:
+        return int(self.is_stochastic())
 
     def step(self, key, state, t, t_next, score):
         x = state.x
@@ -181,7 +116,7 @@ class DDIM(AbstractFixedSampler):
         det = jnp.sqrt(jnp.maximum(s_n**2 - c**2, 0.0))
         x_next = a_n * x0 + det * eps
         if float(self.eta) > 0.0:
-            x_next = x_next + c * _normal_like(key, x)
+            x_next = x_next + c * normal_like(key, x)
         return State(x_next)
 
 
@@ -190,6 +125,9 @@ class DDPM(DDIM):
 
     eta: float = 1.0
     name: ClassVar[str] = "ddpm"
+    order: ClassVar[float] = 1.0  # weak
+    stochastic: ClassVar[bool] = True
+    noise_draws: ClassVar[int] = 1
 
 
 # --- probability-flow ODE -------------------------------------------------------------------------------
@@ -197,10 +135,10 @@ class Euler(AbstractFixedSampler):
     r"""Euler on the PF-ODE in ``t``: ``x_next = x + (f x - 1/2 g^2 s)(t_next - t)``. First order; the
     naive baseline for convergence studies (DDIM is the better first-order ODE method)."""
 
-    direction: ClassVar[str] = "reverse"
+    name: ClassVar[str] = "euler"
+    order: ClassVar[float] = 1.0
     stochastic: ClassVar[bool] = False
     noise_draws: ClassVar[int] = 0
-    name: ClassVar[str] = "euler"
 
     def step(self, key, state, t, t_next, score):
         del key
@@ -227,20 +165,20 @@ class Heun(AbstractFixedSampler):
     s_tmax: float = math.inf
     s_noise: float = 1.0
     gamma: float = 0.0  # set by configure()
-    direction: ClassVar[str] = "reverse"
     name: ClassVar[str] = "heun"
+    order: ClassVar[float] = 2.0  # pathwise, without churn
+    stochastic: ClassVar[bool] = False  # with the default churn = 0; see is_stochastic()
+    noise_draws: ClassVar[int] = 0
 
     def __check_init__(self):
         if float(self.churn) < 0:
             raise ValueError(f"Heun `churn` must be >= 0, got {self.churn}.")
 
-    @property
-    def stochastic(self) -> bool:  # type: ignore[override]
+    def is_stochastic(self) -> bool:
         return float(self.churn) > 0.0
 
-    @property
-    def noise_draws(self) -> int:
-        return int(self.stochastic)
+    def draws_per_step(self) -> int:
+        return int(self.is_stochastic())
 
     def configure(self, n_steps: int) -> Heun:
         gamma = min(float(self.churn) / n_steps, math.sqrt(2.0) - 1.0)
@@ -254,13 +192,13 @@ class Heun(AbstractFixedSampler):
         x = state.x
         sig = _sigma_tilde(p, t)
         y = x / p.alpha(t)
-        if self.stochastic:
+        if self.is_stochastic():
             gamma = jnp.where((sig >= self.s_tmin) & (sig <= self.s_tmax), self.gamma, 0.0)
             sig_hat = sig * (1.0 + gamma)
             t_hat = jnp.where(gamma > 0, p.t_from_log_snr(-2.0 * jnp.log(sig_hat)), t)
             t_hat = jnp.minimum(t_hat, p.t_max)
             sig_hat = _sigma_tilde(p, t_hat)
-            y = y + jnp.sqrt(jnp.maximum(sig_hat**2 - sig**2, 0.0)) * self.s_noise * _normal_like(key, y)
+            y = y + jnp.sqrt(jnp.maximum(sig_hat**2 - sig**2, 0.0)) * self.s_noise * normal_like(key, y)
             sig, t = sig_hat, t_hat
         sig_n = _sigma_tilde(p, t_next)
         a_t, a_n = p.alpha(t), p.alpha(t_next)
@@ -290,10 +228,10 @@ class DPMSolver2M(AbstractFixedSampler):
 
     lower_order_final: bool = eqx.field(default=False, static=True)
     n_steps: int = eqx.field(default=0, static=True)  # set by configure()
-    direction: ClassVar[str] = "reverse"
+    name: ClassVar[str] = "dpm_solver_2m"
+    order: ClassVar[float] = 2.0
     stochastic: ClassVar[bool] = False
     noise_draws: ClassVar[int] = 0
-    name: ClassVar[str] = "dpm_solver_2m"
 
     def configure(self, n_steps: int) -> DPMSolver2M:
         return DPMSolver2M(lower_order_final=self.lower_order_final, n_steps=n_steps)
@@ -332,9 +270,10 @@ class PredictorCorrector(AbstractFixedSampler):
 
     snr: float = 0.16
     n_corrector: int = eqx.field(default=1, static=True)
-    direction: ClassVar[str] = "reverse"
-    stochastic: ClassVar[bool] = True
     name: ClassVar[str] = "pc"
+    order: ClassVar[float] = 1.0  # weak
+    stochastic: ClassVar[bool] = True
+    noise_draws: ClassVar[int] = 2  # with the default n_corrector = 1; see draws_per_step()
 
     def __check_init__(self):
         if float(self.snr) <= 0:
@@ -345,20 +284,19 @@ class PredictorCorrector(AbstractFixedSampler):
     def nfe(self, n_steps: int) -> int:
         return (1 + self.n_corrector) * n_steps
 
-    @property
-    def noise_draws(self) -> int:
+    def draws_per_step(self) -> int:
         return self.n_corrector + 1
 
     def step(self, key, state, t, t_next, score):
         p = score.process
         x = state.x
-        keys = _split_noise(key, self.n_corrector + 1)
+        keys = split_noise(key, self.n_corrector + 1)
         ratio = jnp.exp(2.0 * (p.log_alpha(t) - p.log_alpha(t_next)))
         eps = 2.0 * ratio * self.snr**2 * p.sigma2(t)
         for i in range(self.n_corrector):
-            x = x + eps * score.score(t, x) + jnp.sqrt(2.0 * eps) * _normal_like(keys[i], x)
+            x = x + eps * score.score(t, x) + jnp.sqrt(2.0 * eps) * normal_like(keys[i], x)
         dt = t_next - t
-        x = x + score.reverse_drift(t, x) * dt + p.diffusion(t) * jnp.sqrt(-dt) * _normal_like(keys[-1], x)
+        x = x + score.reverse_drift(t, x) * dt + p.diffusion(t) * jnp.sqrt(-dt) * normal_like(keys[-1], x)
         return State(x)
 
 
@@ -366,26 +304,28 @@ class PredictorCorrector(AbstractFixedSampler):
 class ForwardExact(AbstractFixedSampler):
     """Exact forward transition ``x_next = a x + b z`` with ``(a, b) = process.transition(t, t_next)``."""
 
-    direction: ClassVar[str] = "forward"
+    name: ClassVar[str] = "forward"
+    order: ClassVar[float | None] = None  # exact in law
     stochastic: ClassVar[bool] = True
     noise_draws: ClassVar[int] = 1
-    name: ClassVar[str] = "forward"
+    direction: ClassVar[str] = "forward"
 
     def nfe(self, n_steps: int) -> int:
         return 0
 
     def step(self, key, state, t, t_next, score):
         a, b = score.process.transition(t, t_next)
-        return State(a * state.x + b * _normal_like(key, state.x))
+        return State(a * state.x + b * normal_like(key, state.x))
 
 
 class ForwardEulerMaruyama(AbstractFixedSampler):
     """Euler-Maruyama on the forward SDE ``dx = f x dt + g dW``."""
 
-    direction: ClassVar[str] = "forward"
+    name: ClassVar[str] = "forward_em"
+    order: ClassVar[float] = 1.0  # weak
     stochastic: ClassVar[bool] = True
     noise_draws: ClassVar[int] = 1
-    name: ClassVar[str] = "forward_em"
+    direction: ClassVar[str] = "forward"
 
     def nfe(self, n_steps: int) -> int:
         return 0
@@ -394,41 +334,4 @@ class ForwardEulerMaruyama(AbstractFixedSampler):
         p = score.process
         dt = t_next - t
         x = state.x
-        return State(x + p.drift(t, x) * dt + p.diffusion(t) * jnp.sqrt(dt) * _normal_like(key, x))
-
-
-SAMPLERS: dict[str, type[AbstractSampler]] = {
-    cls.name: cls
-    for cls in (
-        EulerMaruyama,
-        DDPM,
-        DDIM,
-        Euler,
-        Heun,
-        DPMSolver2M,
-        PredictorCorrector,
-        ForwardExact,
-        ForwardEulerMaruyama,
-    )
-}
-
-
-def get_sampler(method: str | AbstractSampler, **options: Any) -> AbstractSampler:
-    """Resolve a method name (with options) or pass a sampler instance through.
-
-    Names: see :data:`SAMPLERS` (fixed grid) plus the adaptive Diffrax methods registered by
-    :mod:`diffsim.sampling.adaptive`.
-    """
-    if isinstance(method, AbstractSampler):
-        if options:
-            raise TypeError("Pass sampler options to the sampler's constructor, not alongside an instance.")
-        return method
-    if not isinstance(method, str):
-        raise TypeError(f"`method` must be a sampler name or instance, got {type(method).__name__}.")
-    key = method.lower().replace("-", "_")
-    if key not in SAMPLERS:
-        raise ValueError(f"Unknown sampler {method!r}; known samplers: {', '.join(sorted(SAMPLERS))}.")
-    try:
-        return SAMPLERS[key](**options)
-    except TypeError as err:
-        raise TypeError(f"Bad options for sampler {method!r}: {err}") from err
+        return State(x + p.drift(t, x) * dt + p.diffusion(t) * jnp.sqrt(dt) * normal_like(key, x))

@@ -41,10 +41,10 @@ from jaxtyping import Array, ArrayLike, Float
 
 from .._validation import as_float_array, check_key, check_positive_int
 from ..scores._base import AbstractScore
-from .simulate import AbstractAdaptiveSampler
+from ._registry import AbstractAdaptiveSampler
 
 
-__all__ = ["ADAPTIVE", "AdaptiveODE", "DiffraxSDE", "flow", "log_likelihood"]
+__all__ = ["AdaptiveODE", "DiffraxSDE", "Dopri5", "Dopri8", "Tsit5", "flow", "log_likelihood"]
 
 _ODE_SOLVERS = {
     "tsit5": dfx.Tsit5,
@@ -80,13 +80,18 @@ class AdaptiveODE(AbstractAdaptiveSampler):
     rtol: float = 1e-5
     atol: float = 1e-5
     max_steps: int = eqx.field(default=4096, static=True)
-    direction: ClassVar[str] = "reverse"
-    stochastic: ClassVar[bool] = False
     name: ClassVar[str] = "adaptive_ode"
+    order: ClassVar[float] = 5.0  # the default solver's (tsit5) order
+    stochastic: ClassVar[bool] = False
+    noise_draws: ClassVar[int] = 0
 
     def __check_init__(self):
         if self.solver not in _ODE_SOLVERS:
             raise ValueError(f"Unknown ODE solver {self.solver!r}; choose from {sorted(_ODE_SOLVERS)}.")
+        if self.name in _ODE_SOLVERS and self.solver != self.name:
+            raise ValueError(
+                f"Sampler {self.name!r} runs its own solver; use 'adaptive_ode' for {self.solver!r}."
+            )
         if not (float(self.rtol) > 0 and float(self.atol) > 0):
             raise ValueError("`rtol` and `atol` must be positive.")
 
@@ -106,6 +111,29 @@ class AdaptiveODE(AbstractAdaptiveSampler):
             jnp.asarray(self.atol, x.dtype),
             self.max_steps,
         )
+
+
+class Tsit5(AdaptiveODE):
+    """:class:`AdaptiveODE` with Tsitouras' 5(4) method (``"tsit5"``)."""
+
+    name: ClassVar[str] = "tsit5"
+    order: ClassVar[float] = 5.0
+
+
+class Dopri5(AdaptiveODE):
+    """:class:`AdaptiveODE` with Dormand-Prince 5(4) (``"dopri5"``)."""
+
+    solver: str = eqx.field(default="dopri5", static=True)
+    name: ClassVar[str] = "dopri5"
+    order: ClassVar[float] = 5.0
+
+
+class Dopri8(AdaptiveODE):
+    """:class:`AdaptiveODE` with Dormand-Prince 8(7) (``"dopri8"``)."""
+
+    solver: str = eqx.field(default="dopri8", static=True)
+    name: ClassVar[str] = "dopri8"
+    order: ClassVar[float] = 8.0
 
 
 @eqx.filter_jit
@@ -153,9 +181,10 @@ class DiffraxSDE(AbstractAdaptiveSampler):
 
     solver: str = eqx.field(default="euler", static=True)
     brownian: str = eqx.field(default="virtual", static=True)
-    direction: ClassVar[str] = "reverse"
-    stochastic: ClassVar[bool] = True
     name: ClassVar[str] = "sde"
+    order: ClassVar[float] = 1.0  # weak order of the default solver (Euler-Maruyama)
+    stochastic: ClassVar[bool] = True
+    noise_draws: ClassVar[int] = 1  # one Brownian increment per step, from the particle's Brownian path
 
     def __check_init__(self):
         if self.solver not in _SDE_SOLVERS:
@@ -218,15 +247,6 @@ def _solve_sde(score, grid, x, keys, save_idx, stats, save_states, solver, brown
 def _diag(g, d):
     """Diagonal diffusion ``g I`` as a lineax operator (ControlTerms no longer broadcast)."""
     return lx.DiagonalLinearOperator(jnp.full((d,), g))
-
-
-ADAPTIVE: dict[str, Callable[..., AbstractAdaptiveSampler]] = {
-    "tsit5": lambda **kw: AdaptiveODE(solver="tsit5", **kw),
-    "dopri5": lambda **kw: AdaptiveODE(solver="dopri5", **kw),
-    "dopri8": lambda **kw: AdaptiveODE(solver="dopri8", **kw),
-    "adaptive_ode": AdaptiveODE,
-    "sde": DiffraxSDE,
-}
 
 
 # =====================================================================================================

@@ -17,7 +17,7 @@ dropped from the result.
 **Several hosts.** Start the same program on every host, call :func:`initialize_multihost` first (it wraps
 ``jax.distributed.initialize``), build the same score and key everywhere and call :func:`simulate_sharded`.
 The result holds global arrays whose shards live on the hosts that computed them; ``gather=True`` copies
-the whole result to every host as NumPy arrays (``multihost_utils.process_allgather``). See
+the whole result to every host (``multihost_utils.process_allgather``), as arrays on its default device. See
 ``docs/performance.md`` for a launch recipe.
 """
 
@@ -33,8 +33,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import Array, ArrayLike, Float, PyTree
 
 from ..scores._base import AbstractScore
-from ._kernels import AbstractSampler
-from .simulate import Trajectory, _prepare, _prior, _run_chunk
+from ._registry import AbstractSampler
+from ._run import prepare, prior_draws, run_chunk
+from ._trajectory import Trajectory
 
 
 __all__ = ["PARTICLE_AXIS", "initialize_multihost", "particle_mesh", "particle_sharding", "simulate_sharded"]
@@ -111,15 +112,15 @@ def simulate_sharded(
 
     - ``mesh``: a :class:`jax.sharding.Mesh` with an axis ``axis_name`` (default :func:`particle_mesh`: all
       devices of all hosts);
-    - ``gather``: return NumPy arrays holding every particle on every host (needed to read a multi-host
-      result on one host); otherwise ``xs`` / ``stats`` / ``x`` are global ``jax.Array`` s sharded over the
-      particle axis (axis 1 of ``xs`` and ``stats`` leaves, axis 0 of ``x``).
+    - ``gather``: return arrays holding every particle on every host, on its default device (needed to
+      read a multi-host result on one host); otherwise ``xs`` / ``stats`` / ``x`` are global ``jax.Array`` s
+      sharded over the particle axis (axis 1 of ``xs`` and ``stats`` leaves, axis 0 of ``x``).
 
     ``x`` (if given) must be the full ``(N, d)`` array on every host.
     """
     mesh = particle_mesh(axis_name=axis_name) if mesh is None else mesh
     _check_mesh(mesh, axis_name)
-    run, _ = _prepare(
+    run, _ = prepare(
         score,
         method,
         grid,
@@ -139,13 +140,15 @@ def simulate_sharded(
     sharding = NamedSharding(mesh, PartitionSpec(axis_name))
     if run.x_init is None:
         # prior draws of particles 0 .. n_pad - 1, produced directly in their shards
-        x0 = jax.jit(lambda k: _prior(run.score, k, jnp.int32(0), n_pad), out_shardings=sharding)(run.key)
+        x0 = jax.jit(lambda k: prior_draws(run.score, k, jnp.int32(0), n_pad), out_shardings=sharding)(
+            run.key
+        )
     else:
         xh = np.asarray(run.x_init)
         if n_pad > n_true:
             xh = np.concatenate([xh, np.zeros((n_pad - n_true, xh.shape[1]), xh.dtype)])
         x0 = _place(xh, sharding)
-    xs, st, xf = _run_chunk(
+    xs, st, xf = run_chunk(
         run.score,
         run.sampler,
         run.ts,
@@ -168,9 +171,9 @@ def simulate_sharded(
 
 
 def _gather(tree):
-    """Every leaf as a NumPy array holding all particles, on every host."""
+    """Every leaf as an array holding all particles, on every host's default device."""
     if jax.process_count() == 1:
-        return jax.tree.map(np.asarray, tree)
+        return jax.tree.map(lambda a: jnp.asarray(np.asarray(a)), tree)
     from jax.experimental import multihost_utils
 
-    return jax.tree.map(lambda a: np.asarray(multihost_utils.process_allgather(a, tiled=True)), tree)
+    return jax.tree.map(lambda a: jnp.asarray(multihost_utils.process_allgather(a, tiled=True)), tree)
