@@ -417,6 +417,28 @@ def test_independent_irrelevant_token_changes_nothing(gate_results):
     )
 
 
+def test_pid_returns_a_dict_and_select_keeps_the_terms(copy_gate):
+    """pid() returns {measure: PIDResult} for one measure and for several; selecting every sample (with the
+    same weights) leaves the terms unchanged, selecting half the samples averages over those only."""
+    m = copy_gate
+    x, y, w = m.sample_stratified(jr.key(4), 4)
+    one = info.pid(m, x, y, None, measure="mmi", estimator="exact", sample_weights=w)
+    both = info.pid(m, x, y, None, measure=("mmi", "wb_imin"), estimator="exact", sample_weights=w)
+    assert list(one) == ["mmi"] and list(both) == ["mmi", "wb_imin"]
+    assert all(isinstance(r, info.PIDResult) for r in (*one.values(), *both.values()))
+    chex.assert_trees_all_close(np.asarray(one["mmi"].terms), np.asarray(both["mmi"].terms), atol=0)
+    ex = info.exact_pid_information(m, x, y, sample_weights=w)
+    n = x.shape[0]
+    for measure in ("pointwise_min", "wb_imin"):
+        full = info.decompose(ex.select(slice(0, n)), measure).terms
+        chex.assert_trees_all_close(
+            np.asarray(full), np.asarray(info.decompose(ex, measure).terms), atol=1e-12
+        )
+        half = info.decompose(ex.select(np.arange(0, n, 2)), measure).terms
+        want = info.pid_terms(*(ex.specific if measure == "wb_imin" else ex.pointwise)[::2].T, measure)
+        chex.assert_trees_all_close(np.asarray(half), np.asarray(want), atol=1e-12)
+
+
 def test_conditional_pid_context_that_copies_a_source():
     """CPID: with context c = y1 (and y2 = y1, RDN), given c neither token tells anything more: every
     conditional term vanishes, while the unconditional redundancy is 1 bit."""
