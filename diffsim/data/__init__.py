@@ -13,3 +13,9 @@ from ._window_mixtures import (
     symmetric_two_gaussians as symmetric_two_gaussians,
 )
 from ._sampler_mixtures import sampler_test_mixture as sampler_test_mixture
+from ._token_digits import (
+    TokenDigits as TokenDigits,
+    kde_token_mixture as kde_token_mixture,
+    token_digits as token_digits,
+    token_frequencies as token_frequencies,
+)

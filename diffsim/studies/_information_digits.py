@@ -19,7 +19,7 @@ from ..analysis.information import (
     exact_pid_information,
     pid_information,
 )
-from ..data.token_digits import kde_token_mixture, token_digits, token_frequencies
+from ..data import kde_token_mixture, token_digits, token_frequencies
 from ._information_pid import LN2, bits, max_dev, part_key
 from ._runner import Check, PartContext, check
 
