@@ -38,12 +38,6 @@ from ..analysis.saliency import (
 from ..sampling import grids
 from ..scores.conditional import ConditionalMixture, TokenNetworkDenoiser
 from ..scores.token_conditioned import TokenConditionedScore
-from ._runner import Check, PartContext, check, progress_bar
-
-
-if TYPE_CHECKING:
-    from .concepts import Config
-
 from ._concepts_saliency import (
     _auc_checks,
     _forward_states,
@@ -54,6 +48,11 @@ from ._concepts_saliency import (
     _train_unet,
 )
 from ._concepts_toy import _key, _mean_se, _process
+from ._runner import Check, PartContext, check, progress_bar
+
+
+if TYPE_CHECKING:
+    from .concepts import Config
 
 
 @dataclass(frozen=True)
@@ -312,10 +311,9 @@ def compute_digits(config: Config, ctx: PartContext) -> Digits:
         ctx.note(
             "Digits UNet, bar token: pointing / IoU of Grad-CAM "
             f"{table['network/grad_cam']['pointing']:.2f} / {table['network/grad_cam']['iou']:.2f}, "
-            "attention "
-            f"relevance {table['network/attention']['pointing']:.2f} / "
-            f"{table['network/attention']['iou']:.2f}, "
-            f"Jacobian {table['network/jacobian']['pointing']:.2f} / {table['network/jacobian']['iou']:.2f}."
+            f"attention relevance {table['network/attention']['pointing']:.2f} / "
+            f"{table['network/attention']['iou']:.2f}, Jacobian {table['network/jacobian']['pointing']:.2f} "
+            f"/ {table['network/jacobian']['iou']:.2f}."
         )
     return Digits(**out, table=table, examples=examples)
 
@@ -325,8 +323,7 @@ def checks_digits(config: Config, r: Digits) -> list[Check]:
     out = [
         check(
             "digits (analytic KDE): probe-on-x0_hat emergence = exact-posterior emergence (log-SNR) for "
-            "class, "
-            "thickness, bar",
+            "class, thickness, bar",
             [r.kde[n]["emergence_exact"] for n in names],
             [r.kde[n]["emergence_probe"] for n in names],
             config.emergence_tolerance,

@@ -38,13 +38,12 @@ from ..analysis.saliency import (
 )
 from ..sampling import grids
 from ..scores.conditional import TokenNetworkDenoiser
+from ._concepts_toy import _key, _mean_se, _process, _toy
 from ._runner import Check, PartContext, check, progress_bar
 
 
 if TYPE_CHECKING:
     from .concepts import Config
-
-from ._concepts_toy import _key, _mean_se, _process, _toy
 
 
 @dataclass(frozen=True)
@@ -73,7 +72,7 @@ class Saliency:
 
 def _train_unet(config, out_dir, name, x, tokens, image_shape, alphabet, steps, base, key, progress):
     from ..scores.networks import UNetScore
-    from ..scores.training import TrainConfig, train_or_load
+    from ..training import TrainConfig, train_or_load
 
     k_net, k_train = jr.split(key)
     process = _process(config.process)
@@ -373,13 +372,13 @@ def compute_saliency_toy(config: Config, ctx: PartContext) -> Saliency:
     if out["network"]:
         t = {k: v for k, v in table.items() if k.startswith("network/")}
         ctx.note(
-            "Toy UNet, Grad-CAM and attention relevance (no ground-truth guarantee even for a perfect model: "
-            "they read activations and attention weights, not input dependence): pointing "
+            "Toy UNet, Grad-CAM and attention relevance (no ground-truth guarantee even for a perfect "
+            "model: they read activations and attention weights, not input dependence): pointing "
             f"{t['network/grad_cam']['pointing']:.2f} / {t['network/attention']['pointing']:.2f}, IoU "
             f"{t['network/grad_cam']['iou']:.2f} / {t['network/attention']['iou']:.2f} (chance 0.25 / "
-            "~0.14); "
-            f"Jacobian {t['network/jacobian']['pointing']:.2f} / {t['network/jacobian']['iou']:.2f}, smooth "
-            f"masks {t['network/smooth_masking']['pointing']:.2f} / {t['network/smooth_masking']['iou']:.2f}."
+            f"~0.14); Jacobian {t['network/jacobian']['pointing']:.2f} / "
+            f"{t['network/jacobian']['iou']:.2f}, smooth masks "
+            f"{t['network/smooth_masking']['pointing']:.2f} / {t['network/smooth_masking']['iou']:.2f}."
         )
     return Saliency(**out, table=table, examples=examples)
 
@@ -404,8 +403,7 @@ def _auc_checks(config: Config, auc: dict, label: str, log_snr: float, n: int) -
                 passed=bool(ok),
                 note=f"[oracle, masking, random] AUC at log-SNR {log_snr:.2f}, {n} samples, x0_hat given all "
                 "tokens; normalised score (AUC - random)/(oracle - random) per sample, then averaged: "
-                "masking "
-                f"{s['masking'].get('score', float('nan')):.2f} +- "
+                f"masking {s['masking'].get('score', float('nan')):.2f} +- "
                 f"{s['masking'].get('score_se', float('nan')):.2f}.",
             )
         )
@@ -446,9 +444,8 @@ def checks_saliency_toy(config: Config, r: Saliency) -> list[Check]:
             relation="ge",
             note=where + ", whose input dependence is confined to region k (structural zeros); "
             f"{config.n_masks} masks. Jacobian / occlusion of the exact model: pointing "
-            f"{table['exact/jacobian']['pointing']:.2f} / {table['exact/occlusion']['pointing']:.2f} "
-            "(below 1 "
-            "only where the token is already decided and g_k vanishes to float32 round-off).",
+            f"{table['exact/jacobian']['pointing']:.2f} / {table['exact/occlusion']['pointing']:.2f} (below "
+            "1 only where the token is already decided and g_k vanishes to float32 round-off).",
         ),
         check(
             "toy exact: masking saliency top-q IoU with the token's region (q = 1/4)",

@@ -319,12 +319,12 @@ def compute_schedules(config: Config, ctx: PartContext) -> Schedules:
     info_lam = np.asarray(rows["information"]["grid_log_snr"])
     ctx.note(
         "Schedules: the information-equalising grid puts its steps where the tokens are decided (log-SNR "
-        f"{np.round(info_lam[1:-1], 1).tolist()}), so its last step jumps from log-SNR {info_lam[-2]:.1f} to "
-        f"{info_lam[-1]:.1f}; one DDIM step over that range contracts every mode's Gaussian spread (spread "
-        f"ratio { {k: round(v, 2) for k, v in rows['information']['variance_ratio'].items()} } against 1 for "
-        "exact samples), and this within-mode error, not the token weights, dominates the energy distance. "
-        "Equalising the tokens' information does not equalise the discretisation error: the prediction "
-        "fails here."
+        f"{np.round(info_lam[1:-1], 1).tolist()}), so its last step jumps from log-SNR {info_lam[-2]:.1f} "
+        f"to {info_lam[-1]:.1f}; one DDIM step over that range contracts every mode's Gaussian spread "
+        f"(spread ratio { {k: round(v, 2) for k, v in rows['information']['variance_ratio'].items()} } "
+        "against 1 for exact samples), and this within-mode error, not the token weights, dominates the "
+        "energy distance. Equalising the tokens' information does not equalise the discretisation error: "
+        "the prediction fails here."
     )
     densities = {"log_snr": lam.tolist(), "tokens": dens["tokens"].tolist(), "gap": dens["gap"].tolist()}
     return Schedules(densities, rows)
@@ -348,13 +348,12 @@ def checks_schedules(config: Config, r: Schedules) -> list[Check]:
             0.0,
             relation="le",
             note=f"Park et al.'s R3 reading (semantic steps early); |P(y=1) - {config.schedule_prior}| of "
-            "the "
-            f"final samples (exact posterior), {config.schedule_steps} {config.schedule_method} steps, "
+            f"the final samples (exact posterior), {config.schedule_steps} {config.schedule_method} steps, "
             f"lambda={config.schedule_lam:g}; SE of the difference {se:.4f}.",
         ),
         check(
-            f"schedules: late-dense gives sharper fine detail (within-mode spread of region {fine} closer to "
-            "the truth) than early-dense",
+            f"schedules: late-dense gives sharper fine detail (within-mode spread of region {fine} closer "
+            "to the truth) than early-dense",
             dv_e,
             dv_l,
             0.0,
@@ -369,8 +368,7 @@ def checks_schedules(config: Config, r: Schedules) -> list[Check]:
             relation="true",
             passed=best == "information",
             note="a prediction of the reference notes (ITD's FIG schedule should dominate); energy "
-            "distances "
-            f"{ {k: round(v, 4) for k, v in eds.items()} }, two exact samples give "
+            f"distances { {k: round(v, 4) for k, v in eds.items()} }, two exact samples give "
             f"{rows['uniform']['energy_distance_null']:.4f}.",
         ),
     ]

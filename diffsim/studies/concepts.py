@@ -178,14 +178,17 @@ def _parts(config: Config) -> list[Part]:
 
 def _answer(config: Config, results: dict[str, Any]) -> str:
     em, info, sal = results["emergence"], results["information"], results["saliency_toy"]
-    emerge = ", ".join(f"{n} {d['emergence_probe']:.2f}" for n, d in em.tokens.items())
+    emerge = ", ".join(
+        f"{n} {d['emergence_probe']:.2f} (closed form {d['emergence_analytic']:.2f})"
+        for n, d in em.tokens.items()
+    )
     cmi = ", ".join(f"{n} {d['integral']:.3f} (exact {d['exact_cmi']:.3f})" for n, d in info.tokens.items())
+    masking = sal.table["exact/masking"]
     return (
-        f"Concepts emerge on x0_hat in order of coarseness (emergence log-SNR {emerge}, separations "
-        f"{list(config.separations)}), where the closed-form Bayes accuracy says; the tokens' information "
-        f"rates integrate to the exact conditional mutual information ({cmi} nats). Masking saliency of a "
-        f"token's effect points into its region (pointing {sal.table['exact/masking']['pointing']:.2f}, "
-        f"IoU {sal.table['exact/masking']['iou']:.2f} for the exact model)."
+        f"Emergence log-SNR of each concept read by a probe on x0_hat: {emerge}, for separations "
+        f"{list(config.separations)}. The tokens' information rates integrate to {cmi} nats. Masking "
+        f"saliency of a token's effect on the exact model: pointing {masking['pointing']:.2f}, "
+        f"top-q IoU {masking['iou']:.2f} (chance 0.25 and about 0.14)."
     )
 
 
@@ -210,8 +213,7 @@ STUDY = register_study(
         description="What the sampler sees per step (Park et al. 2024): concept emergence on x0_hat, "
         "information rates, saliency and AUC against ground truth, step schedules.",
         question="When along the reverse process does each concept of the sample get decided, and do "
-        "saliency "
-        "maps and step schedules read that off correctly against known ground truth?",
+        "saliency maps and step schedules read that off correctly against known ground truth?",
         answer=_answer,
         headline="emergence_toy",
     )

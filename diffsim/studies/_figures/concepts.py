@@ -95,12 +95,10 @@ def _plot_emergence(res, out, config):
     res.figure(
         fig,
         "emergence_toy",
-        "Concept emergence on the toy mixture: accuracy of linear probes on the predicted "
-        "clean sample (solid) against the exact posterior's argmax (dashed) and the closed-form Bayes "
-        "accuracy "
+        "Concept emergence on the toy mixture: accuracy of linear probes on the predicted clean sample "
+        "(solid) against the exact posterior's argmax (dashed) and the closed-form Bayes accuracy "
         "(dotted), for the final concept of unconditional DDPM trajectories of the exact score; vertical "
-        "lines "
-        "mark the emergence log-SNR. Right: AUROC of the probes.",
+        "lines mark the emergence log-SNR. Right: AUROC of the probes.",
     )
     grid = np.asarray(out["x0_grid"])  # (S, 4, 16)
     lam_g = out["x0_grid_log_snr"]
@@ -211,10 +209,9 @@ def _plot_schedules(res, sch, config):
     res.figure(
         fig,
         "schedules",
-        f"Final-sample quality by schedule ({config.schedule_steps} {config.schedule_method} "
-        f"steps, exact score, token prior P(y=1) = {config.schedule_prior}). Left: log-SNR of each "
-        "schedule's "
-        "steps (dotted: the tokens' information density). Middle: token weight error of the final samples. "
+        f"Final-sample quality by schedule ({config.schedule_steps} {config.schedule_method} steps, exact "
+        f"score, token prior P(y=1) = {config.schedule_prior}). Left: log-SNR of each schedule's steps "
+        "(dotted: the tokens' information density). Middle: token weight error of the final samples. "
         "Right: within-mode spread relative to the truth per token region (1 = exact).",
     )
 
@@ -256,11 +253,9 @@ def _plot_saliency_toy(res, out, examples, config):
     res.figure(
         fig,
         "saliency_toy",
-        "Saliency of the coarsest token y1 (region: top-left 2x2, left block of columns) "
-        f"and the finest token y{n_tok} (right block) at {len(steps)} steps for one sample: exact model "
-        "(its true "
-        "token effect), trained UNet (all methods) and the randomised UNet. Titles: pointing-game rate and "
-        "top-q "
+        "Saliency of the coarsest token y1 (region: top-left 2x2, left block of columns) and the finest "
+        f"token y{n_tok} (right block) at {len(steps)} steps for one sample: exact model (its true token "
+        "effect), trained UNet (all methods) and the randomised UNet. Titles: pointing-game rate and top-q "
         "IoU averaged over samples and all tokens at that step.",
     )
     if not out["network"]:
@@ -291,10 +286,9 @@ def _plot_saliency_toy(res, out, examples, config):
     res.figure(
         fig,
         "attention_vs_information",
-        "Correlation quantification: the UNet's attention relevance of each "
-        "token over the steps (scaled to max 1) against the exact information rate rho_k; legend: mean "
-        "Spearman "
-        "correlation over steps per sample.",
+        "Correlation quantification: the UNet's attention relevance of each token over the steps (scaled "
+        "to max 1) against the exact information rate rho_k; legend: mean Spearman correlation over steps "
+        "per sample.",
     )
 
 
@@ -424,9 +418,8 @@ def _plot_digits(res, out, examples, config):
         res.figure(
             fig,
             "saliency_digits",
-            "Saliency of the bar token on digits (red contour: the bar's pixels) per step: "
-            "exact KDE model, trained UNet (all methods) and the randomised UNet; titles: pointing-game "
-            "rate and "
+            "Saliency of the bar token on digits (red contour: the bar's pixels) per step: exact KDE "
+            "model, trained UNet (all methods) and the randomised UNet; titles: pointing-game rate and "
             "top-q IoU averaged over the test digits at that step.",
         )
 
