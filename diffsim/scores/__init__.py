@@ -24,3 +24,9 @@ from .guidance import (
 )
 from .mixture import GaussianMixture as GaussianMixture
 from .token_conditioned import TokenConditionedScore as TokenConditionedScore
+from . import adapters as adapters
+from .adapters import (
+    CallableScore as CallableScore,
+    TorchScore as TorchScore,
+    from_diffusers as from_diffusers,
+)
