@@ -7,7 +7,14 @@ The public API, re-exported explicitly::
     traj = ds.simulate(score, "ddim", 50, n=100_000, key=jax.random.key(0))
 """
 
-from . import processes as processes, sampling as sampling, scores as scores
+from . import (
+    analysis as analysis,
+    data as data,
+    processes as processes,
+    sampling as sampling,
+    scores as scores,
+    training as training,
+)
 from ._checks import checked as checked, checks_enabled as checks_enabled, set_checks as set_checks
 from ._version import __version__ as __version__
 from .processes import VE as VE, VP as VP, AbstractProcess as AbstractProcess

@@ -56,7 +56,7 @@ from diffsim.data.concepts import concept_mixture
 from diffsim.processes import VP
 from diffsim.sampling import grids
 from diffsim.scores.conditional import ConditionalMixture, TokenNetworkDenoiser
-from diffsim.scores.networks import MLPScore, UNetScore
+from diffsim.scores.nn import MLPScore, UNetScore
 from diffsim.scores.token_conditioned import TokenConditionedScore
 
 
@@ -351,7 +351,7 @@ def test_exact_saliency_concentrates_on_the_tokens_region(toy):
 @pytest.mark.slow
 def test_trained_network_saliency_points_to_blocks_and_fails_randomisation(toy):
     process, tm, cm = toy
-    from diffsim.scores.training import TrainConfig, train
+    from diffsim.training import TrainConfig, train
 
     x, y = cm.sample(jr.key(50), 4000)
     net = MLPScore(

@@ -20,7 +20,7 @@ from diffsim.scores.conditional import (
     subset_mask,
 )
 from diffsim.scores.mixture import GaussianMixture
-from diffsim.scores.networks import AbstractTokenScore, MLPScore
+from diffsim.scores.nn import AbstractTokenScore, MLPScore
 
 
 def _random_token_mixture(seed=0, d=3):
@@ -57,8 +57,8 @@ _data_logp = jax.jit(lambda m, x, tok, mask: m.data_log_prob(x, tok, mask))
 
 
 def test_eps_and_density_match_restricted_mixture_for_every_subset(tmix, model):
-    """Independent route: the foundation's GaussianMixture restricted to the consistent components (issue
-    5's TokenMixture.condition), evaluated at the OU time of the log-SNR (alpha_t = a there, so x_t = x)."""
+    """Independent route: the foundation's GaussianMixture restricted to the consistent components
+    (TokenMixture.condition), evaluated at the OU time of the log-SNR (alpha_t = a there, so x_t = x)."""
     proc = VP.ou()
     x = jnp.asarray([0.3, -1.2, 0.8])
     tokens = jnp.asarray([1, 1, 0], jnp.int32)

@@ -19,7 +19,7 @@ from diffsim.data.synthetic import GATES, block_structured, pid_gate
 from diffsim.processes import VP
 from diffsim.scores.conditional import ConditionalMixture, TokenNetworkDenoiser
 from diffsim.scores.mixture import GaussianMixture
-from diffsim.scores.networks import MLPScore
+from diffsim.scores.nn import MLPScore
 
 
 LN2 = math.log(2.0)

@@ -218,8 +218,8 @@ def test_flax_is_optional_and_imported_only_by_the_adapter():
     import sys
 
     code = (
-        "import sys, diffsim, diffsim.scores, diffsim.scores.nn, diffsim.scores.networks, diffsim.training, "
-        "diffsim.scores.training, diffsim.data; assert 'flax' not in sys.modules, 'flax imported'"
+        "import sys, diffsim, diffsim.scores, diffsim.scores.nn, diffsim.training, "
+        "diffsim.data; assert 'flax' not in sys.modules, 'flax imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -1,4 +1,15 @@
-from . import ridge as ridge
+"""Data: mixture constructors with known truth for the studies, and data sets.
+
+- synthetic token mixtures and PID gates (``synthetic``), concept mixtures (``concepts``);
+- the mixtures of the samplers, critical-windows and guidance studies;
+- scikit-learn's 8x8 digits and an MNIST loader from a local path (``digits``), digits with a token
+  attribute (``token_digits``);
+- the ridge study's training sets (``ridge``) and an autoencoder for latent diffusion (``autoencoder``).
+
+Data sets ship inside packages or are generated; nothing is downloaded.
+"""
+
+from . import autoencoder as autoencoder, digits as digits, ridge as ridge, synthetic as synthetic
 from ._guidance_mixtures import (
     GuidanceCase as GuidanceCase,
     collinear_three as collinear_three,
@@ -7,11 +18,6 @@ from ._guidance_mixtures import (
     mixture_1d as mixture_1d,
     random_three_component_1d as random_three_component_1d,
 )
-from ._window_mixtures import (
-    hierarchy_2d as hierarchy_2d,
-    random_two_clusters as random_two_clusters,
-    symmetric_two_gaussians as symmetric_two_gaussians,
-)
 from ._sampler_mixtures import sampler_test_mixture as sampler_test_mixture
 from ._token_digits import (
     TokenDigits as TokenDigits,
@@ -19,3 +25,9 @@ from ._token_digits import (
     token_digits as token_digits,
     token_frequencies as token_frequencies,
 )
+from ._window_mixtures import (
+    hierarchy_2d as hierarchy_2d,
+    random_two_clusters as random_two_clusters,
+    symmetric_two_gaussians as symmetric_two_gaussians,
+)
+from .concepts import concept_mixture as concept_mixture

@@ -2,7 +2,7 @@ r"""A small autoencoder (optionally a VAE) on flattened images, for latent diffu
 
 Encoder ``E: R^d -> R^m`` and decoder ``D: R^m -> R^d`` are MLPs (SiLU); the decoder ends in ``tanh``
 because images live in ``[-1, 1]``. Training minimises, with optax (the optimiser of
-:func:`diffsim.scores.training.make_optimizer`: clipped Adam, warm-up, cosine decay),
+:func:`diffsim.training.make_optimizer`: clipped Adam, warm-up, cosine decay),
 
     plain AE:   |D(E(x)) - x|^2 / d + latent_penalty |E(x)|^2 / m,
     VAE:        |D(z) - x|^2 / d + kl_weight KL(N(mu, diag e^{logvar}) || N(0, I)) / m,
@@ -13,7 +13,7 @@ std of the training codes, stored in the model (``latent_shift``, ``latent_scale
 ``encode(x) = (mu(x) - shift) / scale`` has zero mean and unit variance on the training set (what a VP
 diffusion prior expects), and ``decode(z) = D(shift + scale z)``.
 
-Latent diffusion: train a score network (e.g. :class:`~diffsim.scores.networks.MLPScore`) on
+Latent diffusion: train a score network (e.g. :class:`~diffsim.scores.nn.MLPScore`) on
 ``encode_batch(ae, images)``, sample latents with :func:`diffsim.simulate`, and ``decode_batch`` them.
 """
 
@@ -33,8 +33,8 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from .._validation import as_float_array, check_key, check_positive_int
-from ..scores.networks import Dense, init_rng
-from ..scores.training import (
+from ..scores.nn import Dense, init_rng
+from ..training import (
     TrainConfig,
     fingerprint,
     load_model,

@@ -42,7 +42,7 @@ noisy point (common random numbers across conditions). Derived: :meth:`denoise` 
   and exact ``log p_lambda(x | y_S)``, ``log p(x | y_S)`` at the data (``lambda = +inf``), component
   posteriors and token posteriors ``p(y | x_lambda, y_S)`` for every subset.
 - :class:`TokenNetworkDenoiser`: an adapter over the token-conditional networks of
-  :mod:`diffsim.scores.networks` (trained with token dropout, so each slot's null id means "not given"):
+  :mod:`diffsim.scores.nn` (trained with token dropout, so each slot's null id means "not given"):
   ``eps(lambda, x, tokens, mask) = net.eps(t, (alpha_t / a) x, where(mask, tokens, null))`` with ``t`` the
   process time of ``lambda`` clipped to ``[t_min, t_max]`` (outside that range the network was never
   trained; :attr:`TokenNetworkDenoiser.log_snr_range` says where it is exact).
@@ -63,7 +63,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int
 from .._validation import check_key, check_positive_int, is_concrete
 from ..processes import AbstractProcess
 from .mixture import GaussianMixture
-from .networks import AbstractTokenScore
+from .nn import AbstractTokenScore
 
 
 __all__ = [
@@ -472,7 +472,7 @@ class ConditionalMixture(AbstractConditionalDenoiser):
 # adapter over token-conditional networks
 # =====================================================================================================
 class TokenNetworkDenoiser(AbstractConditionalDenoiser):
-    r"""A token-conditional network (:class:`~diffsim.scores.networks.AbstractTokenScore`) as a
+    r"""A token-conditional network (:class:`~diffsim.scores.nn.AbstractTokenScore`) as a
     conditional denoiser: unmasked slots are replaced by their null id (unconditioned), and the log-SNR is
     mapped to the network's process time (module docstring).
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +38,7 @@ from ..analysis.saliency import (
 from ..sampling import grids
 from ..scores.conditional import ConditionalMixture, TokenNetworkDenoiser
 from ..scores.token_conditioned import TokenConditionedScore
+from ._concepts_config import Config
 from ._concepts_saliency import (
     _auc_checks,
     _forward_states,
@@ -49,10 +50,6 @@ from ._concepts_saliency import (
 )
 from ._concepts_toy import _key, _mean_se, _process
 from ._runner import Check, PartContext, check, progress_bar
-
-
-if TYPE_CHECKING:
-    from .concepts import Config
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jax.numpy as jnp
 import jax.random as jr
@@ -38,12 +38,9 @@ from ..analysis.saliency import (
 )
 from ..sampling import grids
 from ..scores.conditional import TokenNetworkDenoiser
+from ._concepts_config import Config
 from ._concepts_toy import _key, _mean_se, _process, _toy
 from ._runner import Check, PartContext, check, progress_bar
-
-
-if TYPE_CHECKING:
-    from .concepts import Config
 
 
 @dataclass(frozen=True)
@@ -71,7 +68,7 @@ class Saliency:
 
 
 def _train_unet(config, out_dir, name, x, tokens, image_shape, alphabet, steps, base, key, progress):
-    from ..scores.networks import UNetScore
+    from ..scores.nn import UNetScore
     from ..training import TrainConfig, train_or_load
 
     k_net, k_train = jr.split(key)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -31,11 +30,8 @@ from ..processes import VP
 from ..sampling import grids, simulate
 from ..scores.conditional import ConditionalMixture
 from ..scores.token_conditioned import TokenConditionedScore
+from ._concepts_config import Config
 from ._runner import Check, PartContext, check
-
-
-if TYPE_CHECKING:
-    from .concepts import Config
 
 
 _SCHEDULES = ("uniform", "early", "late", "logsnr", "information", "information_gap")

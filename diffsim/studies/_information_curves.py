@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -23,12 +23,9 @@ from ..analysis.information import (
 )
 from ..data.synthetic import block_structured, pid_gate
 from ..scores.conditional import ConditionalMixture
+from ._information_config import Config
 from ._information_pid import CHUNK, LN2, bits, logistic_scheme, part_key
 from ._runner import Check, PartContext, check
-
-
-if TYPE_CHECKING:
-    from .information import Config
 
 
 _ESTIMATOR_KEYS = (("standard", "std"), ("orthogonal", "orth"))

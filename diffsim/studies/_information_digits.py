@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jax.random as jr
 import numpy as np
@@ -20,12 +20,9 @@ from ..analysis.information import (
     pid_information,
 )
 from ..data import kde_token_mixture, token_digits, token_frequencies
+from ._information_config import Config
 from ._information_pid import LN2, bits, max_dev, part_key
 from ._runner import Check, PartContext, check
-
-
-if TYPE_CHECKING:
-    from .information import Config
 
 
 # =====================================================================================================
@@ -70,8 +67,8 @@ def _digits_summary(model, data, key, scheme, config) -> dict[str, Any]:
 
 def _train_network(config: Config, data, k_net, k_train, ctx: PartContext):
     from ..scores.conditional import TokenNetworkDenoiser
-    from ..scores.networks import MLPScore
-    from ..scores.training import TrainConfig, train_or_load
+    from ..scores.nn import MLPScore
+    from ..training import TrainConfig, train_or_load
 
     c = config
     net = MLPScore(

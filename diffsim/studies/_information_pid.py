@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -25,11 +25,8 @@ from ..analysis.information import (
 )
 from ..data.synthetic import binary_prior, block_structured, pid_gate
 from ..scores.conditional import ConditionalMixture
+from ._information_config import Config
 from ._runner import Check, PartContext, check
-
-
-if TYPE_CHECKING:
-    from .information import Config
 
 
 LN2 = math.log(2.0)

@@ -32,13 +32,23 @@ import numpy as np
 from ..analysis.convergence import fit_order, significant_tail
 from ..analysis.metrics import energy_distance, mode_weight_error
 from ..data import sampler_test_mixture
-from ..sampling import grids, simulate
+from ..sampling import SAMPLER_REGISTRY, grids, simulate
 from ._figures import samplers as figures
 from ._runner import Check, Figure, Part, PartContext, Study, check, register_study
 
 
-ODE_ORDERS = {"euler": 1.0, "ddim": 1.0, "heun": 2.0, "dpm_solver_2m": 2.0}
-SDE_WEAK_ORDERS = {"euler_maruyama": 1.0, "ddpm": 1.0, "pc": 1.0}
+def _fixed_grid_samplers() -> tuple[dict[str, float], dict[str, float]]:
+    """Theoretical orders read from the sampler classes: (pathwise orders of the deterministic reverse
+    samplers, weak orders of the stochastic ones)."""
+    ode, sde = {}, {}
+    for name, cls in SAMPLER_REGISTRY.items():
+        if cls.adaptive or cls.direction != "reverse" or cls.order is None:
+            continue
+        (sde if cls.stochastic else ode)[name] = float(cls.order)
+    return ode, sde
+
+
+ODE_ORDERS, SDE_WEAK_ORDERS = _fixed_grid_samplers()
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, Int
 
 from ..._validation import as_float_array
-from ...scores.networks import UNetScore, check_tokens, convert_parametrisation
+from ...scores import convert_parametrisation
+from ...scores.nn import UNetScore, check_tokens
 from .._concept_checks import _check_time, _point
 
 
