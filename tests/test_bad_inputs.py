@@ -381,6 +381,27 @@ SIMULATE_CASES = [
     ),
     ("grid-string", lambda: ds.simulate(GM, "ddim", "karras", n=3, key=KEY), TypeError, "grid"),
     ("score-not-a-score", lambda: ds.simulate("gm", "ddim", 4, n=3, key=KEY), TypeError, "score"),
+    ("x-inf", lambda: ds.simulate(GM, "ddim", 4, x=jnp.full((3, 2), jnp.inf), key=KEY), ValueError, "`x`"),
+    ("x-complex", lambda: ds.simulate(GM, "ddim", 4, x=jnp.zeros((3, 2)) + 1j, key=KEY), TypeError, "`x`"),
+    ("grid-2d", lambda: ds.simulate(GM, "ddim", jnp.ones((3, 2)), n=3, key=KEY), ValueError, "`grid`"),
+    (
+        "grid-repeated-time",
+        lambda: ds.simulate(GM, "ddim", jnp.array([1.0, 0.5, 0.5, 0.1]), n=3, key=KEY),
+        ValueError,
+        "`grid`",
+    ),
+    ("grid-float-steps", lambda: ds.simulate(GM, "ddim", 10.0, n=3, key=KEY), ValueError, "`grid`"),
+    (
+        "grid-complex",
+        lambda: ds.simulate(GM, "ddim", jnp.array([1.0, 0.5]) + 0j, n=3, key=KEY),
+        TypeError,
+        "`grid`",
+    ),
+    ("method-none", lambda: ds.simulate(GM, None, 4, n=3, key=KEY), TypeError, "`method`"),
+    ("method-bad-option", lambda: ds.simulate(GM, "ddim", 4, n=3, key=KEY, bogus=1), TypeError, "bogus"),
+    ("ddim-eta-negative", lambda: ds.simulate(GM, "ddim", 4, n=3, key=KEY, eta=-1.0), ValueError, "`eta`"),
+    ("ddim-eta-nan", lambda: ds.simulate(GM, "ddim", 4, n=3, key=KEY, eta=math.nan), ValueError, "`eta`"),
+    ("key-float", lambda: ds.simulate(GM, "ddim", 4, n=3, key=jnp.array([0.0, 1.0])), TypeError, "`key`"),
 ]
 
 CASES = (

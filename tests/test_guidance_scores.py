@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import diffsim as ds
-from diffsim.scores import guidance as G
+from diffsim.scores import guidance
 
 
 @pytest.fixture(scope="module")
@@ -37,30 +37,30 @@ def on_grid(fn):
 # --------------------------------------------------------------------------------------------------
 def test_convention_values_and_round_trips():
     w = jnp.array([0.0, 0.5, 1.0, 3.0, 11.0])
-    chex.assert_trees_all_close(G.eta_from_scale(w), w - 1.0)
-    chex.assert_trees_all_close(G.cfg_from_scale(w), w - 1.0)
-    chex.assert_trees_all_close(G.classifier_scale_from_scale(w), w)
-    chex.assert_trees_all_close(G.scale_from_eta(G.eta_from_scale(w)), w)
-    chex.assert_trees_all_close(G.scale_from_cfg(G.cfg_from_scale(w)), w)
-    chex.assert_trees_all_close(G.scale_from_classifier_scale(w), w)
-    for src in G.CONVENTIONS:
-        for dst in G.CONVENTIONS:
-            v = G.convert_strength(w + G.CONVENTIONS[src], source=src, target=dst)
-            chex.assert_trees_all_close(v, w + G.CONVENTIONS[dst])
+    chex.assert_trees_all_close(guidance.eta_from_scale(w), w - 1.0)
+    chex.assert_trees_all_close(guidance.cfg_from_scale(w), w - 1.0)
+    chex.assert_trees_all_close(guidance.classifier_scale_from_scale(w), w)
+    chex.assert_trees_all_close(guidance.scale_from_eta(guidance.eta_from_scale(w)), w)
+    chex.assert_trees_all_close(guidance.scale_from_cfg(guidance.cfg_from_scale(w)), w)
+    chex.assert_trees_all_close(guidance.scale_from_classifier_scale(w), w)
+    for src in guidance.CONVENTIONS:
+        for dst in guidance.CONVENTIONS:
+            v = guidance.convert_strength(w + guidance.CONVENTIONS[src], source=src, target=dst)
+            chex.assert_trees_all_close(v, w + guidance.CONVENTIONS[dst])
     # Stable Diffusion's default guidance_scale 7.5 is Wu et al.'s eta = 6.5 (reference note, section 1.7)
-    chex.assert_trees_all_close(G.convert_strength(7.5, source="guidance_scale", target="eta"), 6.5)
-    chex.assert_trees_all_close(G.convert_strength(6.5, source="cfg", target="guidance_scale"), 7.5)
+    chex.assert_trees_all_close(guidance.convert_strength(7.5, source="guidance_scale", target="eta"), 6.5)
+    chex.assert_trees_all_close(guidance.convert_strength(6.5, source="cfg", target="guidance_scale"), 7.5)
 
 
 def test_ho_salimans_noise_form_matches_scale(mix2d, key):
     """(1 + w_cfg) eps_c - w_cfg eps_u (Ho & Salimans) is the guided score at w = 1 + w_cfg."""
     cond = mix2d.condition(0)
-    clf = G.MixtureClassifier(mix2d)
+    clf = guidance.MixtureClassifier(mix2d)
 
     @jax.jit
     @jax.vmap
     def gap(w_cfg):
-        guided = G.ClassifierGuidance(mix2d, clf, 0, G.scale_from_cfg(w_cfg))
+        guided = guidance.ClassifierGuidance(mix2d, clf, 0, guidance.scale_from_cfg(w_cfg))
         return jax.vmap(
             lambda t: jax.vmap(
                 lambda x: guided.eps(t, x) - ((1 + w_cfg) * cond.eps(t, x) - w_cfg * mix2d.eps(t, x))
@@ -73,37 +73,37 @@ def test_ho_salimans_noise_form_matches_scale(mix2d, key):
 
 def test_negative_strength_rejected(mix2d):
     with pytest.raises(ValueError, match="must be >= 0"):
-        G.guided_mixture(mix2d, 0, -0.1)
+        guidance.guided_mixture(mix2d, 0, -0.1)
     with pytest.raises(ValueError, match="must be >= 0"):
-        G.ClassifierFreeGuidance(mix2d, mix2d.condition(1), -2.0)
+        guidance.ClassifierFreeGuidance(mix2d, mix2d.condition(1), -2.0)
     with pytest.raises(ValueError, match="must be >= 0"):
-        G.scale_from_eta(-1.5)
+        guidance.scale_from_eta(-1.5)
     with pytest.raises(ValueError, match="must be >= 0"):
-        G.scale_from_cfg(-3.0)
+        guidance.scale_from_cfg(-3.0)
     with pytest.raises(ValueError, match="finite"):
-        G.guided_mixture(mix2d, 0, float("nan"))
+        guidance.guided_mixture(mix2d, 0, float("nan"))
     with pytest.raises(ValueError, match="Unknown"):
-        G.convert_strength(1.0, source="scale", target="lambda")
+        guidance.convert_strength(1.0, source="scale", target="lambda")
 
 
 def test_labels_out_of_range(mix2d):
     with pytest.raises(ValueError, match="out of range"):
-        G.guided_mixture(mix2d, 2, 1.0)  # labels are {0, 1}
+        guidance.guided_mixture(mix2d, 2, 1.0)  # labels are {0, 1}
     with pytest.raises(ValueError, match="out of range"):
-        G.ClassifierGuidance(mix2d, G.MixtureClassifier(mix2d), -1, 2.0)
+        guidance.ClassifierGuidance(mix2d, guidance.MixtureClassifier(mix2d), -1, 2.0)
     with pytest.raises(TypeError):
-        G.guided_mixture(mix2d, True, 1.0)
+        guidance.guided_mixture(mix2d, True, 1.0)
     with pytest.raises(TypeError):
-        G.guided_mixture(mix2d, 0.5, 1.0)
+        guidance.guided_mixture(mix2d, 0.5, 1.0)
     with pytest.raises(TypeError):
-        G.ClassifierGuidance(mix2d, mix2d, 0, 1.0)  # a score is not a classifier
+        guidance.ClassifierGuidance(mix2d, mix2d, 0, 1.0)  # a score is not a classifier
 
 
 # --------------------------------------------------------------------------------------------------
 # exact classifier: closed forms vs autodiff
 # --------------------------------------------------------------------------------------------------
 def test_classifier_closed_forms_match_autodiff(mix2d):
-    clf = G.MixtureClassifier(mix2d)
+    clf = guidance.MixtureClassifier(mix2d)
     assert clf.classes == (0, 1)
     lps = on_grid(clf.log_probs)
     chex.assert_trees_all_close(jnp.sum(jnp.exp(lps), -1), jnp.ones(lps.shape[:2]), atol=1e-12)
@@ -131,7 +131,7 @@ def test_isotropic_gradient_closed_form():
     """Identity covariances under OU: grad log p_t(y|x) = a_t (mu_y - sum_k r_k mu_k) (Wu et al. 2024)."""
     means = jnp.array([[0.0, 0.0], [-3.0, 1.0], [3.0, 1.0]])
     mix = ds.GaussianMixture(jnp.array([0.2, 0.3, 0.5]), means, 1.0)
-    clf = G.MixtureClassifier(mix)
+    clf = guidance.MixtureClassifier(mix)
 
     def quantities(t, x):
         a = mix.process.alpha(t)
@@ -155,13 +155,13 @@ def test_isotropic_gradient_closed_form():
 # --------------------------------------------------------------------------------------------------
 def test_classifier_guidance_equals_cfg_and_limits(mix2d):
     cond = mix2d.condition(1)
-    clf = G.MixtureClassifier(mix2d)
+    clf = guidance.MixtureClassifier(mix2d)
     ws = jnp.array([0.0, 1.0, 2.5, 10.0])
 
     @jax.jit
     def evaluate(w):  # w traced: one compilation for every strength
-        cg = G.ClassifierGuidance(mix2d, clf, 1, w)
-        cfg = G.ClassifierFreeGuidance(mix2d, cond, w)
+        cg = guidance.ClassifierGuidance(mix2d, clf, 1, w)
+        cfg = guidance.ClassifierFreeGuidance(mix2d, cond, w)
 
         def grid(g):
             def one(t, x):
@@ -178,7 +178,7 @@ def test_classifier_guidance_equals_cfg_and_limits(mix2d):
 
 
 def test_guided_derivatives_match_autodiff(mix2d):
-    g = G.guided_mixture(mix2d, 0, 3.0)
+    g = guidance.guided_mixture(mix2d, 0, 3.0)
 
     def quantities(t, x):
         jac = jax.jacfwd(lambda z: g.score(t, z))(x)
@@ -198,7 +198,7 @@ def test_guided_derivatives_match_autodiff(mix2d):
     chex.assert_trees_all_close(q["s"], q["full"], atol=1e-10)
     # the fused one-pass path (base is the classifier's mixture) equals the generic two-term path
     assert g.fused
-    generic = G.ClassifierGuidance(jax.tree.map(lambda a: a, mix2d), g.classifier, 0, 3.0)
+    generic = guidance.ClassifierGuidance(jax.tree.map(lambda a: a, mix2d), g.classifier, 0, 3.0)
     assert not generic.fused
     both = on_grid(
         lambda t, x: (g.score(t, x) - generic.score(t, x), g.laplacian(t, x) - generic.laplacian(t, x))
@@ -209,16 +209,16 @@ def test_guided_derivatives_match_autodiff(mix2d):
 def test_cfg_rejects_mismatched_scores(mix2d):
     other = ds.GaussianMixture(jnp.array([1.0]), jnp.zeros((1, 3)), 1.0)
     with pytest.raises(ValueError, match="same dimension"):
-        G.ClassifierFreeGuidance(mix2d, other, 2.0)
+        guidance.ClassifierFreeGuidance(mix2d, other, 2.0)
     vp = ds.GaussianMixture(jnp.array([1.0]), jnp.zeros((1, 2)), 1.0, process=ds.VP.linear())
     with pytest.raises(ValueError, match="share one process"):
-        G.ClassifierFreeGuidance(mix2d, vp, 2.0)
+        guidance.ClassifierFreeGuidance(mix2d, vp, 2.0)
 
 
 def test_scale_is_a_leaf_no_recompile(mix2d, key):
     """Changing w only changes an array leaf: one compiled sampler serves every strength."""
     run = jax.jit(lambda s: ds.simulate(s, "ddim", 5, n=4, key=key).x)
-    xs = [run(G.guided_mixture(mix2d, 0, w)) for w in (1.0, 2.0, 3.0)]
+    xs = [run(guidance.guided_mixture(mix2d, 0, w)) for w in (1.0, 2.0, 3.0)]
     assert run._cache_size() == 1
     chex.assert_tree_all_finite(xs)
     assert not np.allclose(xs[0], xs[2])
@@ -239,7 +239,7 @@ def test_unguided_pf_ode_maps_conditional_prior_exactly(sym3d):
     p = sym3d.process
     cond = sym3d.condition(0)
     x_t, _ = cond.sample(jr.key(3), 64, t=p.t_max)
-    guided = G.guided_mixture(sym3d, 0, 1.0)
+    guided = guidance.guided_mixture(sym3d, 0, 1.0)
     out = ds.flow(guided, x_t, p.t_max, p.t_min, rtol=1e-9, atol=1e-9)
     expect = x_t + (p.alpha(p.t_min) - p.alpha(p.t_max)) * sym3d.means[0]
     chex.assert_trees_all_close(out, expect, atol=1e-7)
@@ -254,7 +254,7 @@ def test_unguided_discrete_ddim_is_the_exact_affine_map(sym3d):
     p = sym3d.process
     mu = sym3d.means[0]
     x_t, _ = sym3d.condition(0).sample(jr.key(4), 32, t=p.t_max)
-    guided = G.guided_mixture(sym3d, 0, 1.0)
+    guided = guidance.guided_mixture(sym3d, 0, 1.0)
     gaps = []
     for n_steps in (10, 200):
         grid = ds.grids.logsnr_uniform(p, n_steps)
@@ -280,8 +280,8 @@ def test_float32_guided_laplacian_far_from_tight_modes():
                              labels=labels)  # fmt: skip
     for x, t in [((10.0, -3.0), 1e-6), ((300.0, 0.0), 1e-2), ((-40.0, 25.0), 1e-3)]:
         for scale in (0.0, 1.0, 3.0):
-            ref = float(G.guided_mixture(g64, 0, scale).laplacian(t, jnp.asarray(x)))
+            ref = float(guidance.guided_mixture(g64, 0, scale).laplacian(t, jnp.asarray(x)))
             got = float(
-                G.guided_mixture(g32, 0, scale).laplacian(jnp.float32(t), jnp.asarray(x, jnp.float32))
+                guidance.guided_mixture(g32, 0, scale).laplacian(jnp.float32(t), jnp.asarray(x, jnp.float32))
             )
             assert abs(got - ref) <= 1e-4 * abs(ref), (x, t, scale, got, ref)
