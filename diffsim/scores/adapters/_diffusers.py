@@ -206,13 +206,17 @@ class DiffusersPipeline:
         self.dtype = dtype or _torch_dtype_name(unet)
         self.device = device or module_device(unet)
         tdt = getattr(torch, self.dtype)
-        self.unet = unet.to(device=self.device, dtype=tdt).eval()
+
+        def place(m):  # cast only when needed (diffusers warns on every .to(dtype))
+            if _torch_dtype_name(m) != self.dtype or module_device(m) != self.device:
+                m = m.to(device=self.device, dtype=tdt)
+            return m.eval()
+
+        self.unet = place(unet)
         self.scheduler = scheduler
-        self.text_encoder = (
-            None if text_encoder is None else text_encoder.to(device=self.device, dtype=tdt).eval()
-        )
+        self.text_encoder = None if text_encoder is None else place(text_encoder)
         self.tokenizer = tokenizer
-        self.vae = None if vae is None else vae.to(device=self.device, dtype=tdt).eval()
+        self.vae = None if vae is None else place(vae)
         self.parametrisation = parametrisation_from_scheduler(scheduler)
         self.process = process_from_scheduler(scheduler)
         self.num_train_timesteps = int(scheduler.config.num_train_timesteps)
