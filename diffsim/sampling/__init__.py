@@ -14,6 +14,15 @@ from ._kernels import (
     PredictorCorrector as PredictorCorrector,
 )
 from ._noise import StepNoise as StepNoise, normal_like as normal_like, split_noise as split_noise
+from ._peer_samplers import (
+    DPMPP2MSDE as DPMPP2MSDE,
+    DPMPP3MSDE as DPMPP3MSDE,
+    LMS as LMS,
+    DPMPP2SAncestral as DPMPP2SAncestral,
+    EulerAncestral as EulerAncestral,
+    UniPC as UniPC,
+    ancestral_step as ancestral_step,
+)
 from ._registry import (
     ADAPTIVE as ADAPTIVE,
     SAMPLER_REGISTRY as SAMPLER_REGISTRY,
