@@ -95,9 +95,32 @@ def resolve_save(save: Any, n_steps: int) -> np.ndarray:
 # =====================================================================================================
 # the compiled core
 # =====================================================================================================
+def final_step(sampler, key, state, t, score):
+    """One particle's step from the last grid time ``t`` to ``sigma = 0`` (``simulate(final_denoise=True)``):
+    the sampler's ``final_step(key, state, t, score)`` when it defines one (LMS's Adams step, Heun's churned
+    last step), else the denoiser ``score.denoise(t, x)`` (k-diffusion's and diffusers' last step)."""
+    custom = getattr(sampler, "final_step", None)
+    if custom is not None:
+        return custom(key, state, t, score)
+    return score.denoise(t, sampler.position(state))
+
+
 @eqx.filter_jit
 def _run_fixed(
-    score, sampler, grid, x, key, offset, n_particles, slots, n_save, final_only, stats_fn, save_states, noise
+    score,
+    sampler,
+    grid,
+    x,
+    key,
+    offset,
+    n_particles,
+    slots,
+    n_save,
+    final_only,
+    stats_fn,
+    save_states,
+    noise,
+    final_denoise=False,
 ):
     """One ``lax.scan`` over the grid on a batched ``(N, d)`` state.
 
@@ -136,9 +159,16 @@ def _run_fixed(
 
     n_steps = grid.shape[0] - 1
     steps = (jnp.arange(n_steps), grid[:-1], grid[1:])
+
+    def finish(st):  # the last state: the position, or the step to sigma = 0 (noise index n_steps)
+        if not final_denoise:
+            return position(st)
+        fin = jax.vmap(final_step, in_axes=(None, 0, 0, None, None))
+        return fin(sampler, step_noise(n_steps), st, grid[-1], score).astype(x.dtype)
+
     if final_only:  # the common case: nothing to write while stepping
         state, _ = jax.lax.scan(lambda st, inp: (advance(st, *inp), None), state, steps)
-        xf = position(state)
+        xf = finish(state)
         xs = xf[None] if save_states else None
         stats = None if stats_fn is None else jax.tree.map(lambda a: a[None], compute_stats(grid[-1], xf))
         return xs, stats, xf
@@ -172,16 +202,36 @@ def _run_fixed(
         return (st, write(bufs, slot, t_next, position(st))), None
 
     (state, (buf, sbuf)), _ = jax.lax.scan(body, (state, bufs), steps + (slots[1:],))
-    return buf, sbuf, position(state)
+    if not final_denoise:
+        return buf, sbuf, position(state)
+    xf = finish(state)  # the saved last index holds the final (denoised) state
+    buf, sbuf = write((buf, sbuf), slots[-1], grid[-1], xf)
+    return buf, sbuf, xf
 
 
-def run_chunk(score, sampler, grid, x, key, offset, n_particles, save_idx, stats, save_states, noise):
+def run_chunk(
+    score,
+    sampler,
+    grid,
+    x,
+    key,
+    offset,
+    n_particles,
+    save_idx,
+    stats,
+    save_states,
+    noise,
+    final_denoise=False,
+):
     n_steps = grid.shape[0] - 1
     if sampler.adaptive:
         if x is None:
             x = prior_draws(score, key, jnp.asarray(offset), n_particles)
         keys = particle_keys(jr.split(key)[1], offset, x.shape[0])
         xs, st, xf, _ = sampler.solve(score, grid, x, keys, save_idx, stats, save_states)
+        if final_denoise:
+            last_saved = bool(save_idx[-1] == n_steps)
+            xs, st, xf = _denoise_last(score, grid[-1], xs, st, xf, last_saved, stats)
         return xs, st, xf
     slots = np.full(n_steps + 1, -1, dtype=np.int32)
     slots[save_idx] = np.arange(save_idx.size, dtype=np.int32)
@@ -201,7 +251,20 @@ def run_chunk(score, sampler, grid, x, key, offset, n_particles, save_idx, stats
         stats,
         bool(save_states),
         noise,
+        bool(final_denoise),
     )
+
+
+@eqx.filter_jit
+def _denoise_last(score, t, xs, st, xf, last_saved, stats_fn):
+    """``final_denoise`` for adaptive samplers: the denoiser at the last time, also in the last saved slot."""
+    xf = jax.vmap(score.denoise, in_axes=(None, 0))(t, xf).astype(xf.dtype)
+    if last_saved and xs is not None:
+        xs = xs.at[-1].set(xf)
+    if last_saved and st is not None:
+        new = jax.vmap(stats_fn, in_axes=(None, 0))(t, xf)
+        st = jax.tree.map(lambda a, v: a.at[-1].set(v), st, new)
+    return xs, st, xf
 
 
 @eqx.filter_jit
@@ -251,6 +314,7 @@ class Run:
     save_states: bool
     noise: str
     nfe: int
+    final_denoise: bool = False
 
     def chunk(self, offset: int, size: int, pad_to: int | None = None):
         """Run particles ``offset .. offset + size`` (padded to ``pad_to`` to reuse the compiled function)."""
@@ -272,11 +336,25 @@ class Run:
             self.stats,
             self.save_states,
             self.noise,
+            self.final_denoise,
         )
 
 
 def prepare(
-    score, method, grid, *, x, n, key, save, stats, save_states, chunk_size, noise, method_options
+    score,
+    method,
+    grid,
+    *,
+    x,
+    n,
+    key,
+    save,
+    stats,
+    save_states,
+    chunk_size,
+    noise,
+    method_options,
+    final_denoise=False,
 ) -> tuple[Run, int | None]:
     """Validate the arguments of :func:`~diffsim.simulate` into a :class:`Run` and the chunk size."""
     if not isinstance(score, AbstractScore):
@@ -286,6 +364,13 @@ def prepare(
     ts = resolve_grid(score, sampler, grid)
     n_steps = ts.shape[0] - 1
     sampler = sampler.configure(n_steps)
+    if not isinstance(final_denoise, bool):
+        raise TypeError(f"`final_denoise` must be a bool, got {final_denoise!r}.")
+    if final_denoise and sampler.direction == "forward":
+        raise ValueError(f"`final_denoise` applies to reverse samplers, not {sampler.name!r}.")
+    check_grid = getattr(sampler, "check_grid", None)
+    if check_grid is not None and is_concrete(ts):
+        check_grid(score, np.asarray(ts))
     save_idx = resolve_save(save, n_steps)
     if stats is not None and not callable(stats):
         raise TypeError("`stats` must be a callable stats(t, x) -> pytree.")
@@ -343,7 +428,8 @@ def prepare(
         stats,
         bool(save_states),
         noise,
-        sampler.nfe(n_steps),
+        sampler.nfe(n_steps) + int(final_denoise),
+        final_denoise,
     )
     return run, chunk_size
 

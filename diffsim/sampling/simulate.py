@@ -69,6 +69,7 @@ def simulate(
     save_states: bool = True,
     chunk_size: int | None = None,
     noise: str = "per_particle",
+    final_denoise: bool = False,
     **method_options: Any,
 ) -> Trajectory:
     r"""Run a sampler on a batch of particles.
@@ -99,6 +100,12 @@ def simulate(
       ``jr.normal(fold_in(k_path, j), (N, draws, d))`` for the particles' global indices, computed from
       counters without per-particle keys (as cheap as one batch-level ``jr.normal``; also invariant under
       batching, chunking and sharding, but different numbers from ``"per_particle"``).
+    - ``final_denoise``: end with the step from the last grid time to ``sigma = 0``, as k-diffusion and
+      diffusers do: the last state is the denoiser ``score.denoise(t_last, x)`` (LMS: its Adams step to
+      ``sigma = 0``; Heun with ``convention="k_diffusion"``: the churned last step), costing one more score
+      evaluation. Default ``False`` (the grid's last state, at ``t_last``); pass ``True`` to reproduce the
+      peers' numbers. The saved state at the last grid index is then the final one (``ts`` still lists
+      ``t_last``).
 
     Returns a :class:`Trajectory`.
     """
@@ -115,6 +122,7 @@ def simulate(
         chunk_size=chunk_size,
         noise=noise,
         method_options=method_options,
+        final_denoise=final_denoise,
     )
     if chunk_size is None or chunk_size >= run.n_particles:
         xs, st, xf = run.chunk(0, run.n_particles)
