@@ -293,6 +293,8 @@ GUIDANCE_CASES = [
         ValueError,
         "`t`",
     ),
+    ("classifier-label-out-of-range", lambda: CLF.log_prob(0.5, X, 7), ValueError, "label"),
+    ("classifier-label-float", lambda: CLF.grad_log_prob(0.5, X, 1.0), TypeError, "label"),
     ("classifier-batch-x", lambda: CLF.log_prob(0.5, XB, 0), ValueError, "`x`"),
     ("classifier-time-negative", lambda: CLF.grad_log_prob(-0.5, X, 0), ValueError, "`t`"),
     (

@@ -274,6 +274,7 @@ class MixtureClassifier(AbstractNoisyClassifier):
 
     def _parts(self, t, x, y):
         t, x = self.mixture._check_args(t, x)
+        self.check_label(y)
         y = _checks.check_label(y, self._classes)
         s_k, sq, tr_prec, ell = _component_scores(self.mixture, t, x)
         member = self.mixture.labels == y
@@ -448,21 +449,46 @@ class ClassifierGuidance(AbstractScore):
         return self.classifier.log_prob(t, x, self.label)
 
 
+#: the prediction kinds of :class:`ClassifierFreeGuidance` and the :class:`AbstractScore` method of each
+_KIND_METHODS: dict[str, str] = {"score": "score", "x0": "denoise", "eps": "eps", "v": "v_prediction"}
+
+
+def _joint(unconditional: AbstractScore, conditional: AbstractScore) -> bool:
+    """Whether the two branches of a :class:`ClassifierFreeGuidance` are evaluated jointly.
+
+    A branch type may implement the pair protocol: ``_pairs_with(unconditional) -> bool`` (decided once, at
+    construction, on the concrete objects) and ``_guidance_pair(unconditional, scale, t, x, kind)`` (the
+    guided prediction ``kind`` in one evaluation: one batched network call for two
+    :class:`~diffsim.scores.nn.TokenBoundScore` of one network, the noise space of a
+    :class:`~diffsim.scores.TokenConditionedScore`). Every other pair combines the branches' own outputs."""
+    pairs = getattr(conditional, "_pairs_with", None)
+    return bool(pairs is not None and pairs(unconditional))
+
+
 class ClassifierFreeGuidance(AbstractScore):
-    r"""Classifier-free guidance ``s_w = s_u + w (s_c - s_u) = (1 - w) s_u + w s_c`` (Ho & Salimans 2022).
+    r"""Classifier-free guidance ``s_w = s_u + w (s_c - s_u) = (1 - w) s_u + w s_c`` (Ho & Salimans 2022):
+    diffsim's one guidance transformer of two scores (mixtures, token networks via
+    :meth:`~diffsim.scores.nn.AbstractTokenScore.guided`, token-conditioned denoisers via
+    :meth:`~diffsim.scores.TokenConditionedScore.guided`, adapted pipelines).
 
     **Strength convention (diffsim):** guidance scale ``w >= 0``; ``w = 0`` unconditional, ``w = 1``
     conditional. Ho & Salimans' ``(1 + w_cfg) eps_c - w_cfg eps_u`` has ``w_cfg = w - 1`` (Wu et al.'s
     ``eta``); diffusers' ``guidance_scale`` equals ``w`` (see :func:`convert_strength`).
 
+    Every parametrisation is affine in the score at fixed ``(t, x)``, so :meth:`score`, :meth:`denoise`,
+    :meth:`eps` and :meth:`v_prediction` each combine the branches' own outputs of that kind,
+    ``u + w (c - u)``. Two branches of one token network run as one batched network call, and two
+    token-conditioned scores combine in noise space (see :func:`_joint`).
+
     **Arguments:** ``unconditional`` and ``conditional`` scores on the same process and dimension, and
-    ``scale`` (``w``, an array leaf).
+    ``scale`` (``w``, an array leaf: sweeping it does not recompile).
     """
 
     unconditional: AbstractScore
     conditional: AbstractScore
     scale: Float[Array, ""]
     process: AbstractProcess
+    joint: bool = eqx.field(static=True)
 
     def __init__(self, unconditional: AbstractScore, conditional: AbstractScore, scale: ArrayLike = 1.0):
         for nm, sc in (("unconditional", unconditional), ("conditional", conditional)):
@@ -482,16 +508,34 @@ class ClassifierFreeGuidance(AbstractScore):
         self.unconditional = unconditional
         self.conditional = conditional
         self.process = unconditional.process
+        self.joint = _joint(unconditional, conditional)
 
     @property
     def dim(self) -> int:
         return self.unconditional.dim
 
+    def _combine(self, t: ArrayLike, x: Float[Array, " d"], kind: str) -> Float[Array, " d"]:
+        scale = _checks.check_scale(self.scale)
+        if self.joint:
+            return self.conditional._guidance_pair(self.unconditional, scale, t, x, kind)
+        u = getattr(self.unconditional, _KIND_METHODS[kind])(t, x)
+        return u + scale * (getattr(self.conditional, _KIND_METHODS[kind])(t, x) - u)
+
     def score(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, " d"]:
         """``s_u + w (s_c - s_u)`` (diffsim scale ``w``)."""
-        scale = _checks.check_scale(self.scale)
-        s_u = self.unconditional.score(t, x)
-        return s_u + scale * (self.conditional.score(t, x) - s_u)
+        return self._combine(t, x, "score")
+
+    def denoise(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, " d"]:
+        """``x0_u + w (x0_c - x0_u)`` (the branches' denoisers)."""
+        return self._combine(t, x, "x0")
+
+    def eps(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, " d"]:
+        """``eps_u + w (eps_c - eps_u)`` (the branches' noise predictions)."""
+        return self._combine(t, x, "eps")
+
+    def v_prediction(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, " d"]:
+        """``v_u + w (v_c - v_u)`` (the branches' v-predictions)."""
+        return self._combine(t, x, "v")
 
     def hessian(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, "d d"]:
         """``(1 - w) H_u + w H_c``."""
