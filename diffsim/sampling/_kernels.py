@@ -36,12 +36,15 @@ Orders are pathwise (PF-ODE) orders for deterministic samplers and weak orders (
 from __future__ import annotations
 
 import math
+import warnings
 from typing import ClassVar, NamedTuple
 
 import equinox as eqx
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array
 
+from ..processes import DiscreteSchedule
 from ._noise import normal_like, split_noise
 from ._registry import AbstractFixedSampler, State
 
@@ -133,7 +136,11 @@ class DDPM(DDIM):
 # --- probability-flow ODE -------------------------------------------------------------------------------
 class Euler(AbstractFixedSampler):
     r"""Euler on the PF-ODE in ``t``: ``x_next = x + (f x - 1/2 g^2 s)(t_next - t)``. First order; the
-    naive baseline for convergence studies (DDIM is the better first-order ODE method)."""
+    naive baseline for convergence studies (DDIM is the better first-order ODE method).
+
+    This steps in diffusion time ``t``, not in the noise level: it is **not** k-diffusion's
+    ``sample_euler`` (Euler in ``(x / alpha, sigma / alpha)``), which is :class:`DDIM` with ``eta = 0``
+    (and :class:`Heun` steps in those variables too). On coarse Karras grids the two differ a lot."""
 
     name: ClassVar[str] = "euler"
     order: ClassVar[float] = 1.0
@@ -158,6 +165,19 @@ class Heun(AbstractFixedSampler):
     the particle is first noised to ``sigma_hat = (1 + gamma) sigma_tilde`` (``y += sqrt(sigma_hat^2 -
     sigma_tilde^2) s_noise z``), i.e. moved forward in time exactly, then Heun-stepped to ``t_next``.
     Two score evaluations per step.
+
+    ``convention`` picks how churn is counted:
+
+    - ``"diffsim"`` (default, the numbers diffsim has always produced): ``gamma = min(churn / n_steps,
+      sqrt(2) - 1)`` over the grid's own steps; a churned time past ``t_max`` is clamped to ``t_max`` (less
+      noise is added), and :func:`~diffsim.simulate` warns when the grid makes that happen.
+    - ``"k_diffusion"`` (``sample_heun``'s): ``gamma = min(churn / (n_steps + 1), sqrt(2) - 1)``, the
+      denominator ``len(sigmas) - 1`` counting the step to ``sigma = 0``; no clamp (the churned noise level
+      may exceed the process's at ``t_max``; its time is computed by the closed-form inverse, valid beyond
+      ``t_max`` for VE and the continuous VP schedules; a discrete-schedule VP refuses such a grid); and
+      with ``simulate(final_denoise=True)`` the last step to ``sigma = 0`` is churned too when ``s_tmin <=
+      sigma_last <= s_tmax`` (k-diffusion churns it whenever ``s_tmin <= sigma_min``), then the denoiser
+      at ``sigma_hat``. Use it with ``final_denoise=True`` to reproduce k-diffusion.
     """
 
     churn: float = 0.0
@@ -165,6 +185,7 @@ class Heun(AbstractFixedSampler):
     s_tmax: float = math.inf
     s_noise: float = 1.0
     gamma: float = 0.0  # set by configure()
+    convention: str = eqx.field(default="diffsim", static=True)
     name: ClassVar[str] = "heun"
     order: ClassVar[float] = 2.0  # pathwise, without churn
     stochastic: ClassVar[bool] = False  # with the default churn = 0; see is_stochastic()
@@ -173,6 +194,10 @@ class Heun(AbstractFixedSampler):
     def __check_init__(self):
         if float(self.churn) < 0:
             raise ValueError(f"Heun `churn` must be >= 0, got {self.churn}.")
+        if self.convention not in ("diffsim", "k_diffusion"):
+            raise ValueError(
+                f"Heun `convention` must be 'diffsim' or 'k_diffusion', got {self.convention!r}."
+            )
 
     def is_stochastic(self) -> bool:
         return float(self.churn) > 0.0
@@ -181,8 +206,34 @@ class Heun(AbstractFixedSampler):
         return int(self.is_stochastic())
 
     def configure(self, n_steps: int) -> Heun:
-        gamma = min(float(self.churn) / n_steps, math.sqrt(2.0) - 1.0)
+        steps = n_steps + 1 if self.convention == "k_diffusion" else n_steps
+        gamma = min(float(self.churn) / steps, math.sqrt(2.0) - 1.0)
         return eqx.tree_at(lambda h: h.gamma, self, gamma)
+
+    def check_grid(self, score, ts) -> None:
+        """Called by ``simulate`` with the concrete grid: say when churn moves a particle past ``t_max``."""
+        if not self.is_stochastic() or self.gamma <= 0:
+            return
+        p = score.process
+        sig = np.exp(-0.5 * np.asarray(p.log_snr(ts[:-1]), dtype=np.float64))
+        on = (sig >= self.s_tmin) & (sig <= self.s_tmax)
+        t_hat = np.asarray(p.t_from_log_snr(-2.0 * np.log(sig * (1.0 + self.gamma))), dtype=np.float64)
+        past = on & (t_hat > p.t_max * (1 + 1e-9))
+        if not np.any(past):
+            return
+        where = f"{int(past.sum())} of {past.size} steps (first at t = {float(ts[:-1][past][0]):g})"
+        if self.convention == "diffsim":
+            warnings.warn(
+                f"Heun churn moves {where} past t_max = {p.t_max:g}; the churned time is clamped to t_max "
+                "(less noise is added than churn asks). Lower `churn`, set `s_tmax`, or use "
+                'convention="k_diffusion" (no clamp).',
+                stacklevel=4,
+            )
+        elif isinstance(getattr(p, "schedule", None), DiscreteSchedule):
+            raise ValueError(
+                f"Heun churn moves {where} past t_max = {p.t_max:g}, where a discrete-schedule VP is not "
+                "defined; lower `churn` or set `s_tmax` below the first noise level."
+            )
 
     def nfe(self, n_steps: int) -> int:
         return 2 * n_steps
@@ -193,13 +244,7 @@ class Heun(AbstractFixedSampler):
         sig = _sigma_tilde(p, t)
         y = x / p.alpha(t)
         if self.is_stochastic():
-            gamma = jnp.where((sig >= self.s_tmin) & (sig <= self.s_tmax), self.gamma, 0.0)
-            sig_hat = sig * (1.0 + gamma)
-            t_hat = jnp.where(gamma > 0, p.t_from_log_snr(-2.0 * jnp.log(sig_hat)), t)
-            t_hat = jnp.minimum(t_hat, p.t_max)
-            sig_hat = _sigma_tilde(p, t_hat)
-            y = y + jnp.sqrt(jnp.maximum(sig_hat**2 - sig**2, 0.0)) * self.s_noise * normal_like(key, y)
-            sig, t = sig_hat, t_hat
+            y, sig, t = self._churn(key, y, sig, t, p)
         sig_n = _sigma_tilde(p, t_next)
         a_t, a_n = p.alpha(t), p.alpha(t_next)
         d1 = (y - score.denoise(t, a_t * y)) / sig
@@ -207,6 +252,25 @@ class Heun(AbstractFixedSampler):
         d2 = (y_e - score.denoise(t_next, a_n * y_e)) / sig_n
         y_next = y + (sig_n - sig) * 0.5 * (d1 + d2)
         return State(a_n * y_next)
+
+    def _churn(self, key, y, sig, t, p):
+        gamma = jnp.where((sig >= self.s_tmin) & (sig <= self.s_tmax), self.gamma, 0.0)
+        sig_hat = sig * (1.0 + gamma)
+        t_hat = jnp.where(gamma > 0, p.t_from_log_snr(-2.0 * jnp.log(sig_hat)), t)
+        if self.convention == "diffsim":
+            t_hat = jnp.minimum(t_hat, p.t_max)
+            sig_hat = _sigma_tilde(p, t_hat)
+        y = y + jnp.sqrt(jnp.maximum(sig_hat**2 - sig**2, 0.0)) * self.s_noise * normal_like(key, y)
+        return y, sig_hat, t_hat
+
+    def final_step(self, key, state, t, score):
+        """The step to ``sigma = 0`` (``final_denoise=True``): with ``convention="k_diffusion"`` and churn,
+        the last noise level is churned first (as ``sample_heun``); then the denoiser (Euler to 0)."""
+        p = score.process
+        if self.convention != "k_diffusion" or not self.is_stochastic():
+            return score.denoise(t, state.x)
+        y, _, t_hat = self._churn(key, state.x / p.alpha(t), _sigma_tilde(p, t), t, p)
+        return score.denoise(t_hat, p.alpha(t_hat) * y)
 
 
 class DPM2MState(NamedTuple):
@@ -223,7 +287,11 @@ class DPMSolver2M(AbstractFixedSampler):
         D = (1 + 1/(2r)) x0_hat(t, x) - 1/(2r) x0_prev   (first step: D = x0_hat),
         x_next = (s_n / s) x - a_n expm1(-h) D.
 
-    ``lower_order_final`` uses the first-order update on the last step (diffusers' default for < 15 steps).
+    ``lower_order_final`` uses the first-order update on the last grid step. This is not what diffusers'
+    ``lower_order_final`` does by default: diffusers' first-order last step is its step to ``sigma = 0``
+    (``final_sigmas_type="zero"``), which is ``simulate(..., final_denoise=True)`` here; with that,
+    diffusers' ``DPMSolverMultistepScheduler`` (2M) is this sampler with ``lower_order_final=False``
+    (diffusers lowers the order of its second-to-last step only for solver order 3).
     """
 
     lower_order_final: bool = eqx.field(default=False, static=True)
