@@ -102,7 +102,7 @@ def test_concept_mixture_regions_and_conditioned_score(toy):
     x = jr.normal(jr.key(1), (16,))
     cond = tm.condition({"y1": 1})
     s_c = TokenConditionedScore(cm, process, jnp.array([1, 0]), jnp.array([True, False]))
-    s_w = TokenConditionedScore(cm, process, jnp.array([1, 0]), jnp.array([True, False]), guidance=3.0)
+    s_w = s_c.guided(3.0)
     for t in (0.05, 0.3, 0.9):
         chex.assert_trees_all_close(s_c.score(t, x), cond.score(t, x), rtol=1e-9, atol=1e-10)
         chex.assert_trees_all_close(s_c.denoise(t, x), cond.denoise(t, x), rtol=1e-9, atol=1e-10)
@@ -401,8 +401,8 @@ def test_grad_cam_matches_finite_differences_and_combines_passes(small_unet):
         return 0.5 * jnp.sum(ec**2) + jnp.sum(eu)
 
     layer = "down1"
-    cam1 = grad_cam(net, t, x, tok, unconditional=unc, guidance=1.0, target=tgt, layers=(layer,))
-    cam0 = grad_cam(net, t, x, tok, unconditional=unc, guidance=0.0, target=tgt, layers=(layer,))
+    cam1 = grad_cam(net, t, x, tok, unconditional=unc, scale=1.0, target=tgt, layers=(layer,))
+    cam0 = grad_cam(net, t, x, tok, unconditional=unc, scale=0.0, target=tgt, layers=(layer,))
     eps = 1e-6
 
     @jax.jit
@@ -431,7 +431,7 @@ def test_grad_cam_matches_finite_differences_and_combines_passes(small_unet):
     chex.assert_trees_all_close(cam0.native[layer], cam(a_u, d_u), rtol=1e-5, atol=1e-9)
     # guidance strength w combines gradients and activations: g_u + w (g_c - g_u), A_u + w (A_c - A_u)
     w = 3.0
-    cam3 = grad_cam(net, t, x, tok, unconditional=unc, guidance=w, target=tgt, layers=(layer,))
+    cam3 = grad_cam(net, t, x, tok, unconditional=unc, scale=w, target=tgt, layers=(layer,))
     chex.assert_trees_all_close(
         cam3.native[layer], cam(a_u + w * (a_c - a_u), d_u + w * (d_c - d_u)), rtol=1e-5, atol=1e-8
     )

@@ -215,6 +215,95 @@ def test_cfg_rejects_mismatched_scores(mix2d):
         guidance.ClassifierFreeGuidance(mix2d, vp, 2.0)
 
 
+_KINDS = {"score": "score", "x0": "denoise", "eps": "eps", "v": "v_prediction"}
+
+
+def _old_token_guidance(net, tok, unc, w, t, x, kind):
+    """The formula of the former GuidedTokenScore: one batched call, combined in ``kind``."""
+    out = jax.vmap(lambda k: net.predict(t, x, k, kind))(jnp.stack([unc, tok]))
+    return out[0] + jnp.asarray(w) * (out[1] - out[0])
+
+
+def _old_token_conditioned(model, process, tok, mask, umask, w, t, x, kind):
+    """The formula of the former ``TokenConditionedScore(..., guidance=w)``: combined in noise space."""
+    from diffsim.scores import v_from_score
+    from diffsim.scores.conditional import channel_coefficients
+
+    lam = process.log_snr(t)
+    a, _ = channel_coefficients(lam)
+    xl = x * (a / process.alpha(t)).astype(x.dtype)
+    lam = lam.astype(x.dtype)
+    e = model.eps(lam, xl, tok, mask)
+    eu = model.eps(lam, xl, tok, umask)
+    e = eu + jnp.asarray(float(w)).astype(x.dtype) * (e - eu)
+    sigma = process.sigma(t).astype(x.dtype)
+    if kind == "eps":
+        return e
+    if kind == "x0":
+        return (x - sigma * e) / process.alpha(t).astype(x.dtype)
+    return -e / sigma if kind == "score" else v_from_score(process, t, x, -e / sigma)
+
+
+def test_cfg_joint_paths_bit_identical_to_former_formulas():
+    """Token networks and token-conditioned scores guide through ClassifierFreeGuidance's joint paths,
+    bit-for-bit the former GuidedTokenScore / TokenConditionedScore(guidance=) numbers (float64)."""
+    from diffsim.data.concepts import concept_mixture
+    from diffsim.scores.conditional import ConditionalMixture
+    from diffsim.scores.nn import MLPScore
+    from diffsim.scores.token_conditioned import TokenConditionedScore
+
+    process = ds.VP.linear()
+    net = MLPScore(2, key=jr.key(5), alphabet_sizes=(3, 2), width=16, depth=1, process=process)
+    tok, ref = jnp.array([1, 0]), jnp.array([1, 2])
+    tm = concept_mixture((6.0, 1.5), image_shape=(4, 4), block_shape=(2, 2), std=0.5, process=process)
+    cm = ConditionalMixture.from_token_mixture(tm)
+    ctok, cmask, cumask = jnp.array([1, 0]), jnp.array([True, True]), jnp.array([False, True])
+    tcs = TokenConditionedScore(cm, process, ctok, cmask)
+    x2, x16 = jnp.array([0.3, -1.0]), jr.normal(jr.key(1), (16,))
+    for w in (0.0, 1.0, 2.5):
+        cases = [
+            (
+                net.guided(tok, w),
+                lambda kd, t, w=w: _old_token_guidance(net, tok, net.null_tokens, w, t, x2, kd),
+                x2,
+            ),
+            (
+                net.guided(tok, w, ref),
+                lambda kd, t, w=w: _old_token_guidance(net, tok, ref, w, t, x2, kd),
+                x2,
+            ),
+            (
+                tcs.guided(w, cumask),
+                lambda kd, t, w=w: _old_token_conditioned(cm, process, ctok, cmask, cumask, w, t, x16, kd),
+                x16,
+            ),
+        ]
+        for g, old, x in cases:
+            assert isinstance(g, guidance.ClassifierFreeGuidance) and g.joint
+            for kind, method in _KINDS.items():
+                for t in (0.05, 0.4, 0.9):
+                    new = getattr(g, method)(t, x)
+                    assert new.dtype == jnp.float64
+                    np.testing.assert_array_equal(np.asarray(new), np.asarray(old(kind, t)))
+    # the unguided branch alone and the default unconditional mask
+    np.testing.assert_array_equal(
+        np.asarray(tcs.guided(1.0).score(0.3, x16)),
+        np.asarray(
+            _old_token_conditioned(cm, process, ctok, cmask, jnp.zeros(2, bool), 1.0, 0.3, x16, "score")
+        ),
+    )
+    # branches that are not one network / not token-conditioned: the generic combination
+    other = MLPScore(2, key=jr.key(6), alphabet_sizes=(3, 2), width=16, depth=1, process=process)
+    mixed = guidance.ClassifierFreeGuidance(other.bind(net.null_tokens), net.bind(tok), 2.0)
+    assert not mixed.joint
+    u, c = other.predict(0.4, x2, None, "x0"), net.predict(0.4, x2, tok, "x0")
+    np.testing.assert_array_equal(np.asarray(mixed.denoise(0.4, x2)), np.asarray(u + 2.0 * (c - u)))
+    with pytest.raises(ValueError, match="scale"):
+        tcs.guided(-1.0)
+    with pytest.raises(ValueError, match="scale"):
+        net.guided(tok, -0.5)
+
+
 def test_scale_is_a_leaf_no_recompile(mix2d, key):
     """Changing w only changes an array leaf: one compiled sampler serves every strength."""
     run = jax.jit(lambda s: ds.simulate(s, "ddim", 5, n=4, key=key).x)

@@ -208,7 +208,7 @@ def test_bad_input(unet):
         MLPScore(2, key=jr.key(0), parametrisation="noise")
     with pytest.raises(ValueError, match="Unknown feature names"):
         unet.raw(0.3, jnp.zeros(64), jnp.array([1, 0]), feature_offsets={"bottleneck": 0.0})
-    with pytest.raises(ValueError, match="strength"):
+    with pytest.raises(ValueError, match="scale"):
         unet.guided(jnp.array([1, 0]), float("nan"))
 
 

@@ -268,8 +268,8 @@ def _digits(config, key, out_dir, progress):
             ),
             "jacobian": jacobian_saliency(fn, xa[ii]),
             "occlusion": occlusion_saliency(fn, xa[ii], patch=(2, 2), image_shape=(8, 8)),
-            "grad_cam": grad_cam(net, t_auc, xa[ii], yte[i], guidance=config.guidance).combined.reshape(-1),
-            "attention": attention_relevance(net, t_auc, xa[ii], yte[i], guidance=config.guidance)
+            "grad_cam": grad_cam(net, t_auc, xa[ii], yte[i], scale=config.guidance).combined.reshape(-1),
+            "attention": attention_relevance(net, t_auc, xa[ii], yte[i], scale=config.guidance)
             .maps[:-1]
             .sum(0)
             .reshape(-1),

@@ -147,11 +147,9 @@ def _maps_network(net, den, process, t, x, tok, k, key, config, occlusion_patch=
         out["occlusion"] = occlusion_saliency(fn, x, patch=occlusion_patch, image_shape=_img(x))
     unc = np.array(tok).copy()
     unc[k] = net.alphabet_sizes[k]
-    out["grad_cam"] = grad_cam(net, t, x, tok, unconditional=unc, guidance=config.guidance).combined.reshape(
-        -1
-    )
+    out["grad_cam"] = grad_cam(net, t, x, tok, unconditional=unc, scale=config.guidance).combined.reshape(-1)
     out["attention"] = (
-        attention_relevance(net, t, x, tok, unconditional=unc, guidance=config.guidance).maps[k].reshape(-1)
+        attention_relevance(net, t, x, tok, unconditional=unc, scale=config.guidance).maps[k].reshape(-1)
     )
     return {m: np.asarray(v) for m, v in out.items()}
 
@@ -277,11 +275,11 @@ def _saliency_toy(config, key, out_dir, progress):
             }
             if tag == "network":
                 # guidance energy of all tokens against none (same compiled function as the per-token maps)
-                row["grad_cam"] = grad_cam(
-                    net, t_auc, xa[i], y0a[i], guidance=config.guidance
-                ).combined.reshape(-1)
+                row["grad_cam"] = grad_cam(net, t_auc, xa[i], y0a[i], scale=config.guidance).combined.reshape(
+                    -1
+                )
                 row["attention"] = (
-                    attention_relevance(net, t_auc, xa[i], y0a[i], guidance=config.guidance)
+                    attention_relevance(net, t_auc, xa[i], y0a[i], scale=config.guidance)
                     .maps[:-1]
                     .sum(0)
                     .reshape(-1)

@@ -93,20 +93,21 @@ def conditional_fn(
     mask: Bool[ArrayLike, " n"] | None = None,
     *,
     output: str = "x0",
-    guidance: float | None = None,
+    scale: float | None = None,
     unconditional_mask: Bool[ArrayLike, " n"] | None = None,
 ) -> ConditionalFn:
     """``x_t -> x0_hat(t, x_t | y_S)`` (``output="x0"``) or ``eps_hat`` (``"eps"``) at a fixed time ``t``
-    (validated against the process: a time outside ``(0, t_max]`` raises), optionally guided. ``model``
-    may also be a plain :class:`AbstractScore` (its own process; tokens ignored)."""
+    (validated against the process: a time outside ``(0, t_max]`` raises), optionally guided with scale
+    ``w = scale`` from ``unconditional_mask`` (:meth:`TokenConditionedScore.guided`). ``model`` may also be
+    a plain :class:`AbstractScore` (its own process; tokens and guidance ignored)."""
     if output not in ("x0", "eps"):
         raise ValueError(f"`output` must be 'x0' or 'eps', got {output!r}.")
     if isinstance(model, AbstractScore):
         score = model
     else:
-        score = TokenConditionedScore(
-            model, process, tokens, mask, guidance=guidance, unconditional_mask=unconditional_mask
-        )
+        score = TokenConditionedScore(model, process, tokens, mask)
+        if scale is not None:
+            score = score.guided(scale, unconditional_mask)
     tt = _check_time(score.process, t)
     return ConditionalFn(score, jnp.asarray(tt, jnp.result_type(float)), output)
 

@@ -12,6 +12,7 @@ from jaxtyping import Array, ArrayLike, Float, Int
 
 from ..._validation import as_float_array
 from ...scores import convert_parametrisation
+from ...scores.guidance import check_scale
 from ...scores.nn import UNetScore, check_tokens
 from .._concept_checks import _check_time, _point
 
@@ -53,6 +54,12 @@ def _check_unet(net) -> UNetScore:
     return net
 
 
+def _scale(scale, dtype):
+    """The guidance scale ``w`` (diffsim convention, ``>= 0`` and finite) as an array of ``dtype``."""
+    check_scale(scale)
+    return jnp.asarray(scale, dtype)
+
+
 def _pair_tokens(net, tokens, unconditional):
     tc = check_tokens(tokens, net.alphabet_sizes)
     tu = (
@@ -88,7 +95,7 @@ def grad_cam(
     tokens: Int[ArrayLike, " n"],
     *,
     unconditional: Int[ArrayLike, " n"] | None = None,
-    guidance: float = 1.0,
+    scale: float = 1.0,
     layers: Sequence[str] | None = None,
     target: str | Callable = "guidance_energy",
 ) -> GradCAM:
@@ -98,7 +105,7 @@ def grad_cam(
     activations ``A_c, A_u`` and gradients ``g_c = dT/dA_c``, ``g_u = dT/dA_u`` of a scalar target
     ``T(eps_u, eps_c)``; then
 
-        g = g_u + w (g_c - g_u),  A = A_u + w (A_c - A_u),  alpha_ch = mean_pixels g_ch,
+        g = g_u + w (g_c - g_u),  A = A_u + w (A_c - A_u),  alpha_ch = mean_pixels g_ch,  (w = scale)
         map = ReLU(sum_ch alpha_ch A_ch),
 
     bilinearly upsampled to the image and scaled to max 1 per layer. Targets: ``"guidance_energy"``
@@ -114,7 +121,7 @@ def grad_cam(
     if bad or not names:
         raise ValueError(f"Unknown `layers` {bad or names}; the UNet's feature maps are {net.feature_names}.")
     tfn = _target_fn(target)
-    return _grad_cam_jit(net, tt.astype(xv.dtype), xv, tc, tu, jnp.asarray(guidance, xv.dtype), names, tfn)
+    return _grad_cam_jit(net, tt.astype(xv.dtype), xv, tc, tu, _scale(scale, xv.dtype), names, tfn)
 
 
 @eqx.filter_jit
@@ -163,7 +170,7 @@ def attention_relevance(
     tokens: Int[ArrayLike, " n"],
     *,
     unconditional: Int[ArrayLike, " n"] | None = None,
-    guidance: float = 1.0,
+    scale: float = 1.0,
     target: str | Callable = "guidance_energy",
 ) -> AttentionRelevance:
     r"""Chefer et al. (2021)'s gradient-weighted attention relevance on the UNet's token cross-attention
@@ -181,9 +188,7 @@ def attention_relevance(
     tt = _check_time(net.process, t)
     xv = _point(x, dim=net.dim)
     tc, tu = _pair_tokens(net, tokens, unconditional)
-    return _attention_jit(
-        net, tt.astype(xv.dtype), xv, tc, tu, jnp.asarray(guidance, xv.dtype), _target_fn(target)
-    )
+    return _attention_jit(net, tt.astype(xv.dtype), xv, tc, tu, _scale(scale, xv.dtype), _target_fn(target))
 
 
 def _attention_grad(net, t, x, tok, g_out):
@@ -239,7 +244,7 @@ def attention_relevance_path(
     tokens: Int[ArrayLike, " n"],
     *,
     unconditional: Int[ArrayLike, " n"] | None = None,
-    guidance: float = 1.0,
+    scale: float = 1.0,
     target: str | Callable = "guidance_energy",
 ) -> Float[Array, "S n1"]:
     """The token relevances ``sum_p A_bar[p, k]`` of :func:`attention_relevance` at every step ``(t_s, x_s)``
@@ -256,5 +261,5 @@ def attention_relevance_path(
         )
     tc, tu = _pair_tokens(net, tokens, unconditional)
     return _attention_path_jit(
-        net, tv.astype(xv.dtype), xv, tc, tu, jnp.asarray(guidance, xv.dtype), _target_fn(target)
+        net, tv.astype(xv.dtype), xv, tc, tu, _scale(scale, xv.dtype), _target_fn(target)
     )

@@ -23,7 +23,7 @@ ONE network then provides the score conditioned on every subset of its tokens:
     net.score(t, x, tokens)           # tokens[j] == net.null_tokens[j]  ->  slot j unconditioned
     net.score(t, x)                   # all slots null: the unconditional score
     net.bind(tokens)                  # an AbstractScore of the conditional, for diffsim.simulate
-    net.guided(tokens, w)             # classifier-free guidance  s_u + w (s_c - s_u)
+    net.guided(tokens, w)             # ClassifierFreeGuidance  s_u + w (s_c - s_u), one batched call
     net.mask_tokens(tokens, keep)     # null the slots where keep is False (subset conditioning)
 
 The guidance convention is the one of :mod:`diffsim.scores.guidance`: ``w = 0`` is unconditional,
@@ -51,7 +51,6 @@ from ._layers import Dense as Dense, init_rng as init_rng
 from ._mlp import MLPScore as MLPScore
 from ._token import (
     AbstractTokenScore as AbstractTokenScore,
-    GuidedTokenScore as GuidedTokenScore,
     TokenBoundScore as TokenBoundScore,
 )
 from ._unet import UNetScore as UNetScore
@@ -62,7 +61,6 @@ __all__ = [
     "AbstractTokenScore",
     "Dense",
     "FlaxScore",
-    "GuidedTokenScore",
     "MLPScore",
     "TokenBoundScore",
     "UNetScore",

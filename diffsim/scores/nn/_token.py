@@ -1,6 +1,7 @@
 r"""The token-conditional score interface: :class:`AbstractTokenScore` (a network output in one
-parametrisation, conditioned on discrete tokens with null ids), and the two scores it hands to the
-samplers: :class:`TokenBoundScore` (tokens fixed) and :class:`GuidedTokenScore` (classifier-free guidance).
+parametrisation, conditioned on discrete tokens with null ids), and the scores it hands to the samplers:
+:class:`TokenBoundScore` (tokens fixed) and, for classifier-free guidance, a
+:class:`~diffsim.scores.ClassifierFreeGuidance` of two of them (one batched network call).
 """
 
 from __future__ import annotations
@@ -10,17 +11,16 @@ import abc
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
-from ..._validation import is_concrete
 from ...processes import AbstractProcess
 from .._base import AbstractScore
 from .._conversions import check_parametrisation, convert_parametrisation
+from ..guidance import ClassifierFreeGuidance
 from ._checks import check_tokens
 
 
-__all__ = ["AbstractTokenScore", "GuidedTokenScore", "TokenBoundScore"]
+__all__ = ["AbstractTokenScore", "TokenBoundScore"]
 
 
 class AbstractTokenScore(AbstractScore):
@@ -107,11 +107,13 @@ class AbstractTokenScore(AbstractScore):
     def guided(
         self,
         tokens: Int[ArrayLike, " n"],
-        strength: ArrayLike,
+        scale: ArrayLike,
         unconditional: Int[ArrayLike, " n"] | None = None,
-    ) -> GuidedTokenScore:
+    ) -> ClassifierFreeGuidance:
         """Classifier-free guidance ``s_u + w (s_c - s_u)`` with ``s_c = s(.|tokens)`` and ``s_u =
-        s(.|unconditional)`` (default: all null). ``w = strength`` (0: unconditional, 1: conditional)."""
+        s(.|unconditional)`` (default: all null), as a :class:`~diffsim.scores.ClassifierFreeGuidance` of
+        two :class:`TokenBoundScore` (both evaluated in one batched network call, in every
+        parametrisation). ``w = scale`` (diffsim convention: 0 unconditional, 1 conditional, ``>= 0``)."""
         tok = check_tokens(tokens, self.alphabet_sizes)
         unc = (
             self.null_tokens
@@ -120,10 +122,7 @@ class AbstractTokenScore(AbstractScore):
         )
         if tok.ndim != 1 or unc.ndim != 1:
             raise ValueError("`tokens` and `unconditional` must be single token vectors.")
-        w = jnp.asarray(strength)
-        if is_concrete(w) and not np.all(np.isfinite(np.asarray(w))):
-            raise ValueError(f"`strength` must be finite, got {strength}.")
-        return GuidedTokenScore(self, tok, unc, w)
+        return ClassifierFreeGuidance(TokenBoundScore(self, unc), TokenBoundScore(self, tok), scale)
 
 
 class TokenBoundScore(AbstractScore):
@@ -154,53 +153,13 @@ class TokenBoundScore(AbstractScore):
     def v_prediction(self, t, x):
         return self.net.predict(t, x, self.tokens, "v")
 
+    # --- classifier-free guidance pair protocol (see diffsim.scores.guidance._joint) ------------------
+    def _pairs_with(self, unconditional) -> bool:
+        """Two token sets of one network object: one batched network call serves both branches."""
+        return isinstance(unconditional, TokenBoundScore) and unconditional.net is self.net
 
-class GuidedTokenScore(AbstractScore):
-    r"""Classifier-free guidance from one network (Ho & Salimans 2022):
-
-        s_w(t, x) = s(t, x | u) + w (s(t, x | c) - s(t, x | u)),
-
-    ``c = tokens``, ``u = unconditional`` (all null by default). Because every parametrisation is affine
-    in the score at fixed ``(t, x)``, the same combination holds for eps, x0 and v; both evaluations run
-    as one batched network call. ``strength`` is an array leaf, so sweeping it does not recompile.
-    """
-
-    net: AbstractTokenScore
-    tokens: Int[Array, " n"]
-    unconditional: Int[Array, " n"]
-    strength: Array
-    process: AbstractProcess
-
-    def __init__(
-        self,
-        net: AbstractTokenScore,
-        tokens: Int[Array, " n"],
-        unconditional: Int[Array, " n"],
-        strength: Array,
-    ):
-        self.net = net
-        self.tokens = tokens
-        self.unconditional = unconditional
-        self.strength = strength
-        self.process = net.process
-
-    @property
-    def dim(self) -> int:
-        return self.net.dim
-
-    def _combine(self, t, x, kind):
-        both = jnp.stack([self.unconditional, self.tokens])
+    def _guidance_pair(self, unconditional, scale, t, x, kind):
+        """``u + w (c - u)`` of the prediction ``kind``, ``net.predict`` vmapped over both token sets."""
+        both = jnp.stack([unconditional.tokens, self.tokens])
         out = jax.vmap(lambda tok: self.net.predict(t, x, tok, kind))(both)
-        return out[0] + self.strength * (out[1] - out[0])
-
-    def score(self, t, x):
-        return self._combine(t, x, "score")
-
-    def denoise(self, t, x):
-        return self._combine(t, x, "x0")
-
-    def eps(self, t, x):
-        return self._combine(t, x, "eps")
-
-    def v_prediction(self, t, x):
-        return self._combine(t, x, "v")
+        return out[0] + scale.astype(out.dtype) * (out[1] - out[0])
