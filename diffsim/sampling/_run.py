@@ -7,6 +7,9 @@ Randomness, saving and chunking are described in :mod:`diffsim.sampling.simulate
 from __future__ import annotations
 
 import dataclasses
+import functools
+import weakref
+from collections import OrderedDict
 from typing import Any
 
 import equinox as eqx
@@ -37,6 +40,101 @@ __all__ = [
 ]
 
 DEFAULT_STEPS = 100
+
+
+# =====================================================================================================
+# memo of the argument resolution of repeated calls
+# =====================================================================================================
+class _Memo:
+    """A small LRU memo for the plain-Python resolution of repeated calls with one static configuration.
+
+    Keys are hashable tuples; objects that take part by identity (a score's process, a grid array, a sampler
+    instance, a particle array) enter the key through ``id`` and are held by weak reference, so an entry is
+    used only while those very objects are alive (JAX arrays and Equinox modules are immutable) and the
+    memo never keeps arrays alive. Only concrete results are stored (never tracers).
+    """
+
+    def __init__(self, maxsize: int = 128):
+        self._entries: OrderedDict = OrderedDict()
+        self._maxsize = maxsize
+
+    def get(self, key: tuple, objs: tuple) -> Any:
+        try:
+            entry = self._entries.get(key)
+        except TypeError:  # an unhashable option value: no memo
+            return None
+        if entry is None:
+            return None
+        refs, value = entry
+        if any(r() is not o for r, o in zip(refs, objs, strict=True)):
+            return None
+        self._entries.move_to_end(key)
+        return value
+
+    def put(self, key: tuple, objs: tuple, value: Any) -> None:
+        try:
+            refs = tuple(weakref.ref(o) for o in objs)
+            self._entries[key] = (refs, value)
+        except TypeError:  # unhashable key or an object without weak references: no memo
+            return
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._maxsize:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+_SAMPLERS = _Memo()
+_STATIC = _Memo()
+_FINITE = _Memo(maxsize=16)
+
+
+def clear_memos() -> None:
+    """Forget the memoised argument resolution (samplers, grids, saved indices, checked particle arrays)."""
+    for memo in (_SAMPLERS, _STATIC, _FINITE):
+        memo.clear()
+
+
+def _option_key(options: dict) -> tuple:
+    # the type enters the key: eta=1 and eta=1.0 build modules with different static structure
+    return tuple(sorted((k, type(v).__name__, v) for k, v in options.items()))
+
+
+def _memo_sampler(method: Any, options: dict) -> AbstractSampler:
+    """:func:`get_sampler`, memoised for a name with hashable options (or an instance, by identity)."""
+    if isinstance(method, str):
+        key, objs = ("name", method, _option_key(options)), ()
+    else:
+        key, objs = ("instance", id(method), _option_key(options)), (method,)
+    hit = _SAMPLERS.get(key, objs)
+    if hit is not None:
+        return hit
+    sampler = get_sampler(method, **options)
+    if is_concrete(sampler):
+        _SAMPLERS.put(key, objs, sampler)
+    return sampler
+
+
+def _save_key(save: Any) -> Any:
+    """A hashable form of a ``save`` specification, or ``None`` when it should not be memoised."""
+    if isinstance(save, str) or (isinstance(save, (int, np.integer)) and not isinstance(save, bool)):
+        return ("spec", save)
+    if isinstance(save, (list, tuple)) and all(
+        isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in save
+    ):
+        return ("seq", tuple(int(i) for i in save))
+    return None
+
+
+@functools.lru_cache(maxsize=256)
+def _slots(save_bytes: bytes, n_steps: int) -> np.ndarray:
+    """Save slot of every grid index (``-1``: not saved), read-only."""
+    save_idx = np.frombuffer(save_bytes, dtype=np.int64)
+    slots = np.full(n_steps + 1, -1, dtype=np.int32)
+    slots[save_idx] = np.arange(save_idx.size, dtype=np.int32)
+    slots.flags.writeable = False
+    return slots
 
 
 # =====================================================================================================
@@ -233,8 +331,7 @@ def run_chunk(
             last_saved = bool(save_idx[-1] == n_steps)
             xs, st, xf = _denoise_last(score, grid[-1], xs, st, xf, last_saved, stats)
         return xs, st, xf
-    slots = np.full(n_steps + 1, -1, dtype=np.int32)
-    slots[save_idx] = np.arange(save_idx.size, dtype=np.int32)
+    slots = _slots(np.asarray(save_idx, np.int64).tobytes(), n_steps)
     final_only = bool(save_idx.size == 1 and save_idx[0] == n_steps)
     # NumPy arguments travel with the compiled call (no separate eager transfers: they cost on GPUs)
     return _run_fixed(
@@ -292,10 +389,54 @@ def _as_particles(x) -> Array:
     if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jnp.floating):
         if x.ndim != 2:
             raise ValueError(f"`x` must have 2 dimensions, got shape {x.shape}.")
-        if is_concrete(x) and x.size and not bool(_all_finite(x)):
-            raise ValueError("`x` contains non-finite values (NaN or inf).")
+        if is_concrete(x) and x.size and _FINITE.get(("x", id(x)), (x,)) is None:
+            with jax.ensure_compile_time_eval():  # also when a concrete x is closed over inside a trace
+                finite = bool(_all_finite(x))
+            if not finite:
+                raise ValueError("`x` contains non-finite values (NaN or inf).")
+            _FINITE.put(("x", id(x)), (x,), True)  # checked once per array (JAX arrays are immutable)
         return x
     return as_float_array(x, "x", ndim=2)
+
+
+def _grid_and_sampler(
+    score: AbstractScore, sampler: AbstractSampler, grid: Any
+) -> tuple[AbstractSampler, Array]:
+    """:func:`resolve_grid` and ``sampler.configure(n_steps)``, memoised for a number of steps (by the
+    process) or a JAX array of times (by identity: the checks ran on its values once)."""
+    process = score.process
+    if grid is None or (isinstance(grid, (int, np.integer)) and not isinstance(grid, bool)):
+        key, objs = ("steps", id(sampler), id(process), grid), (sampler, process)
+    elif isinstance(grid, jax.Array) and is_concrete(grid):
+        key, objs = ("array", id(sampler), id(process), id(grid)), (sampler, process, grid)
+    else:
+        key = objs = None
+    if key is not None:
+        hit = _STATIC.get(key, objs)
+        if hit is not None:
+            return hit
+    ts = resolve_grid(score, sampler, grid)
+    configured = sampler.configure(ts.shape[0] - 1)
+    if key is not None and is_concrete((ts, configured)):
+        _STATIC.put(key, objs, (configured, ts))
+    return configured, ts
+
+
+def _saved(ts: Array, save: Any, n_steps: int) -> tuple[np.ndarray, Array]:
+    """The saved grid indices and times, memoised by the grid's identity and the save specification."""
+    skey = _save_key(save)
+    key = None if skey is None or not is_concrete(ts) else ("save", id(ts), skey)
+    if key is not None:
+        hit = _STATIC.get(key, (ts,))
+        if hit is not None:
+            return hit
+    save_idx = resolve_save(save, n_steps)
+    # saved times from the host copy of a concrete grid (no eager gather on the device)
+    ts_saved = jnp.asarray(np.asarray(ts)[save_idx]) if is_concrete(ts) else ts[save_idx]
+    if key is not None and is_concrete(ts_saved):
+        save_idx.flags.writeable = False
+        _STATIC.put(key, (ts,), (save_idx, ts_saved))
+    return save_idx, ts_saved
 
 
 @dataclasses.dataclass(frozen=True)
@@ -355,15 +496,19 @@ def prepare(
     noise,
     method_options,
     final_denoise=False,
+    pad_to=None,
 ) -> tuple[Run, int | None]:
-    """Validate the arguments of :func:`~diffsim.simulate` into a :class:`Run` and the chunk size."""
+    """Validate the arguments of :func:`~diffsim.simulate` into a :class:`Run` and the chunk size.
+
+    Repeated calls with the same static configuration (method and options, the process and number of steps
+    or the same grid array, ``save``) reuse the resolved sampler, grid and saved times (see :class:`_Memo`).
+    """
     if not isinstance(score, AbstractScore):
         raise TypeError(f"`score` must be a diffsim score (AbstractScore), got {type(score).__name__}.")
-    sampler = get_sampler(method, **method_options)
+    sampler = _memo_sampler(method, method_options)
     key = check_key(key)
-    ts = resolve_grid(score, sampler, grid)
+    sampler, ts = _grid_and_sampler(score, sampler, grid)
     n_steps = ts.shape[0] - 1
-    sampler = sampler.configure(n_steps)
     if not isinstance(final_denoise, bool):
         raise TypeError(f"`final_denoise` must be a bool, got {final_denoise!r}.")
     if final_denoise and sampler.direction == "forward":
@@ -371,7 +516,7 @@ def prepare(
     check_grid = getattr(sampler, "check_grid", None)
     if check_grid is not None and is_concrete(ts):
         check_grid(score, np.asarray(ts))
-    save_idx = resolve_save(save, n_steps)
+    save_idx, ts_saved = _saved(ts, save, n_steps)
     if stats is not None and not callable(stats):
         raise TypeError("`stats` must be a callable stats(t, x) -> pytree.")
     if not save_states and stats is None and save not in ("final",):
@@ -409,13 +554,12 @@ def prepare(
         if "threefry" not in impl:
             raise ValueError(f'noise="counter" needs a threefry2x32 key, got {impl}.')
         per = max(sampler.draws_per_step(), 1) * score.dim
-        if n_particles * per >= 2**32:
+        n_counted = max(n_particles, pad_to or 0)
+        if n_counted * per >= 2**32:
             raise ValueError(
                 f'noise="counter" supports N * draws * d < 2**32 numbers per step, got '
-                f"{n_particles} * {per}; split the run over keys."
+                f"{n_counted} * {per}; split the run over keys."
             )
-    # saved times from the host copy of a concrete grid (no eager gather on the device)
-    ts_saved = jnp.asarray(np.asarray(ts)[save_idx]) if is_concrete(ts) else ts[save_idx]
     run = Run(
         score,
         sampler,

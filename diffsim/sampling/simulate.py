@@ -70,6 +70,7 @@ def simulate(
     chunk_size: int | None = None,
     noise: str = "per_particle",
     final_denoise: bool = False,
+    pad_to: int | None = None,
     **method_options: Any,
 ) -> Trajectory:
     r"""Run a sampler on a batch of particles.
@@ -106,6 +107,18 @@ def simulate(
       evaluation. Default ``False`` (the grid's last state, at ``t_last``); pass ``True`` to reproduce the
       peers' numbers. The saved state at the last grid index is then the final one (``ts`` still lists
       ``t_last``).
+    - ``pad_to``: run ``pad_to >= N`` particles and keep the first ``N`` (the extra ones, indices ``N ..
+      pad_to - 1``, are prior draws or zeros and are dropped). Every ``N <= pad_to`` then reuses one
+      compilation (a sweep over sizes up to a bucket), with the same particles as the unpadded run (to
+      rounding, 1e-12, as for ``chunk_size``: XLA may vectorise a batch of another size differently),
+      since particle ``i``'s randomness depends only on ``i``. Not with ``chunk_size`` (chunks are padded to
+      ``chunk_size`` already).
+
+    Repeated calls with one static configuration are cheap: the sampler, the grid (a number of steps, or
+    the same JAX array of times), the saved indices and a particle array's finiteness check are resolved
+    once and memoised, so a call is the compiled run plus a few Python checks. Guidance scales, ``t_hat``,
+    grid times, starting points and the key are traced: changing them does not recompile (see
+    :func:`diffsim.sampling._sweep.sweep` to run a whole sweep as one ``vmap``-ed call).
 
     Returns a :class:`Trajectory`.
     """
@@ -123,11 +136,33 @@ def simulate(
         noise=noise,
         method_options=method_options,
         final_denoise=final_denoise,
+        pad_to=pad_to,
     )
+    if pad_to is not None:
+        pad_to = check_positive_int(pad_to, "pad_to")
+        if chunk_size is not None:
+            raise ValueError("Pass `pad_to` or `chunk_size`, not both (chunks are padded to `chunk_size`).")
+        if pad_to < run.n_particles:
+            raise ValueError(f"`pad_to` must be >= the number of particles {run.n_particles}, got {pad_to}.")
+        if pad_to > run.n_particles:
+            return _unpad(run, run.chunk(0, run.n_particles, pad_to=pad_to))
     if chunk_size is None or chunk_size >= run.n_particles:
         xs, st, xf = run.chunk(0, run.n_particles)
         return Trajectory(run.ts_saved, xs, st, xf, run.nfe)
     return run_chunked(run, chunk_size)
+
+
+@eqx.filter_jit
+def _first_particles(xs: PyTree, st: PyTree, xf: Array, n: int) -> tuple[PyTree, PyTree, Array]:
+    """Particles ``0 .. n - 1`` (axis 1 of ``xs`` and ``stats`` leaves, axis 0 of ``xf``)."""
+    first = lambda a, axis: jax.lax.slice_in_dim(a, 0, n, axis=axis)  # noqa: E731
+    return jax.tree.map(lambda a: first(a, 1), xs), jax.tree.map(lambda a: first(a, 1), st), first(xf, 0)
+
+
+def _unpad(run, parts) -> Trajectory:
+    """The first ``run.n_particles`` particles of a padded run (one small compiled slice per ``N``)."""
+    xs, st, xf = _first_particles(*parts, run.n_particles)
+    return Trajectory(run.ts_saved, xs, st, xf, run.nfe)
 
 
 def _reverse_grid(score, n_steps, t_start, t_end, kind):
