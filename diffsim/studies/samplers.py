@@ -10,13 +10,15 @@ the same prior draws at every step count, and its output is compared with the ex
   vanishes for exact samples and is a weak-error functional of the sampler's law;
 - **pathwise error** of the deterministic (PF-ODE) samplers against an adaptive Tsit5 solve from the same
   starting points: its slope in ``log(steps)`` is the sampler's order (Euler and DDIM 1, Heun and
-  DPM-Solver++(2M) 2), free of Monte-Carlo noise.
+  DPM-Solver++(2M) 2, UniPC(bh2) 3, LMS 4 asymptotically), free of Monte-Carlo noise. Every order is read
+  from the sampler class (``SAMPLER_REGISTRY[name].order``).
 
 For the stochastic samplers the weak order is fitted on the NLL gap over the finest step counts whose gap
 exceeds four Monte-Carlo standard errors with a consistent sign (theory: weak order 1 for Euler-Maruyama,
-DDPM and predictor-corrector). The NLL gap is not a divergence and can change sign at coarse grids (DDPM's
-ancestral steps lose variance there), so convergence itself is checked on the energy distance. Orders are
-fitted on the three finest grids (the asymptotic regime).
+DDPM, predictor-corrector and the ancestral / SDE samplers of k-diffusion: Euler ancestral, DPM-Solver++(2S)
+ancestral, DPM-Solver++(2M) SDE and (3M) SDE). The NLL gap is not a divergence and can change sign at
+coarse grids (DDPM's ancestral steps lose variance there), so convergence itself is checked on the energy
+distance. Orders are fitted on the three finest grids (the asymptotic regime).
 """
 
 from __future__ import annotations
@@ -57,7 +59,21 @@ class Config:
 
     dims: tuple[int, ...] = (2, 16)
     n_components: int = 4
-    samplers: tuple[str, ...] = ("euler_maruyama", "ddpm", "pc", "euler", "ddim", "heun", "dpm_solver_2m")
+    samplers: tuple[str, ...] = (
+        "euler_maruyama",
+        "ddpm",
+        "pc",
+        "euler",
+        "ddim",
+        "heun",
+        "dpm_solver_2m",
+        "euler_ancestral",
+        "dpmpp_2s_ancestral",
+        "dpmpp_2m_sde",
+        "dpmpp_3m_sde",
+        "unipc",
+        "lms",
+    )
     steps: tuple[int, ...] = (8, 16, 32, 64, 128)
     n_particles: int = 20_000
     n_energy: int = 3_000
