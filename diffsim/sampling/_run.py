@@ -462,7 +462,8 @@ class Run:
         n_run = size if pad_to is None else pad_to
         xc = None
         if self.x_init is not None:
-            xc = self.x_init[offset : offset + size]
+            whole = offset == 0 and size == self.x_init.shape[0]
+            xc = self.x_init if whole else self.x_init[offset : offset + size]  # no eager copy of all of x
             if n_run > size:
                 xc = jnp.concatenate([xc, jnp.zeros((n_run - size, xc.shape[1]), xc.dtype)])
         return run_chunk(
