@@ -138,7 +138,8 @@ def test_idx_corrupt_files(tmp_path):
 def test_attribute_masks_match_independent_constructions(digits):
     x = digits.train_images[:40]
     n = len(x)
-    # each attribute alone, switched on: the changed pixels are exactly the mask (scipy as the independent route)
+    # each attribute alone, switched on: the changed pixels are exactly the mask
+    # (scipy as the independent route)
     on = np.ones((n, 1), np.int32)
     thick = apply_attributes(x, on, ("thickness",))
     np.testing.assert_array_equal(

@@ -162,7 +162,6 @@ def expected_calibration_error(
     conf = jnp.max(probs, 1)
     correct = (jnp.argmax(probs, 1) == labels).astype(probs.dtype)
     bins = jnp.clip((conf * n_bins).astype(int), 0, n_bins - 1)
-    count = jnp.bincount(bins, length=n_bins)
     sum_conf = jnp.bincount(bins, weights=conf, length=n_bins)
     sum_acc = jnp.bincount(bins, weights=correct, length=n_bins)
     return jnp.sum(jnp.abs(sum_conf - sum_acc)) / float(probs.shape[0])

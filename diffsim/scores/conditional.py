@@ -32,7 +32,8 @@ noisy point (common random numbers across conditions). Derived: :meth:`denoise` 
   tuple ``tau_k``; conditioning on ``y_S`` keeps the components with ``tau_{k,S} = y_S`` and renormalises
   their weights, i.e. it MARGINALISES over the missing tokens:
 
-      p(x | y_S) = sum_k pi_k(y_S) N(x; mu_k, Sigma_k),   pi_k(y_S) = w_k 1[tau_{k,S} = y_S] / sum_j w_j 1[tau_{j,S} = y_S].
+      p(x | y_S) = sum_k pi_k(y_S) N(x; mu_k, Sigma_k),
+      pi_k(y_S) = w_k 1[tau_{k,S} = y_S] / sum_j w_j 1[tau_{j,S} = y_S].
 
   With ``C_k = a^2 Sigma_k + b^2 I`` and responsibilities ``r_k(x) \propto pi_k(y_S) N(x; a mu_k, C_k)``
   (Dewan et al. 2024; the closed form of the reference notes, section 4.1):
@@ -416,7 +417,10 @@ class ConditionalMixture(AbstractConditionalDenoiser):
         extra = n_components - k
         if extra == 0:
             return self
-        rep = lambda v: None if v is None else jnp.concatenate([v, jnp.repeat(v[:1], extra, axis=0)])
+
+        def rep(v):
+            return None if v is None else jnp.concatenate([v, jnp.repeat(v[:1], extra, axis=0)])
+
         return eqx.tree_at(
             lambda m: (m.weights, m.means, m.eigvals, m.eigvecs, m.component_tokens),
             self,
