@@ -11,7 +11,8 @@ Shapes use these names throughout the package:
 
 from __future__ import annotations
 
-from typing import Union
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -19,15 +20,20 @@ from jaxtyping import Array, ArrayLike, Float, Int, Real, Shaped
 
 
 Scalar = Float[Array, ""]
-ScalarLike = Union[float, int, Real[ArrayLike, ""]]
+ScalarLike = float | int | Real[ArrayLike, ""]
 Point = Float[Array, " d"]
 Points = Float[Array, "N d"]
 Key = jax.Array
 Times = Float[Array, " S"]
 
+#: What a public function that converts its argument with ``jnp.asarray`` accepts: a JAX or NumPy
+#: array, a NumPy or Python scalar, or (nested) Python lists / tuples of numbers.
+ArrayOrSequence = ArrayLike | Sequence[Any]
+
 __all__ = [
     "Array",
     "ArrayLike",
+    "ArrayOrSequence",
     "Float",
     "Int",
     "Key",

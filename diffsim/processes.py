@@ -51,6 +51,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from . import _checks
+from ._types import ArrayOrSequence
 from ._validation import as_float_array, is_concrete
 
 
@@ -376,7 +377,7 @@ class VP(AbstractProcess):
         return cls(schedule=CosineSchedule(float(s)), t_min=float(t_min), t_max=float(t_max))
 
     @classmethod
-    def from_alpha_bar(cls, alpha_bar: ArrayLike, *, t_min: float | None = None) -> VP:
+    def from_alpha_bar(cls, alpha_bar: ArrayOrSequence, *, t_min: float | None = None) -> VP:
         """Continuous-time VP process through a discrete DDPM ``alpha_bar`` (cumulative product).
 
         Step ``n`` (0-based) of ``N`` maps to ``t = (n + 1)/N``, so ``process.alpha_bar((n+1)/N)`` returns
@@ -396,7 +397,7 @@ class VP(AbstractProcess):
         return cls(schedule=sched, t_min=float(1.0 / n if t_min is None else t_min), t_max=1.0)
 
     @classmethod
-    def from_betas(cls, betas: ArrayLike, *, t_min: float | None = None) -> VP:
+    def from_betas(cls, betas: ArrayOrSequence, *, t_min: float | None = None) -> VP:
         """Continuous-time VP process through discrete DDPM ``betas`` (``alpha_bar = cumprod(1 - beta)``)."""
         b = np.asarray(as_float_array(betas, "betas", ndim=1), dtype=float)
         if np.any(b <= 0) or np.any(b >= 1):
@@ -518,7 +519,7 @@ class VE(AbstractProcess):
 # =====================================================================================================
 # discrete <-> continuous conversions
 # =====================================================================================================
-def alpha_bar_to_time(process: AbstractProcess, alpha_bar: ArrayLike) -> Array:
+def alpha_bar_to_time(process: AbstractProcess, alpha_bar: ArrayOrSequence) -> Array:
     """Continuous time at which ``process.alpha_bar(t)`` (i.e. ``alpha^2``) equals ``alpha_bar``.
 
     For OU this is ``t = -1/2 log alpha_bar`` (the map used by Biroli et al. 2024 and Li & Chen 2024 to

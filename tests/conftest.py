@@ -2,10 +2,23 @@
 
 Studies that should run in float32 are exercised through the ``diffsim`` command in a subprocess
 (``tests/test_cli.py``), exactly as users run them.
+
+Runtime type checking: before anything imports ``diffsim``, jaxtyping's import hook is installed
+over the package with beartype (``diffsim._typecheck.typechecker``), so every annotation — shapes
+and dtypes included — is checked on every call during the tests. Set the environment variable
+``DIFFSIM_TYPECHECK=0`` to run the suite without the hook (e.g. to time it).
 """
 
-import jax
-import pytest
+import os
+
+from jaxtyping import install_import_hook
+
+
+if os.environ.get("DIFFSIM_TYPECHECK", "1") != "0":
+    install_import_hook("diffsim", "diffsim._typecheck.typechecker")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
 
 
 jax.config.update("jax_enable_x64", True)

@@ -3,15 +3,25 @@
 Each case is ``(id, thunk, exception type, regex the message must match)``; the regex names the argument
 (``"covs"``, ``"t_max"``, ``"x"`` ...). The cases run eagerly; checked mode (``diffsim.checked``) is tested
 at the end for the same conditions on traced values.
+
+The one-point methods are annotated ``x: Float[Array, " d"]`` (that is the contract). Under the runtime type
+checker the test suite installs (``tests/conftest.py``), jaxtyping rejects a batch or a scalar ``x`` before
+diffsim's own ``ValueError`` with a ``TypeCheckError`` (a ``TypeError``) whose message names the parameter
+(``parameter 'x'``). Those cases (``_POINT``: "batch-*", "scalar-x", simulate's "x-1d") accept
+``(ValueError, TypeError)``, with the original regex or jaxtyping's naming of ``x``. Where a case expects a
+``TypeError`` and the checker raises it first (a ``TypeCheckError``: a string time, a float ``n``, an int
+key ...), the message must name the same argument in jaxtyping's words (``parameter 'n'`` for `` `n` ``).
 """
 
 from __future__ import annotations
 
 import math
+import re
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import jaxtyping
 import numpy as np
 import pytest
 
@@ -32,6 +42,14 @@ GM = ds.GaussianMixture(W2, MU2, 0.5)
 GM_FULL = ds.GaussianMixture(W2, MU2, np.stack([np.eye(2), [[1.0, 0.3], [0.3, 0.5]]]))
 X = jnp.array([0.3, -0.2])
 XB = jnp.ones((5, 2))  # a batch, where one point is expected
+# one point expected, a batch (or scalar) given: diffsim's ValueError or jaxtyping's TypeCheckError (names x)
+_POINT = (ValueError, TypeError)
+
+
+def _x(match: str) -> str:
+    return f"(?:{match})|parameter 'x'"
+
+
 DATA = np.random.default_rng(0).normal(size=(6, 2))
 EMP = ds.EmpiricalScore(DATA)
 EMP_BW = ds.EmpiricalScore(DATA, bandwidth=0.3)
@@ -172,20 +190,20 @@ _POINT_METHODS = [
     "velocity_divergence",
 ]
 MIXTURE_CALL_CASES = (
-    [(f"batch-{m}", _call(getattr(GM, m), 0.5, XB), ValueError, "`x`.*vmap") for m in _POINT_METHODS]
+    [(f"batch-{m}", _call(getattr(GM, m), 0.5, XB), _POINT, _x("`x`.*vmap")) for m in _POINT_METHODS]
     + [
-        (f"batch-full-{m}", _call(getattr(GM_FULL, m), 0.5, XB), ValueError, "vmap")
+        (f"batch-full-{m}", _call(getattr(GM_FULL, m), 0.5, XB), _POINT, _x("vmap"))
         for m in ("score", "hessian")
     ]
     + [
         ("wrong-dim", _call(GM.score, 0.5, jnp.ones(3)), ValueError, "`x`"),
-        ("scalar-x", _call(GM.score, 0.5, jnp.float64(1.0)), ValueError, "`x`"),
-        ("batch-under-jit", lambda: jax.jit(lambda t, x: GM.score(t, x))(0.5, XB), ValueError, "`x`"),
+        ("scalar-x", _call(GM.score, 0.5, jnp.float64(1.0)), _POINT, _x("`x`")),
+        ("batch-under-jit", lambda: jax.jit(lambda t, x: GM.score(t, x))(0.5, XB), _POINT, _x("`x`")),
         (
             "batch-in-group-posterior",
             lambda: GM.group_posterior(0.5, XB, jnp.array([True, False])),
-            ValueError,
-            "`x`",
+            _POINT,
+            _x("`x`"),
         ),
     ]
     + [
@@ -231,7 +249,7 @@ EMPIRICAL_CASES = (
         ("condition-unknown-label", lambda: EMP.condition(3), ValueError, "label 3"),
     ]
     + [
-        (f"batch-{m}", _call(getattr(EMP, m), 0.5, XB), ValueError, "`x`.*vmap")
+        (f"batch-{m}", _call(getattr(EMP, m), 0.5, XB), _POINT, _x("`x`.*vmap"))
         for m in ("score", "denoise", "log_prob", "posterior", "hessian", "laplacian", "velocity")
     ]
     + [
@@ -284,8 +302,8 @@ GUIDANCE_CASES = [
     ("cfg-process-mismatch", lambda: ClassifierFreeGuidance(GM3, GM3_VE), ValueError, "unconditional"),
     ("cfg-scale-negative", lambda: ClassifierFreeGuidance(GM3, GM3.condition(0), -2.0), ValueError, "scale"),
     ("cfg-not-a-score", lambda: ClassifierFreeGuidance(GM3, None), TypeError, "conditional"),
-    ("guided-batch-x", lambda: guided_mixture(GM3, 0, 2.0).score(0.5, XB), ValueError, "`x`.*vmap"),
-    ("guided-cfg-batch-x", lambda: guided_mixture(GM3, 0, 2.0, kind="cfg").score(0.5, XB), ValueError, "`x`"),
+    ("guided-batch-x", lambda: guided_mixture(GM3, 0, 2.0).score(0.5, XB), _POINT, _x("`x`.*vmap")),
+    ("guided-cfg-batch-x", lambda: guided_mixture(GM3, 0, 2.0, kind="cfg").score(0.5, XB), _POINT, _x("`x`")),
     ("guided-time-negative", lambda: guided_mixture(GM3, 0, 2.0).score(-0.5, X), ValueError, "`t`"),
     (
         "guided-laplacian-time-nan",
@@ -295,7 +313,7 @@ GUIDANCE_CASES = [
     ),
     ("classifier-label-out-of-range", lambda: CLF.log_prob(0.5, X, 7), ValueError, "label"),
     ("classifier-label-float", lambda: CLF.grad_log_prob(0.5, X, 1.0), TypeError, "label"),
-    ("classifier-batch-x", lambda: CLF.log_prob(0.5, XB, 0), ValueError, "`x`"),
+    ("classifier-batch-x", lambda: CLF.log_prob(0.5, XB, 0), _POINT, _x("`x`")),
     ("classifier-time-negative", lambda: CLF.grad_log_prob(-0.5, X, 0), ValueError, "`t`"),
     (
         "convert-strength-source",
@@ -349,7 +367,7 @@ SIMULATE_CASES = [
     ("n-float", lambda: ds.simulate(GM, "ddim", 4, n=2.5, key=KEY), TypeError, "`n`"),
     ("n-and-x", lambda: ds.simulate(GM, "ddim", 4, n=2, x=jnp.zeros((2, 2)), key=KEY), ValueError, "`x`"),
     ("x-wrong-dim", lambda: ds.simulate(GM, "ddim", 4, x=jnp.zeros((3, 3)), key=KEY), ValueError, "`x`"),
-    ("x-1d", lambda: ds.simulate(GM, "ddim", 4, x=jnp.zeros(2), key=KEY), ValueError, "`x`"),
+    ("x-1d", lambda: ds.simulate(GM, "ddim", 4, x=jnp.zeros(2), key=KEY), _POINT, _x("`x`")),
     ("x-nan", lambda: ds.simulate(GM, "ddim", 4, x=jnp.full((3, 2), jnp.nan), key=KEY), ValueError, "`x`"),
     ("x-empty", lambda: ds.simulate(GM, "ddim", 4, x=jnp.zeros((0, 2)), key=KEY), ValueError, "`x`"),
     ("key-int", lambda: ds.simulate(GM, "ddim", 4, n=3, key=0), TypeError, "`key`"),
@@ -421,8 +439,12 @@ CASES = (
     ("group", "name", "thunk", "exc", "match"), CASES, ids=[f"{c[0]}:{c[1]}" for c in CASES]
 )
 def test_bad_input_raises_naming_the_argument(group, name, thunk, exc, match):
-    with pytest.raises(exc, match=match):
+    with pytest.raises(exc) as info:
         thunk()
+    if isinstance(info.value, jaxtyping.TypeCheckError):
+        # the runtime checker (tests/conftest.py) rejected it first; it writes parameter 'n', not `n`
+        match = re.sub(r"`(\w+)`", r"parameter '\1'", match)
+    assert re.search(match, str(info.value)), (match, str(info.value))
 
 
 def test_case_count():

@@ -31,6 +31,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
 from .. import _checks
+from .._types import ArrayOrSequence
 from .._validation import as_float_array, check_key, check_point, check_positive_int, is_concrete
 from ..processes import VP, AbstractProcess
 from ._base import AbstractAnalyticScore
@@ -45,7 +46,7 @@ class _Moments(eqx.Module):
     m: Array  # running max of logits
     z: Array  # sum exp(logit - m)
     s1: Array  # sum exp(logit - m) x_i            (d,)
-    s2: Array  # sum exp(logit - m) x_i x_i^T      (d, d) or sum |x_i|^2  ()
+    s2: Array | None  # sum exp(logit - m) x_i x_i^T      (d, d) or sum |x_i|^2  ()
 
 
 class EmpiricalScore(AbstractAnalyticScore):
@@ -69,11 +70,11 @@ class EmpiricalScore(AbstractAnalyticScore):
 
     def __init__(
         self,
-        data: ArrayLike,
+        data: ArrayOrSequence,
         *,
         process: AbstractProcess | None = None,
-        bandwidth: float = 0.0,
-        labels: ArrayLike | None = None,
+        bandwidth: float | ArrayLike = 0.0,
+        labels: ArrayOrSequence | None = None,
         chunk_size: int | None = None,
     ):
         arr = as_float_array(data, "data", ndim=2)

@@ -58,6 +58,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
 from .. import _checks
+from .._types import ArrayOrSequence
 from .._validation import is_concrete
 from ..processes import AbstractProcess
 from ._base import AbstractScore
@@ -97,7 +98,7 @@ CONVENTIONS: dict[str, float] = {
 # =====================================================================================================
 # strength conventions
 # =====================================================================================================
-def check_scale(scale: ArrayLike, name: str = "scale") -> None:
+def check_scale(scale: ArrayOrSequence, name: str = "scale") -> None:
     """Raise ``ValueError`` if a concrete guidance scale ``w`` (diffsim convention, ``s_u + w grad log
     p_t(y|x)``) is negative or not finite. Tracers pass unchecked."""
     if isinstance(scale, (str, bytes)) or scale is None:
@@ -116,13 +117,14 @@ def check_scale(scale: ArrayLike, name: str = "scale") -> None:
         )
 
 
-def convert_strength(value: ArrayLike, *, source: Convention = "scale", target: Convention = "eta") -> Array:
+def convert_strength(value: ArrayOrSequence, *, source: str = "scale", target: str = "eta") -> Array:
     r"""Convert a guidance strength between conventions (see the module table).
 
     The diffsim convention is the scale ``w`` in ``s_w = s_u + w \nabla log p_t(y|x)``; ``"eta"`` (Wu et
     al. 2024) and ``"cfg"`` (Ho & Salimans 2022) are ``w - 1``; ``"guidance_scale"`` (diffusers) and
     ``"classifier_scale"`` (Dhariwal & Nichol 2021) equal ``w``. Raises ``ValueError`` for an unknown
-    convention or a strength whose scale ``w`` would be negative.
+    convention (``source`` / ``target`` must be one of :data:`Convention`) or a strength whose scale ``w``
+    would be negative.
     """
     for nm, conv in (("source", source), ("target", target)):
         if conv not in CONVENTIONS:
@@ -133,7 +135,7 @@ def convert_strength(value: ArrayLike, *, source: Convention = "scale", target: 
     return w + CONVENTIONS[target]
 
 
-def eta_from_scale(scale: ArrayLike) -> Array:
+def eta_from_scale(scale: ArrayOrSequence) -> Array:
     """Wu et al. (2024)'s ``eta = w - 1`` from the diffsim guidance scale ``w``
     (``s_u + w grad log p(y|x)``)."""
     return convert_strength(scale, source="scale", target="eta")
@@ -145,7 +147,7 @@ def scale_from_eta(eta: ArrayLike) -> Array:
     return convert_strength(eta, source="eta", target="scale")
 
 
-def cfg_from_scale(scale: ArrayLike) -> Array:
+def cfg_from_scale(scale: ArrayOrSequence) -> Array:
     """Ho & Salimans (2022)'s ``w_cfg = w - 1`` (``(1 + w_cfg) eps_c - w_cfg eps_u``) from the diffsim
     scale ``w``."""
     return convert_strength(scale, source="scale", target="cfg")
@@ -156,7 +158,7 @@ def scale_from_cfg(w_cfg: ArrayLike) -> Array:
     return convert_strength(w_cfg, source="cfg", target="scale")
 
 
-def classifier_scale_from_scale(scale: ArrayLike) -> Array:
+def classifier_scale_from_scale(scale: ArrayOrSequence) -> Array:
     """Dhariwal & Nichol (2021)'s classifier scale ``s = w`` (``grad log p(x) + s grad log p(y|x)``)."""
     return convert_strength(scale, source="scale", target="classifier_scale")
 
@@ -319,7 +321,7 @@ def _as_label(label: ArrayLike) -> Array:
     return arr
 
 
-def _as_scale(scale: ArrayLike, dtype) -> Array:
+def _as_scale(scale: ArrayOrSequence, dtype) -> Array:
     check_scale(scale)
     arr = jnp.asarray(scale, dtype=dtype)
     if arr.shape != ():
@@ -378,7 +380,7 @@ class ClassifierGuidance(AbstractScore):
         base: AbstractScore,
         classifier: AbstractNoisyClassifier,
         label: ArrayLike,
-        scale: ArrayLike = 1.0,
+        scale: ArrayOrSequence = 1.0,
     ):
         if not isinstance(base, AbstractScore):
             raise TypeError(f"`base` must be a diffsim score, got {type(base).__name__}.")
@@ -490,7 +492,9 @@ class ClassifierFreeGuidance(AbstractScore):
     process: AbstractProcess
     joint: bool = eqx.field(static=True)
 
-    def __init__(self, unconditional: AbstractScore, conditional: AbstractScore, scale: ArrayLike = 1.0):
+    def __init__(
+        self, unconditional: AbstractScore, conditional: AbstractScore, scale: ArrayOrSequence = 1.0
+    ):
         for nm, sc in (("unconditional", unconditional), ("conditional", conditional)):
             if not isinstance(sc, AbstractScore):
                 raise TypeError(f"`{nm}` must be a diffsim score, got {type(sc).__name__}.")
@@ -551,15 +555,16 @@ class ClassifierFreeGuidance(AbstractScore):
 def guided_mixture(
     mixture: GaussianMixture,
     label: int,
-    scale: ArrayLike = 1.0,
+    scale: ArrayOrSequence = 1.0,
     *,
-    kind: Literal["classifier", "cfg"] = "classifier",
+    kind: str = "classifier",
 ) -> ClassifierGuidance | ClassifierFreeGuidance:
     r"""The exactly guided score of a Gaussian mixture towards class ``label`` with diffsim scale ``w``.
 
     ``kind="classifier"``: ``s + w \nabla log p_t(y|x)`` with :class:`MixtureClassifier`;
     ``kind="cfg"``: ``s_u + w (s_c - s_u)`` with ``s_c`` the score of ``mixture.condition(label)``. The two
-    are equal (Bayes), which the tests check. Wu et al. (2024)'s ``eta = w - 1``.
+    are equal (Bayes), which the tests check. Any other ``kind`` raises ``ValueError``. Wu et al. (2024)'s
+    ``eta = w - 1``.
     """
     if not isinstance(mixture, GaussianMixture):
         raise TypeError(f"`mixture` must be a GaussianMixture, got {type(mixture).__name__}.")

@@ -54,6 +54,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from .. import _checks
+from .._types import ArrayOrSequence
 from .._validation import as_float_array, check_key, check_point, check_positive_int, is_concrete
 from ..processes import VP, AbstractProcess
 from ._base import AbstractAnalyticScore
@@ -71,7 +72,7 @@ def _mm(a, b):
 
 
 def _standardise_covs(
-    covs: ArrayLike, k: int, d: int, dtype=np.float64
+    covs: ArrayOrSequence, k: int, d: int, dtype=np.float64
 ) -> tuple[np.ndarray, np.ndarray | None, CovType]:
     """Return ``(eigvals (K, d), eigvecs (K, d, d) or None, cov_type)`` from any accepted form.
 
@@ -185,12 +186,12 @@ class GaussianMixture(AbstractAnalyticScore):
 
     def __init__(
         self,
-        weights: ArrayLike,
-        means: ArrayLike,
-        covs: ArrayLike = 1.0,
+        weights: ArrayOrSequence,
+        means: ArrayOrSequence,
+        covs: ArrayOrSequence = 1.0,
         *,
         process: AbstractProcess | None = None,
-        labels: ArrayLike | None = None,
+        labels: ArrayOrSequence | None = None,
     ):
         means_arr = as_float_array(means, "means", ndim=2)
         k, d = means_arr.shape

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike
 
+from ..._types import ArrayOrSequence
 from ..._validation import as_float_array
 from ...processes import AbstractProcess
 from ...scores._base import AbstractScore
@@ -129,7 +130,7 @@ def reverse_fokker_planck(
     dynamics: str | float = "sde",
     t_start: float | None = None,
     t_end: float | None = None,
-    save_times: ArrayLike | None = None,
+    save_times: ArrayOrSequence | None = None,
     initial: ArrayLike | Callable[[Array], Array] | None = None,
     cfl: float = 0.8,
     mass_tol: float = 1e-6,
@@ -178,7 +179,7 @@ def reverse_fokker_planck_batch(
     dynamics: str | float = "sde",
     t_start: float | None = None,
     t_end: float | None = None,
-    save_times: ArrayLike | None = None,
+    save_times: ArrayOrSequence | None = None,
     cfl: float = 0.8,
     mass_tol: float = 1e-6,
     boundary_fraction: float = 0.05,
@@ -221,7 +222,7 @@ def forward_fokker_planck(
     n_cells: int | Sequence[int] | None = None,
     t_start: float = 0.0,
     t_end: float | None = None,
-    save_times: ArrayLike | None = None,
+    save_times: ArrayOrSequence | None = None,
     cfl: float = 0.8,
     mass_tol: float = 1e-6,
     boundary_fraction: float = 0.05,

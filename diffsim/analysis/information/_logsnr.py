@@ -10,8 +10,9 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import Array, Float
 
+from ..._types import ArrayOrSequence
 from ..._validation import check_key, check_positive_int
 
 
@@ -134,7 +135,7 @@ class LogSNRScheme(eqx.Module):
         )
 
     @classmethod
-    def fixed(cls, log_snrs: ArrayLike, weights: ArrayLike | None = None) -> LogSNRScheme:
+    def fixed(cls, log_snrs: ArrayOrSequence, weights: ArrayOrSequence | None = None) -> LogSNRScheme:
         """Given log-SNRs (e.g. those of a sampler's time grid) with given weights or, by default, the
         trapezoid weights of the sorted values (a single value gets weight 1: its integrand itself)."""
         lam = np.asarray(log_snrs, float).reshape(-1)
@@ -171,7 +172,7 @@ class LogSNRScheme(eqx.Module):
 
     @classmethod
     def from_spectrum(
-        cls, variances: ArrayLike, n: int, clip: float = 4.0, *, stratified: bool = False
+        cls, variances: ArrayOrSequence, n: int, clip: float = 4.0, *, stratified: bool = False
     ) -> LogSNRScheme:
         r"""ITD's data-adapted logistic: ``loc = -mean(log v_i)``, ``scale = sqrt(1 + 3 var(log v_i) / pi^2)``
         for the eigenvalues ``v_i`` of the data covariance.
@@ -255,7 +256,7 @@ def _sample_jit(scheme, key):
     return scheme.sample(key)
 
 
-def gaussian_mmse(log_snr: ArrayLike, variances: ArrayLike) -> np.ndarray:
+def gaussian_mmse(log_snr: ArrayOrSequence, variances: ArrayOrSequence) -> np.ndarray:
     r"""eps-MMSE of ``N(mu, diag(v))`` data, per coordinate: ``sigmoid(lambda + log v_i)`` (shape
     ``lambda.shape + v.shape``, numpy). Summed over ``i`` it is ITD's Gaussian base curve ``mmse_G``.
 
