@@ -1210,6 +1210,224 @@ def make_plots(results: dict, out_dir: Path, name: str) -> list[str]:
 # =====================================================================================================
 # main
 # =====================================================================================================
+# =====================================================================================================
+# small and repeated calls, sweeps, two processes (issue 15): ratios to baselines timed in the same run
+# =====================================================================================================
+def _best_call(fn, reps: int, inner: int) -> float:
+    """Best over ``reps`` of the mean time of ``inner`` back-to-back calls (the last one blocked on)."""
+    _block(fn())
+    best = math.inf
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            out = fn()
+        _block(out)
+        best = min(best, (time.perf_counter() - t0) / inner)
+    return best
+
+
+def measure_small_calls(
+    n: int = 1000, d: int = 2, k: int = 8, steps=(1, 10, 100), reps: int = 5
+) -> list[dict]:
+    """Per-call cost of short runs at a small size: the hand-fused scan's call time / ``simulate``'s."""
+    rows = []
+    for st in steps:
+        problem = make_problem(d, k, st)
+        x0 = start_points(problem, n)
+        inner = max(3, int(200 / st))
+        fns = {
+            "fused_scan": build_fused_scan(problem, x0),
+            "diffsim": build_diffsim(problem, x0),
+            "diffsim_counter": build_diffsim_counter(problem, x0),
+        }
+        times = {m: [] for m in fns}
+        for _ in range(reps):  # interleaved: the machine may be shared
+            for m, fn in fns.items():
+                times[m].append(_best_call(fn, 1, inner))
+        best = {m: min(v) for m, v in times.items()}
+        rows.append(
+            {
+                "case": f"d={d}, K={k}, N={n}, {st} step{'s' * (st > 1)}",
+                "steps": st,
+                "time_s": best,
+                "ratio_default": best["fused_scan"] / best["diffsim"],
+                "ratio_counter": best["fused_scan"] / best["diffsim_counter"],
+                "load": os.getloadavg(),
+            }
+        )
+    return rows
+
+
+def _sweep_final(problem, n, steps):
+    """A module-level-like function of one guidance scale (reused, so a sweep compiles once)."""
+    from diffsim.scores.guidance import guided_mixture
+
+    grid = jnp.asarray(problem.grid)
+    key = jr.key(0)
+
+    def final(w):
+        return ds.simulate(guided_mixture(problem.score, 0, w), "euler_maruyama", grid, n=n, key=key).x
+
+    return final
+
+
+def measure_sweep(
+    n: int = 1000, d: int = 2, k: int = 8, steps: int = 20, n_scales: int = 10, reps: int = 5
+) -> dict:
+    """10 guidance scales: one compiled vmapped call (``diffsim.sampling._sweep.sweep``) against a loop of 10
+    ``simulate`` calls (both warm), and the compilations each needs for a new set of scales."""
+    from diffsim.sampling._sweep import sweep
+
+    problem = make_problem(d, k, steps)
+    final = _sweep_final(problem, n, steps)
+    scales = jnp.linspace(0.0, 4.0, n_scales)
+    scales_host = [float(w) for w in np.asarray(scales)]
+    loop = lambda: [final(w) for w in scales_host]  # noqa: E731
+    vm = lambda: sweep(final, scales)  # noqa: E731
+    c0 = _compile_counter()
+    _block(vm())
+    compiles_vmap = _compile_counter() - c0
+    c0 = _compile_counter()
+    _block(loop())
+    compiles_loop = _compile_counter() - c0
+    t_loop, t_vmap = [], []
+    for _ in range(reps):
+        t_loop.append(_best_call(loop, 1, 3))
+        t_vmap.append(_best_call(vm, 1, 3))
+    out_v, out_l = np.asarray(vm()), np.stack([np.asarray(a) for a in loop()])
+    return {
+        "case": f"{n_scales} guidance scales, d={d}, K={k}, N={n}, {steps} steps",
+        "time_loop_s": min(t_loop),
+        "time_vmap_s": min(t_vmap),
+        "ratio": min(t_loop) / min(t_vmap),
+        "compiles_first_vmap": compiles_vmap,
+        "compiles_first_loop": compiles_loop,
+        "max_abs_diff": float(np.max(np.abs(out_v - out_l))),
+        "load": os.getloadavg(),
+    }
+
+
+_MP_WORKER = """
+import json, sys, time
+import jax
+jax.config.update("jax_cpu_collectives_implementation", "gloo")
+if sys.argv[2] != "single":
+    jax.distributed.initialize(coordinator_address=sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
+import jax.numpy as jnp, jax.random as jr, numpy as np
+import diffsim as ds
+from diffsim.sampling import simulate_sharded
+rng = np.random.default_rng(0)
+K, d, N, steps = 8, 2, int(sys.argv[4]), int(sys.argv[5])
+mix = ds.GaussianMixture(jnp.asarray(rng.dirichlet(np.full(K, 5.0)), jnp.float32),
+                         jnp.asarray(rng.normal(scale=2.0, size=(K, d)), jnp.float32),
+                         jnp.asarray(rng.uniform(0.05, 0.3, K), jnp.float32), process=ds.VP.linear())
+run = lambda: simulate_sharded(mix, "euler_maruyama", steps, n=N, key=jr.key(0)).x.block_until_ready()
+run()
+best = 1e9
+for _ in range(5):
+    t0 = time.perf_counter(); run(); best = min(best, time.perf_counter() - t0)
+json.dump({"time_s": best, "processes": jax.process_count()}, open(sys.argv[3], "w"))
+if sys.argv[2] != "single":
+    jax.distributed.shutdown()
+"""
+
+
+def measure_multiprocess(n: int = 20_000, steps: int = 50, timeout_s: float = 300.0) -> dict:
+    """``simulate_sharded`` over two processes on this machine (``jax.distributed``, gloo) against one
+    process, each a fresh worker timed warm; the ratio is one-process time / two-process time."""
+    import socket
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "worker.py"
+        script.write_text(_MP_WORKER)
+        env = dict(os.environ, JAX_PLATFORMS="cpu")
+        env.pop("XLA_FLAGS", None)
+        repo = str(Path(__file__).resolve().parents[1])
+        env["PYTHONPATH"] = repo + os.pathsep + env.get("PYTHONPATH", "")
+        args = lambda pid, out: [sys.executable, str(script), address, pid, out, str(n), str(steps)]  # noqa: E731
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            address = f"127.0.0.1:{sock.getsockname()[1]}"
+        single = Path(tmp) / "single.json"
+        subprocess.run(
+            args("single", str(single)), env=env, timeout=timeout_s, check=True, capture_output=True
+        )
+        outs = [Path(tmp) / f"p{i}.json" for i in range(2)]
+        procs = [subprocess.Popen(args(str(i), str(outs[i])), env=env) for i in range(2)]
+        for p in procs:
+            p.wait(timeout=timeout_s)
+        if any(p.returncode for p in procs):
+            return {"skipped": f"a worker failed (return codes {[p.returncode for p in procs]})"}
+        t1 = json.loads(single.read_text())["time_s"]
+        t2 = max(json.loads(o.read_text())["time_s"] for o in outs)
+    return {
+        "case": f"simulate_sharded, d=2, K=8, N={n}, {steps} steps: 2 processes x 1 CPU device vs 1 process",
+        "time_one_process_s": t1,
+        "time_two_processes_s": t2,
+        "ratio": t1 / t2,
+        "load": os.getloadavg(),
+    }
+
+
+def sweeps_markdown(res: dict) -> str:
+    """The small-call, sweep and multi-process tables (every number a ratio from the same run)."""
+    lines = [
+        "# Small and repeated calls, sweeps, two processes (`benchmarks/throughput.py --sweeps-only`)",
+        "",
+        f"Device: {res['device']}; load average at start {res['load_start']}, at end {res['load_end']}.",
+        "Every number is a ratio of times measured in this run (interleaved repetitions, best kept).",
+        "",
+        "## Per-call cost: hand-fused scan's call time / `simulate`'s (1 = as fast as the hand scan)",
+        "",
+        '| case | default (per-particle keys) | `noise="counter"` | load |',
+        "|---|---|---|---|",
+    ]
+    for r in res["small_calls"]:
+        load = ", ".join(f"{v:.1f}" for v in r["load"])
+        lines.append(f"| {r['case']} | {r['ratio_default']:.2f} | {r['ratio_counter']:.2f} | {load} |")
+    sw = res.get("sweep")
+    if sw:
+        lines += [
+            "",
+            "## Sweep: 10 guidance scales, one compiled vmapped call against 10 `simulate` calls",
+            "",
+            "| case | loop time / vmapped time | compilations (first vmapped sweep, then the loop) "
+            "| max abs diff | load |",
+            "|---|---|---|---|---|",
+            f"| {sw['case']} | {sw['ratio']:.2f} | {sw['compiles_first_vmap']}, {sw['compiles_first_loop']} "
+            f"| {sw['max_abs_diff']:.1e} | {', '.join(f'{v:.1f}' for v in sw['load'])} |",
+        ]
+    mp = res.get("multiprocess")
+    if mp:
+        lines += ["", "## Two processes on this machine (`jax.distributed`, gloo CPU collectives)", ""]
+        if "skipped" in mp:
+            lines.append(f"Skipped: {mp['skipped']}")
+        else:
+            lines += [
+                "| case | one-process time / two-process time | load |",
+                "|---|---|---|",
+                f"| {mp['case']} | {mp['ratio']:.2f} | {', '.join(f'{v:.1f}' for v in mp['load'])} |",
+            ]
+    return "\n".join(lines) + "\n"
+
+
+def run_sweeps_section(out_dir: Path, name: str, quick: bool) -> dict:
+    """Run the small-call, sweep and multi-process measurements and write ``<name>-sweeps.{json,md}``."""
+    res = {"device": name, "load_start": [round(v, 2) for v in os.getloadavg()]}
+    res["small_calls"] = measure_small_calls(reps=3 if quick else 5)
+    res["sweep"] = measure_sweep(reps=3 if quick else 5)
+    try:
+        res["multiprocess"] = measure_multiprocess(n=4000 if quick else 20_000)
+    except Exception as err:  # recorded, not fatal: e.g. no gloo in this jaxlib
+        res["multiprocess"] = {"skipped": f"{type(err).__name__}: {err}"}
+    res["load_end"] = [round(v, 2) for v in os.getloadavg()]
+    write_atomic(out_dir / f"{name}-sweeps.json", json.dumps(res, indent=1, default=float))
+    write_atomic(out_dir / f"{name}-sweeps.md", sweeps_markdown(res))
+    return res
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sanity run (about a minute)")
@@ -1237,6 +1455,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="JSON",
         help="merge result files of one device (later win) into <out>/<name>.json and exit",
+    )
+    ap.add_argument(
+        "--sweeps-only",
+        action="store_true",
+        help="only the per-call, sweep and two-process rows: write <out>/<name>-sweeps.{json,md} and exit",
     )
     ap.add_argument(
         "--skip",
@@ -1294,6 +1517,10 @@ def main(argv: list[str] | None = None) -> dict:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     skip = set(filter(None, args.skip.split(",")))
+    if args.sweeps_only:
+        res = run_sweeps_section(out_dir, name, args.quick)
+        print(sweeps_markdown(res))
+        return res
     methods = tuple(args.methods.split(",")) if args.methods else tuple(available_methods())
 
     if args.quick:
