@@ -79,13 +79,17 @@ def _check_pair(x, y):
     return x, y.astype(x.dtype)
 
 
-def mean_pairwise_distance(x: Float[Array, "N d"], y: Float[Array, "M d"], *, chunk: int = 1024) -> Array:
+def mean_pairwise_distance(
+    x: Float[Array | np.ndarray, "N d"], y: Float[Array | np.ndarray, "M d"], *, chunk: int = 1024
+) -> Array:
     """``E|X - Y|`` over all pairs of the two samples."""
     x, y = _check_pair(x, y)
     return _pair_sum(x, y, _dist, chunk, False) / float(x.shape[0] * y.shape[0])
 
 
-def energy_distance(x: Float[Array, "N d"], y: Float[Array, "M d"], *, chunk: int = 1024) -> Array:
+def energy_distance(
+    x: Float[Array | np.ndarray, "N d"], y: Float[Array | np.ndarray, "M d"], *, chunk: int = 1024
+) -> Array:
     r"""Energy distance ``2 E|X-Y| - E|X-X'| - E|Y-Y'|`` (within-sample terms as U-statistics)."""
     x, y = _check_pair(x, y)
     chunk = check_positive_int(chunk, "chunk")
@@ -104,7 +108,11 @@ def _median_bandwidth(x, y, max_points=2000):
 
 
 def mmd(
-    x: Float[Array, "N d"], y: Float[Array, "M d"], *, bandwidth: float | None = None, chunk: int = 1024
+    x: Float[Array | np.ndarray, "N d"],
+    y: Float[Array | np.ndarray, "M d"],
+    *,
+    bandwidth: float | None = None,
+    chunk: int = 1024,
 ) -> Array:
     r"""Unbiased ``MMD^2`` with a Gaussian kernel of width ``bandwidth`` (median heuristic by default)."""
     x, y = _check_pair(x, y)
@@ -119,7 +127,9 @@ def mmd(
     return kxx + kyy - 2.0 * kxy
 
 
-def wasserstein_1d(x: Float[Array, " N"], y: Float[Array, " M"], p: float = 1.0) -> Array:
+def wasserstein_1d(
+    x: Float[Array | np.ndarray, " N"], y: Float[Array | np.ndarray, " M"], p: float = 1.0
+) -> Array:
     """``W_p`` between two 1-D samples via the quantile coupling (interpolated when sizes differ)."""
     x = jnp.sort(as_float_array(x, "x", ndim=1))
     y = jnp.sort(as_float_array(y, "y", ndim=1))
@@ -132,13 +142,15 @@ def wasserstein_1d(x: Float[Array, " N"], y: Float[Array, " M"], p: float = 1.0)
     return jnp.mean(jnp.abs(xq - yq) ** p) ** (1.0 / p)
 
 
-def mode_assignment(mixture, x: Float[Array, "N d"], t: float = 0.0) -> Int[Array, " N"]:
+def mode_assignment(mixture, x: Float[Array | np.ndarray, "N d"], t: float = 0.0) -> Int[Array, " N"]:
     """Maximum-posterior component of each point under an analytic mixture at time ``t``."""
     x = as_float_array(x, "x", ndim=2)
     return jax.vmap(lambda xi: jnp.argmax(mixture.posterior(t, xi)))(x)
 
 
-def mode_weight_error(mixture, x: Float[Array, "N d"], *, soft: bool = True) -> tuple[Array, Array]:
+def mode_weight_error(
+    mixture, x: Float[Array | np.ndarray, "N d"], *, soft: bool = True
+) -> tuple[Array, Array]:
     """Empirical component frequencies of ``x`` and ``max_k |f_k - w_k|`` against the mixture weights.
 
     With ``soft=True`` frequencies are mean posterior responsibilities at ``t = 0`` (an unbiased estimate
@@ -153,7 +165,7 @@ def mode_weight_error(mixture, x: Float[Array, "N d"], *, soft: bool = True) -> 
 
 
 def expected_calibration_error(
-    probs: Float[Array, "N C"], labels: Int[Array, " N"], n_bins: int = 15
+    probs: Float[Array | np.ndarray, "N C"], labels: Int[Array | np.ndarray, " N"], n_bins: int = 15
 ) -> Array:
     """Expected calibration error of the top-class confidence (equal-width bins)."""
     probs = as_float_array(probs, "probs", ndim=2)

@@ -296,7 +296,7 @@ def bayes_accuracy(
     std: float,
     p1: float = 0.5,
     n_quad: int = 80,
-) -> np.ndarray:
+) -> np.ndarray | float:
     r"""Expected Bayes accuracy ``E max_y p(y | x_t)`` of a binary token whose region of ``m`` pixels has
     mean ``(2y - 1) s / 2`` per pixel and noise ``std``, in a variance-preserving channel of log-SNR
     ``lambda`` (closed form up to a 1-D Gauss-Hermite quadrature of ``n_quad`` nodes; the regions of

@@ -21,7 +21,10 @@ class FokkerPlanckGrid(eqx.Module):
     n_cells: tuple[int, ...] = eqx.field(static=True)
 
     def __init__(
-        self, lower: float | Sequence[float], upper: float | Sequence[float], n_cells: int | Sequence[int]
+        self,
+        lower: float | Sequence[float] | np.ndarray,
+        upper: float | Sequence[float] | np.ndarray,
+        n_cells: int | Sequence[int],
     ):
         lo = tuple(float(v) for v in np.atleast_1d(np.asarray(lower, dtype=float)))
         hi = tuple(float(v) for v in np.atleast_1d(np.asarray(upper, dtype=float)))
@@ -144,7 +147,7 @@ class FokkerPlanckSolution(eqx.Module):
         return bool(np.all(sd >= cells_per_std * np.asarray(self.grid.h)))
 
 
-def grid_entropy(density: ArrayLike, cell_volume: float) -> Array:
+def grid_entropy(density: ArrayLike, cell_volume: float | Float[ArrayLike, ""]) -> Array:
     """``-sum_i p_i log p_i dV`` over cells with ``p_i > 0`` (the entropy of the piecewise-constant
     density)."""
     p = jnp.asarray(density)

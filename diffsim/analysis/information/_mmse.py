@@ -270,7 +270,7 @@ def _mask_table(n_tokens: int, subsets: Sequence[Sequence[int]]) -> Array:
     return np.asarray(m)
 
 
-def _sample_tokens(model, tokens, n, name="tokens") -> Array:
+def _sample_tokens(model, tokens, n, name="tokens") -> np.ndarray:
     if tokens is None:
         if model.n_tokens == 0:
             return np.zeros((n, 0), np.int32)

@@ -178,7 +178,7 @@ def _exact_pmi(model, xs, tok, m0, m1):
     return f(xs, tok)
 
 
-def pixel_map(values: Float[ArrayLike, "*b d"], image_shape: Sequence[int]) -> Float[Array, "*b H W"]:
+def pixel_map(values: Float[ArrayLike, "*b d"], image_shape: Sequence[int]) -> Float[np.ndarray, "*b H W"]:
     """Reshape per-coordinate values ``(..., d)`` to images ``(..., H, W)``, summing channels when
     ``image_shape = (C, H, W)`` (Kong et al. 2024 sum the squared errors over latent channels)."""
     v = np.asarray(values)

@@ -40,7 +40,7 @@ class InsertionDeletion:
     summary: dict
 
 
-def normalised_auc(curve: Float[ArrayLike, "*b K1"]) -> np.ndarray:
+def normalised_auc(curve: Float[ArrayLike, "*b K1"]) -> np.ndarray | float:
     """Normalised trapezoid AUC over equally spaced fractions in ``[0, 1]``:
     ``(sum a - a_0/2 - a_K/2) / K`` (X-Diffusion's formula, applied per curve)."""
     c = np.asarray(curve, float)

@@ -12,9 +12,13 @@ from jaxtyping import ArrayLike, Bool, Float
 
 
 def saliency_scores(
-    saliency: Float[ArrayLike, "*b d"], region: Bool[ArrayLike, "*b d"], *, q: float | None = None
+    saliency: Float[ArrayLike, "*b d"],
+    region: Bool[ArrayLike, "*b d"] | Bool[ArrayLike, " d"],
+    *,
+    q: float | None = None,
 ) -> dict[str, np.ndarray]:
-    r"""Scores of saliency maps against a ground-truth region (per map, numpy):
+    r"""Scores of saliency maps against a ground-truth region (per map, numpy; one ``(d,)`` region may serve
+    every map):
 
     - ``pointing``: 1 if the most salient pixel lies in the region (pointing game, Zhang et al. 2018);
     - ``iou``: IoU of the top-``q`` fraction of pixels with the region (``q`` defaults to the region's

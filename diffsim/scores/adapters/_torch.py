@@ -96,7 +96,7 @@ class TorchFunction(eqx.Module):
     def __init__(
         self,
         module: Any,
-        in_shape: Sequence[int],
+        in_shape: int | Sequence[int],
         out_shape: Sequence[int] | None = None,
         *,
         call: Callable | None = None,
