@@ -263,7 +263,7 @@ def _slots(model, slots, name) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _mask_table(n_tokens: int, subsets: Sequence[Sequence[int]]) -> Array:
+def _mask_table(n_tokens: int, subsets: Sequence[Sequence[int]]) -> np.ndarray:
     m = np.zeros((len(subsets), n_tokens), bool)
     for i, s in enumerate(subsets):
         m[i, list(s)] = True
