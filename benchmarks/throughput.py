@@ -1398,6 +1398,11 @@ def sweeps_markdown(res: dict) -> str:
             "|---|---|---|---|---|",
             f"| {sw['case']} | {sw['ratio']:.2f} | {sw['compiles_first_vmap']}, {sw['compiles_first_loop']} "
             f"| {sw['max_abs_diff']:.1e} | {', '.join(f'{v:.1f}' for v in sw['load'])} |",
+            "",
+            "The first loop's compilations include the eager operations of building the guided scores; a "
+            "second loop or sweep with new scales compiles nothing. The difference is in float32 (the "
+            "benchmark's precision: a batched matrix product may sum in another order); "
+            "`tests/test_sweeps.py` checks vmapped sweep = loop to 1e-12 in float64.",
         ]
     mp = res.get("multiprocess")
     if mp:
