@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-from jaxtyping import Array, ArrayLike, Bool, Float, Int
+from jaxtyping import ArrayLike, Bool, Float, Int
 
 from ..._validation import as_float_array, check_key, check_positive_int
 from ...scores.conditional import AbstractConditionalDenoiser, ConditionalMixture, channel_coefficients

@@ -114,13 +114,13 @@ class PIDInformation(eqx.Module):
       the posterior), or None when exact.
     """
 
-    pointwise: Float[Array, "N 3"]
-    orthogonal: Float[Array, "N 3"] | None
-    pointwise_coords: Float[Array, "N 3 d"] | None
-    orthogonal_coords: Float[Array, "N 3 d"] | None
-    specific: Float[Array, "N 3"] | None
-    posterior: Float[Array, "N A1 A2"] | None
-    weights: Float[Array, " N"]
+    pointwise: Float[Array | np.ndarray, "N 3"]
+    orthogonal: Float[Array | np.ndarray, "N 3"] | None
+    pointwise_coords: Float[Array | np.ndarray, "N 3 d"] | None
+    orthogonal_coords: Float[Array | np.ndarray, "N 3 d"] | None
+    specific: Float[Array | np.ndarray, "N 3"] | None
+    posterior: Float[Array | np.ndarray, "N A1 A2"] | None
+    weights: Float[Array | np.ndarray, " N"]
     curves: InformationCurves | None
     sources: tuple[int, int] = eqx.field(static=True)
     context: tuple[int, ...] = eqx.field(static=True)

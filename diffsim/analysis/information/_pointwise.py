@@ -28,9 +28,9 @@ class NegLogLikelihood(eqx.Module):
     """ITD estimate of ``-log p(x | y_given)``: ``nll`` ``(N,)``, per-coordinate ``nll_coords`` ``(N, d)``
     (they sum to ``nll``), the integrand ``gap`` ``(N, L)`` ``= 1/2 (mmse - mmse_G)`` and ``curves``."""
 
-    nll: Float[Array, " N"]
-    nll_coords: Float[Array, "N d"]
-    gap: Float[Array, "N L"]
+    nll: Float[Array | np.ndarray, " N"]
+    nll_coords: Float[Array | np.ndarray, "N d"]
+    gap: Float[Array | np.ndarray, "N L"]
     curves: InformationCurves
 
 
@@ -93,10 +93,10 @@ class PointwiseInformation(eqx.Module):
     per coordinate ``standard_coords`` / ``orthogonal_coords`` ``(N, d)``, and the MMSE ``curves``
     (condition 0 = ``given``, 1 = ``given + about``; integrands via ``curves.standard_integrand(0, 1)``)."""
 
-    standard: Float[Array, " N"]
-    orthogonal: Float[Array, " N"]
-    standard_coords: Float[Array, "N d"]
-    orthogonal_coords: Float[Array, "N d"]
+    standard: Float[Array | np.ndarray, " N"]
+    orthogonal: Float[Array | np.ndarray, " N"]
+    standard_coords: Float[Array | np.ndarray, "N d"]
+    orthogonal_coords: Float[Array | np.ndarray, "N d"]
     curves: InformationCurves
 
 
