@@ -433,18 +433,19 @@ class RandomFeatureMoments(eqx.Module):
         that losses at the rounding floor stay non-negative and monotone along the flow."""
         return jnp.einsum("...ik,k->...i", (a @ self.eigvecs) ** 2, self.eigvals)
 
-    def loss_per_coordinate(self, readout: Float[ArrayLike, "d p"]) -> Float[Array, " d"]:
-        """``L_i(A) = (1/d)[A_i U A_i^T - 2 sqrt(p) A_i . V_i + C_i]``; they sum to ``L(A)``."""
+    def loss_per_coordinate(self, readout: Float[ArrayLike, "*b d p"]) -> Float[Array, "*b d"]:
+        """``L_i(A) = (1/d)[A_i U A_i^T - 2 sqrt(p) A_i . V_i + C_i]``; they sum to ``L(A)`` (any leading
+        batch axes of ``readout``, e.g. a stack of read-outs along a flow, are kept)."""
         a = self._check(readout)
         quad = self._quad(a)
         lin = jnp.sum(a * self.V, axis=-1)
         return (quad - 2.0 * math.sqrt(self.width) * lin + self.C) / self.dim
 
-    def loss(self, readout: Float[ArrayLike, "d p"]) -> Float[Array, ""]:
+    def loss(self, readout: Float[ArrayLike, "*b d p"]) -> Float[Array, "*b"]:
         """``L(A)``, equal to :func:`dsm_objective` on the same training set."""
         return jnp.sum(self.loss_per_coordinate(readout), axis=-1)
 
-    def error_per_coordinate(self, readout: Float[ArrayLike, "d p"]) -> Float[Array, " d"]:
+    def error_per_coordinate(self, readout: Float[ArrayLike, "*b d p"]) -> Float[Array, "*b d"]:
         r"""``(1/d) \int w E (out_A - out_opt)_i^2``: the weighted squared error against the memorising
         optimum (the paper's training error), per output coordinate."""
         a = self._check(readout)

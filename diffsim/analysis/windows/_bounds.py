@@ -14,6 +14,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import ArrayLike
 
+from ..._types import ArrayOrSequence
 from ..._validation import check_key, check_positive_int
 from ...scores.mixture import GaussianMixture
 from ._groups import (
@@ -147,7 +148,7 @@ def _first_crossing_up(ts, vals, level):
 def girsanov_tv_bound(
     gm: GaussianMixture,
     group: Sequence[int] | ArrayLike,
-    t_hats: ArrayLike,
+    t_hats: ArrayOrSequence,
     *,
     sampler: str = "sde",
     n_grid: int = 2001,

@@ -15,6 +15,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import ArrayLike
 
+from ..._types import ArrayOrSequence
 from ..._validation import check_key, check_positive_int
 from ...sampling import flow as _flow, noise_denoise as _noise_denoise, simulate as _simulate
 from ...scores.mixture import GaussianMixture
@@ -182,7 +183,7 @@ def _curve_inputs(
     gm: Any,
     s_init: Any,
     s_targs: Sequence[Any],
-    t_hats: ArrayLike,
+    t_hats: ArrayOrSequence,
     key: Any,
     sampler: str,
     t_out: float,
@@ -232,7 +233,7 @@ def window_curve(
     gm: GaussianMixture,
     s_init: Sequence[int] | ArrayLike,
     s_targ: Sequence[int] | ArrayLike,
-    t_hats: ArrayLike,
+    t_hats: ArrayOrSequence,
     *,
     key: jax.Array,
     sampler: str = "sde",
@@ -309,7 +310,7 @@ def simulated_window_curve(
     gm: GaussianMixture,
     s_init: Sequence[int] | ArrayLike,
     s_targ: Sequence[int] | ArrayLike,
-    t_hats: ArrayLike,
+    t_hats: ArrayOrSequence,
     *,
     key: jax.Array,
     **options: Any,
@@ -328,7 +329,7 @@ def simulated_window_curves(
     gm: GaussianMixture,
     s_init: Sequence[int] | ArrayLike,
     s_targs: Sequence[Sequence[int] | ArrayLike],
-    t_hats: ArrayLike,
+    t_hats: ArrayOrSequence,
     *,
     key: jax.Array,
     sampler: str = "sde",
@@ -455,7 +456,7 @@ def compare_routes(
     gm: GaussianMixture,
     s_init: Sequence[int] | ArrayLike,
     s_targs: Sequence[Sequence[int] | ArrayLike],
-    t_hats: ArrayLike,
+    t_hats: ArrayOrSequence,
     *,
     key: jax.Array,
     sampler: str = "sde",

@@ -12,13 +12,15 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from jaxtyping import ArrayLike, Float
+from jaxtyping import Float
+
+from ..._types import ArrayOrSequence
 
 
 __all__ = ["symmetric_retention_oracle", "symmetric_window_asymptotes"]
 
 
-def symmetric_retention_oracle(r: float, t_hats: ArrayLike) -> Float[np.ndarray, " n"]:
+def symmetric_retention_oracle(r: float, t_hats: ArrayOrSequence) -> Float[np.ndarray, " n"]:
     r"""Retention ``R_SDE(T) = 2 E_fwd[P(+|X_0) P(+|X_T)]`` of ``1/2 N(±r, 1)`` at each ``T`` of ``t_hats``.
 
     The 1-D reduction of ``1/2 N(±r e_1, I_d)`` (exact for every ``d``) under the OU process:

@@ -9,8 +9,8 @@ from typing import Any
 import jax
 import jax.random as jr
 import numpy as np
-from jaxtyping import ArrayLike
 
+from ..._types import ArrayOrSequence
 from ..._validation import check_key
 from ...scores.mixture import GaussianMixture
 from ._bounds import TheoremBounds, theorem_bounds
@@ -153,7 +153,7 @@ def tree_windows(
     gm: GaussianMixture,
     tree: TreeNode,
     eps: float,
-    t_hats: ArrayLike,
+    t_hats: ArrayOrSequence,
     *,
     key: jax.Array,
     sampler: str = "sde",

@@ -38,8 +38,8 @@ def gaussian_tv_equal_cov(mean_a: ArrayLike, mean_b: ArrayLike, cov: ArrayLike) 
 class TVEstimate:
     """A total variation with its standard error (0 for closed forms and quadrature) and the method used."""
 
-    value: np.ndarray
-    stderr: np.ndarray
+    value: np.ndarray | float  # a NumPy float for one pair, an array for several
+    stderr: np.ndarray | float
     method: str
 
 
