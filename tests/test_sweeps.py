@@ -177,3 +177,13 @@ def test_sweep_bad_input():
         sweep(lambda a, b: a + b, jnp.ones(3), jnp.ones(4))
     with pytest.raises(TypeError, match="callable"):
         sweep_fn(3)
+
+
+def test_t_end_sweep_equals_the_loop():
+    def renoised(t_end):
+        return ds.noise_denoise(MIX, X0, 0.8, key=KEY, n_steps=6, t_end=t_end).x
+
+    ends = jnp.array([0.01, 0.05, 0.2])
+    out = sweep(renoised, ends)
+    loop = np.stack([np.asarray(renoised(float(t))) for t in ends])
+    np.testing.assert_allclose(np.asarray(out), loop, rtol=0, atol=1e-12)

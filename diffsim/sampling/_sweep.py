@@ -17,8 +17,9 @@ compiles once, and the whole sweep can also run as one compiled, ``vmap``-ed cal
 Particle ``i`` of sweep point ``b`` is bit-for-bit what the single call ``final(values[b])`` returns up
 to XLA's reordering of floating-point operations under ``vmap`` (equal to ``1e-12`` in float64 in the
 tests; most often identical). What must stay static (the method, the number of steps, ``save``, ``n``,
-``stats``) is fixed by the function; numbers that a sampler branches on in Python (DDIM's ``eta``, Heun's
-``churn``) recompile per value and cannot be swept in one call.
+``stats``) is fixed by the function. Sampler options (DDIM's ``eta``, Heun's ``churn``, PC's ``snr``) are
+Python floats checked at construction, and DDIM and Heun branch on them in Python: they recompile per
+value and cannot be swept in one call (that needs a change of the kernels, not made here).
 
 The compiled sweep is memoised per function object: pass the same (module-level) function again and no
 new compilation happens; a fresh ``lambda`` on every call compiles every time.

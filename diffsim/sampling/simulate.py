@@ -165,6 +165,13 @@ def _unpad(run, parts) -> Trajectory:
     return Trajectory(run.ts_saved, xs, st, xf, run.nfe)
 
 
+def _end_time(process, t_end):
+    """``t_end`` as a Python float when concrete (``t_min`` when None), else the traced value."""
+    if t_end is None:
+        return process.t_min
+    return float(t_end) if is_concrete(t_end) else t_end
+
+
 def _reverse_grid(score, n_steps, t_start, t_end, kind):
     """A reverse grid from a possibly traced ``t_start`` (for vmapping over the start time)."""
     p = score.process
@@ -198,7 +205,9 @@ def noise_denoise(
     :func:`simulate` with ``n_steps`` on a ``"uniform"`` or ``"logsnr"`` grid from ``t_hat`` to ``t_end``
     (default ``t_min``). This is Li & Chen (2024)'s noising-denoising protocol; with ``x0`` drawn from a
     sub-mixture ``S`` and the exact score, the output law satisfies the reweighting identity
-    ``E_out f = E[f(X_0) P(S | X_{t_hat})] / W_S`` (reverse SDE). ``t_hat`` may be traced (vmap over it).
+    ``E_out f = E[f(X_0) P(S | X_{t_hat})] / W_S`` (reverse SDE). ``t_hat`` and ``t_end`` may be traced:
+    a loop over them does not recompile, and :func:`diffsim.sampling._sweep.sweep` runs a batch of them as
+    one compiled, ``vmap``-ed call.
     """
     if not isinstance(score, AbstractScore):
         raise TypeError(f"`score` must be a diffsim score, got {type(score).__name__}.")
@@ -211,8 +220,8 @@ def noise_denoise(
     p.check_time(t_hat, "t_hat", allow_zero=False)
     if t_end is not None:
         p.check_time(t_end, "t_end", allow_zero=False)
-    t1 = p.t_min if t_end is None else float(t_end)
-    if is_concrete(t_hat) and not float(t_hat) > t1:
+    t1 = _end_time(p, t_end)
+    if is_concrete((t_hat, t1)) and not float(t_hat) > t1:
         raise ValueError(f"`t_hat` must exceed t_end={t1:g}, got {float(t_hat):g}.")
     k_noise, k_rev = jr.split(key)
     t_hat = jnp.asarray(t_hat, dtype=x0.dtype)
@@ -258,8 +267,8 @@ def clone(
         raise ValueError(f"`x` must have shape (N, {score.dim}), got {x.shape}.")
     p = score.process
     p.check_time(t, "t", allow_zero=False)
-    t1 = p.t_min if t_end is None else float(t_end)
-    if is_concrete(t) and not float(t) > t1:
+    t1 = _end_time(p, t_end)
+    if is_concrete((t, t1)) and not float(t) > t1:
         raise ValueError(f"Branch time `t` must exceed t_end={t1:g}, got {float(t):g}.")
     ts = _reverse_grid(score, check_positive_int(n_steps, "n_steps"), jnp.asarray(t, x.dtype), t1, grid)
     runs = [
