@@ -109,7 +109,9 @@ class Autoencoder(eqx.Module):
                 f"batches), got shape {jnp.shape(x)}."
             )
 
-    def encode_stats(self, x: Float[Array, " d"]) -> tuple[Float[Array, " m"], Float[Array, " m"]]:
+    def encode_stats(
+        self, x: Float[Array | np.ndarray, " d"]
+    ) -> tuple[Float[Array, " m"], Float[Array, " m"]]:
         """Raw (unstandardised) encoder mean and log-variance (zeros for a plain AE)."""
         self._check(x, self.data_dim, "x")
         h = _mlp(self.encoder, x)
@@ -118,17 +120,17 @@ class Autoencoder(eqx.Module):
             return mu, jnp.clip(logvar, -12.0, 6.0)
         return h, jnp.zeros_like(h)
 
-    def encode(self, x: Float[Array, " d"]) -> Float[Array, " m"]:
+    def encode(self, x: Float[Array | np.ndarray, " d"]) -> Float[Array, " m"]:
         """Standardised latent code ``(mu(x) - shift) / scale``."""
         mu, _ = self.encode_stats(x)
         return (mu - self.latent_shift) / self.latent_scale
 
-    def decode(self, z: Float[Array, " m"]) -> Float[Array, " d"]:
+    def decode(self, z: Float[Array | np.ndarray, " m"]) -> Float[Array, " d"]:
         """Image from a standardised code: ``D(shift + scale z)``."""
         self._check(z, self.latent_dim, "z")
         return jnp.tanh(_mlp(self.decoder, self.latent_shift + self.latent_scale * z))
 
-    def reconstruct(self, x: Float[Array, " d"]) -> Float[Array, " d"]:
+    def reconstruct(self, x: Float[Array | np.ndarray, " d"]) -> Float[Array, " d"]:
         """``decode(encode(x))`` (the mean code, no sampling)."""
         return self.decode(self.encode(x))
 

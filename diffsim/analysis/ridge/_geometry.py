@@ -197,15 +197,16 @@ def ridge_geometry(
 class SCMSResult(eqx.Module):
     """Outcome of :func:`scms_project` per point: ``x`` (projected points), ``distance`` ``|x0 - x|``,
     ``converged``, ``n_iter``, ``residual`` ``|P_perp g|`` at the end, ``step`` (last Newton-step length,
-    the convergence statistic), and ``valid`` (the eigengap mask at the end point)."""
+    the convergence statistic), and ``valid`` (the eigengap mask at the end point). Built per point (no
+    leading axis) and stacked by ``vmap``."""
 
-    x: Float[Array, "N D"]
-    distance: Float[Array, " N"]
-    converged: Bool[Array, " N"]
-    n_iter: Int[Array, " N"]
-    residual: Float[Array, " N"]
-    step: Float[Array, " N"]
-    valid: Bool[Array, " N"]
+    x: Float[Array, "*N D"]
+    distance: Float[Array, "*N"]
+    converged: Bool[Array, "*N"]
+    n_iter: Int[Array, "*N"]
+    residual: Float[Array, "*N"]
+    step: Float[Array, "*N"]
+    valid: Bool[Array, "*N"]
 
 
 def _scms_point(score, t, x0, k, thr, relative, tol, max_iter, step_size):
