@@ -34,6 +34,7 @@ from ._registry import (
     get_sampler as get_sampler,
     unregister_sampler as unregister_sampler,
 )
+from ._sweep import sweep as sweep, sweep_fn as sweep_fn
 from ._trajectory import Trajectory as Trajectory
 from .adaptive import (
     AdaptiveODE as AdaptiveODE,
