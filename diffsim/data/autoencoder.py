@@ -54,7 +54,7 @@ __all__ = [
 ]
 
 
-def _mlp(layers: tuple[Dense, ...], x: Array) -> Array:
+def _mlp(layers: tuple[Dense, ...], x: Array | np.ndarray) -> Array:
     """``L_n(silu(... silu(L_1 x)))``: SiLU between layers, none after the last."""
     for layer in layers[:-1]:
         x = jax.nn.silu(layer(x))

@@ -55,7 +55,7 @@ class Dense(eqx.Module):
         self.weight = uniform(rng, (d_out, d_in), bound)
         self.bias = uniform(rng, (d_out,), bound) if use_bias else None
 
-    def __call__(self, x: Array) -> Array:
+    def __call__(self, x: Array | np.ndarray) -> Array:
         y = self.weight.astype(x.dtype) @ x
         return y if self.bias is None else y + self.bias.astype(x.dtype)
 
