@@ -378,7 +378,8 @@ def token_information_rate(
 
 
 def correlation_over_steps(
-    relevance: Float[ArrayLike, "N S"], rate: Float[ArrayLike, "N S"]
+    relevance: Float[ArrayLike, "N S"] | Float[ArrayLike, " S"],
+    rate: Float[ArrayLike, "N S"] | Float[ArrayLike, " S"],
 ) -> dict[str, Any]:
     """The "correlation quantification": per-sample Spearman correlation over steps between a relevance
     curve (e.g. a token's attention relevance at each step) and the token's information rate at the same
