@@ -186,7 +186,7 @@ class UNetScore(AbstractTokenScore):
         out = self.conv_out(jax.nn.silu(self.norm_out(h)))
         return jnp.transpose(out, (2, 0, 1)).reshape(-1), feats
 
-    def raw(self, t, x, tokens, *, feature_offsets: Mapping[str, Array] | None = None):
+    def raw(self, t, x, tokens, *, feature_offsets: Mapping[str, ArrayLike] | None = None):
         """Network output (in :attr:`parametrisation`, flattened to ``(d,)``). ``feature_offsets`` adds
         arrays to named feature maps (see :attr:`feature_names`), for gradients w.r.t. activations."""
         return self._forward(t, x, tokens, feature_offsets)[0]
