@@ -536,19 +536,6 @@ def test_step_schedules():
 # =====================================================================================================
 # bad input
 # =====================================================================================================
-def test_study_config_rejects_bad_values():
-    from diffsim.studies import get_study
-
-    Config = get_study("concepts").config_cls
-
-    with pytest.raises(ValueError, match="saliency_steps"):
-        Config(saliency_steps=(6, 99))  # outside the 20-step grid
-    with pytest.raises(ValueError, match="coarse"):
-        Config(separations=(1.5, 6.0))
-    with pytest.raises(ValueError, match="n_masks"):
-        Config(n_masks=0)
-
-
 def test_bad_inputs_raise_clear_errors(toy):
     process, tm, cm = toy
     grid = grids.uniform(process, 10)

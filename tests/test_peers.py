@@ -85,6 +85,24 @@ def _load_k_diffusion():
     return torch, mod
 
 
+@pytest.fixture(autouse=True)
+def _torch_float64_default():
+    """Every peer computation runs with torch's default dtype float64, and the default is restored after
+    each test: it is process-global state, and the next test file in the same worker (the model bridge
+    tests, for one) must not inherit it."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(before)
+
+
 @pytest.fixture(scope="module")
 def kd():
     return _load_k_diffusion()
@@ -379,8 +397,11 @@ def test_diffusers_dpm_solver_multistep(diffusers, mix, spacing):
 def test_diffusers_unipc(diffusers, mix, spacing, upcast):
     """``UniPCMultistepScheduler`` (bh2, order 2, predict_x0, ``final_sigmas_type="zero"``) equals ``unipc``
     with ``final_denoise=True``. 1e-10 with the scheduler's sigmas upcast to float64 (recomputed from the
-    same ``alphas_cumprod``); 1e-5 as shipped (diffusers stores its sigmas in float32)."""
+    same ``alphas_cumprod``); 1e-5 as shipped (diffusers stores its sigmas in float32, and its solver needs
+    torch's default dtype float32 then: its float64 coefficient matrix would meet float32 sigmas)."""
     torch, schedulers = diffusers
+    if not upcast:
+        torch.set_default_dtype(torch.float32)  # restored by the autouse fixture
     n = 10
     sched, ac, proc, gm, x_t, model = _diffusers_setup(
         torch, schedulers, "UniPCMultistepScheduler", mix, solver_order=2, solver_type="bh2",

@@ -228,6 +228,25 @@ def test_plausible_wrong_cache_value_is_detected(tmp_path):
     assert "digest" in again.summary() or again.rejected
 
 
+@pytest.mark.parametrize(
+    "study,override,match",
+    [
+        ("concepts", "saliency_steps=6,99", "saliency_steps"),  # outside the 20-step grid
+        ("concepts", "separations=1.5,6.0", "coarse"),
+        ("concepts", "n_masks=0", "n_masks"),
+        ("information", "n_logsnr=0", "n_logsnr"),
+        ("information", "gates=NAND", "Unknown gate"),
+        ("information", "correlations=1.0", "correlations"),
+        ("samplers", "samplers=ddim,nope", "samplers"),
+        ("samplers", "steps=8", "steps"),
+    ],
+)
+def test_study_configs_reject_bad_values_naming_the_field(study, override, match, capsys, tmp_path):
+    assert main(["run", study, "--set", override, "--no-progress", "--out", str(tmp_path / study)]) == 2
+    assert match in capsys.readouterr().err
+    assert not (tmp_path / study / "results.json").exists()
+
+
 def test_nan_override_rejected(capsys):
     assert main(["run", "samplers", "--set", "order_tolerance=nan"]) == 2
     assert "order_tolerance" in capsys.readouterr().err
