@@ -11,8 +11,9 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-from jaxtyping import Array, ArrayLike
+from jaxtyping import Array
 
+from ..._types import ArrayOrSequence
 from ..._validation import check_key, check_positive_int
 from ...processes import AbstractProcess, alpha_bar_to_time
 from ...sampling import clone as _clone
@@ -41,7 +42,9 @@ def speciation_time(gm: GaussianMixture, group: Any = None) -> float:
     return float(alpha_bar_to_time(gm.process, jnp.asarray(1.0 / lam)))
 
 
-def two_gaussian_cloning(m_norm: float, sigma2: float, t: ArrayLike, process: AbstractProcess) -> np.ndarray:
+def two_gaussian_cloning(
+    m_norm: float, sigma2: float, t: ArrayOrSequence, process: AbstractProcess
+) -> np.ndarray:
     r"""Biroli et al.'s cloning curve for ``1/2 N(+m, sigma^2 I) + 1/2 N(-m, sigma^2 I)``:
 
         phi(t) = 1/2 int (G_+^2 + G_-^2) / (G_+ + G_-) dx,   G_± = N(± alpha_t |m|, Gamma_t),
@@ -92,7 +95,7 @@ def _group_posteriors(gm, t, x, masks) -> np.ndarray:
 
 def cloning_theory(
     gm: GaussianMixture,
-    t: ArrayLike,
+    t: ArrayOrSequence,
     groups: Any = None,
     *,
     key: jax.Array | None = None,
@@ -124,7 +127,7 @@ def cloning_theory(
 
 def cloning_overlap(
     gm: GaussianMixture,
-    t: ArrayLike,
+    t: ArrayOrSequence,
     groups: Any = None,
     *,
     key: jax.Array,

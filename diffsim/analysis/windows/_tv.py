@@ -12,6 +12,7 @@ import jax.scipy.special as jsp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
+from ..._types import ArrayOrSequence
 from ..._validation import check_key, check_positive_int
 from ...scores.mixture import GaussianMixture
 from ._groups import _check_mixture, _group, _mask, _times, _working
@@ -132,7 +133,7 @@ def submixture_tv(
     gm: GaussianMixture,
     group_a: Sequence[int] | ArrayLike,
     group_b: Sequence[int] | ArrayLike,
-    t: ArrayLike,
+    t: ArrayOrSequence,
     *,
     method: str = "auto",
     key: jax.Array | None = None,
