@@ -763,7 +763,9 @@ def measure_compile(d: int = 16, k: int = 8, n: int = 10_000, steps: int = 100) 
     x0 = jnp.asarray(start_points(problem, n))
     grid = jnp.asarray(problem.grid)
 
-    def call(score=problem.score, g=grid, x=x0, key=jr.key(0), method="euler_maruyama", **kw):
+    key0 = jr.key(0)
+
+    def call(score=problem.score, g=grid, x=x0, key=key0, method="euler_maruyama", **kw):
         return ds.simulate(score, method, g, x=x, key=key, **kw).x
 
     e0, c0 = _compile_seconds(), _compile_counter()
@@ -931,7 +933,7 @@ def measure_analysis(sizes: dict[str, tuple[int, ...]], d: int = 16, k: int = 8,
         for n in ns:
             x = jnp.asarray(rng.normal(size=(n, d)).astype(np.float32))
             try:
-                sec = _best(lambda: fn(x), reps)
+                sec = _best(lambda fn=fn, x=x: fn(x), reps)
                 out.append(
                     {
                         "transform": name,
@@ -1042,7 +1044,8 @@ def _target_lines(tg, label):
     lines = [
         f"- {label} / fused scan: min {_fmt(tg.get('diffsim_over_fused_min'))}, median "
         f"{_fmt(tg.get('diffsim_over_fused_median'))} (target >= 0.9 at every size)",
-        f"- {label} / torchsde, N >= 1e4: min {_fmt(tg.get('diffsim_over_torchsde_min_N>=1e4'))} (target >= 3)",
+        f"- {label} / torchsde, N >= 1e4: min "
+        f"{_fmt(tg.get('diffsim_over_torchsde_min_N>=1e4'))} (target >= 3)",
         f"- {label} / NumPy, N >= 1e4: min {_fmt(tg.get('diffsim_over_numpy_min_N>=1e4'))} (target >= 2)",
     ]
     return lines
@@ -1051,7 +1054,8 @@ def _target_lines(tg, label):
 def markdown_tables(results: dict) -> str:
     dev = results["device"]
     lines = [
-        f"Device: **{dev['name']}** ({dev.get('device_kind')}, {dev.get('cpu_model', '')}), jax {dev['jax']}; "
+        f"Device: **{dev['name']}** ({dev.get('device_kind')}, {dev.get('cpu_model', '')}), "
+        f"jax {dev['jax']}; "
         f"load average at start {results['loadavg_start']}, at end {results['loadavg_end']}.",
         "",
     ]
@@ -1143,7 +1147,7 @@ def make_plots(results: dict, out_dir: Path, name: str) -> list[str]:
                 pts.append((d, best["particle_steps_per_s"]))
         if pts:
             ax.loglog(*zip(*pts, strict=False), marker="o", label=m, color=color[m])
-    ax.set_xlabel("d (K = %d, largest N measured)" % min(ks or [8]))
+    ax.set_xlabel(f"d (K = {min(ks or [8])}, largest N measured)")
     ax.set_ylabel("particle-steps / s")
     ax.set_title("throughput vs d")
     ax.grid(True, which="both", alpha=0.3)

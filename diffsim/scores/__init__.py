@@ -1,5 +1,6 @@
 """Scores: the abstract interface, exact mixture and empirical scores, and parametrisation conversions."""
 
+from . import adapters as adapters
 from ._base import AbstractAnalyticScore as AbstractAnalyticScore, AbstractScore as AbstractScore
 from ._conversions import (
     PARAMETRISATIONS as PARAMETRISATIONS,
@@ -10,6 +11,11 @@ from ._conversions import (
     score_from_x0 as score_from_x0,
     v_from_score as v_from_score,
     x0_from_score as x0_from_score,
+)
+from .adapters import (
+    CallableScore as CallableScore,
+    TorchScore as TorchScore,
+    from_diffusers as from_diffusers,
 )
 from .denoiser_shift import (
     DenoiserShiftScore as DenoiserShiftScore,
@@ -24,9 +30,3 @@ from .guidance import (
 )
 from .mixture import GaussianMixture as GaussianMixture
 from .token_conditioned import TokenConditionedScore as TokenConditionedScore
-from . import adapters as adapters
-from .adapters import (
-    CallableScore as CallableScore,
-    TorchScore as TorchScore,
-    from_diffusers as from_diffusers,
-)
