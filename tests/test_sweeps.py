@@ -187,3 +187,18 @@ def test_t_end_sweep_equals_the_loop():
     out = sweep(renoised, ends)
     loop = np.stack([np.asarray(renoised(float(t))) for t in ends])
     np.testing.assert_allclose(np.asarray(out), loop, rtol=0, atol=1e-12)
+
+
+def test_particle_offset_continues_the_population():
+    """Two calls with consecutive ``particle_offset`` equal one call over all particles (prior draws and
+    per-step noise of a stochastic sampler), for both noise schemes; a bad offset is a clear error."""
+    mix = ds.GaussianMixture([0.3, 0.7], [[-2.0, 0.0], [2.0, 1.0]], [0.5, 1.0], process=ds.VP.linear())
+    for noise in ("per_particle", "counter"):
+        whole = ds.simulate(mix, "ddpm", 8, n=7, key=jr.key(3), noise=noise).x
+        first = ds.simulate(mix, "ddpm", 8, n=3, key=jr.key(3), noise=noise).x
+        rest = ds.simulate(mix, "ddpm", 8, n=4, key=jr.key(3), noise=noise, particle_offset=3).x
+        np.testing.assert_allclose(np.concatenate([first, rest]), whole, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="particle_offset"):
+        ds.simulate(mix, "ddpm", 8, n=3, key=jr.key(3), particle_offset=-1)
+    with pytest.raises(TypeError, match="particle_offset"):
+        ds.simulate(mix, "ddpm", 8, n=3, key=jr.key(3), particle_offset=1.5)

@@ -492,9 +492,11 @@ class Run:
     noise: str
     nfe: int
     final_denoise: bool = False
+    particle_offset: int = 0  # global index of the first particle (its prior draw and noise)
 
     def chunk(self, offset: int, size: int, pad_to: int | None = None):
-        """Run particles ``offset .. offset + size`` (padded to ``pad_to`` to reuse the compiled function)."""
+        """Run particles ``offset .. offset + size`` of this call (padded to ``pad_to`` to reuse the compiled
+        function); their randomness is that of global particles ``particle_offset + offset ..``."""
         n_run = size if pad_to is None else pad_to
         xc = None
         if self.x_init is not None:
@@ -508,7 +510,7 @@ class Run:
             self.ts,
             xc,
             self.key,
-            offset,
+            self.particle_offset + offset,
             n_run,
             self.save_idx,
             self.stats,

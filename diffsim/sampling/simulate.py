@@ -22,6 +22,7 @@ compiled run, so no separate input buffer is held.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,6 +30,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PyTree
 
 from .._validation import as_float_array, check_key, check_positive_int, is_concrete
@@ -71,6 +73,7 @@ def simulate(
     noise: str = "per_particle",
     final_denoise: bool = False,
     pad_to: int | None = None,
+    particle_offset: int = 0,
     **method_options: Any,
 ) -> Trajectory:
     r"""Run a sampler on a batch of particles.
@@ -113,6 +116,17 @@ def simulate(
       rounding, 1e-12, as for ``chunk_size``: XLA may vectorise a batch of another size differently),
       since particle ``i``'s randomness depends only on ``i``. Not with ``chunk_size`` (chunks are padded to
       ``chunk_size`` already).
+    - ``particle_offset``: the global index of this call's first particle (default 0). Particle ``i`` of
+      the call draws its prior sample and its noise as global particle ``particle_offset + i``, so a
+      population split by hand over calls (or machines) with one key and consecutive offsets is the same
+      population as one call: ``simulate(..., n=a + b)`` equals ``simulate(..., n=a)`` followed by
+      ``simulate(..., n=b, particle_offset=a)``.
+
+    **What is exact.** With one key, the particles do not depend on the batch size, on ``chunk_size``, on
+    ``pad_to``, on sharding or on ``particle_offset`` in the randomness they draw. The floating-point result
+    is bit-identical in float64 and for the single-step samplers; in float32 a multistep or two-stage sampler
+    (Heun, DPM-Solver++, ...) can differ by a few ulps (measured up to 4e-6 for Heun) between batch sizes,
+    because XLA vectorises a batch of another size differently.
 
     Repeated calls with one static configuration are cheap: the sampler, the grid (a number of steps, or
     the same JAX array of times), the saved indices and a particle array's finiteness check are resolved
@@ -138,6 +152,12 @@ def simulate(
         final_denoise=final_denoise,
         pad_to=pad_to,
     )
+    if particle_offset:
+        if isinstance(particle_offset, bool) or not isinstance(particle_offset, (int, np.integer)):
+            raise TypeError(f"`particle_offset` must be an int, got {type(particle_offset).__name__}.")
+        if particle_offset < 0:
+            raise ValueError(f"`particle_offset` must be >= 0, got {particle_offset}.")
+        run = dataclasses.replace(run, particle_offset=int(particle_offset))
     if pad_to is not None:
         pad_to = check_positive_int(pad_to, "pad_to")
         if chunk_size is not None:
