@@ -20,10 +20,15 @@ import numpy as np
 __all__ = ["from_jsonable", "read_json", "to_jsonable", "write_atomic", "write_json"]
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+#: the process umask, read once at import: reading it means setting it, which must not happen on every
+#: write (another thread creating a file in between would get mode 0666)
+_UMASK = _read_umask()
 
 
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
@@ -33,7 +38,7 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
     payload = data.encode() if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs get the usual mode
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual mode
         with os.fdopen(fd, "wb") as fh:
             fh.write(payload)
             fh.flush()
