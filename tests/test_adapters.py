@@ -318,59 +318,6 @@ def _scheduler(kind="ddim", prediction_type="epsilon"):
     return diffusers.DPMSolverMultistepScheduler(algorithm_type="dpmsolver++", solver_order=2, **kw)
 
 
-@pytest.fixture(scope="module")
-def tiny_pipeline(tmp_path_factory):
-    """A tiny Stable-Diffusion-like pipeline (text UNet, CLIP text encoder, VAE, DDIM) saved to disk."""
-    torch = pytest.importorskip("torch")
-    diffusers = pytest.importorskip("diffusers")
-    transformers = pytest.importorskip("transformers")
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("tiny_sd")
-    unet = diffusers.UNet2DConditionModel(
-        sample_size=8,
-        in_channels=1,
-        out_channels=1,
-        layers_per_block=1,
-        block_out_channels=(8, 16),
-        norm_num_groups=4,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=16,
-        attention_head_dim=4,
-    )
-    text = transformers.CLIPTextModel(
-        transformers.CLIPTextConfig(
-            vocab_size=64,
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            max_position_embeddings=8,
-        )
-    )
-    vae = diffusers.AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        latent_channels=1,
-        block_out_channels=(8,),
-        norm_num_groups=4,
-        down_block_types=("DownEncoderBlock2D",),
-        up_block_types=("UpDecoderBlock2D",),
-        sample_size=8,
-    )
-    for name, comp in (("unet", unet), ("text_encoder", text), ("vae", vae), ("scheduler", _scheduler())):
-        comp.save_pretrained(root / name)
-    index = {
-        "_class_name": "StableDiffusionPipeline",
-        "unet": ["diffusers", "UNet2DConditionModel"],
-        "text_encoder": ["transformers", "CLIPTextModel"],
-        "vae": ["diffusers", "AutoencoderKL"],
-        "scheduler": ["diffusers", "DDIMScheduler"],
-    }
-    (root / "model_index.json").write_text(__import__("json").dumps(index))
-    return root
-
-
 PROMPT_IDS = np.array([0, 5, 17, 33, 1, 1, 1, 1])  # token ids instead of a downloaded tokenizer
 EMPTY_IDS = np.array([0, 1, 1, 1, 1, 1, 1, 1])
 

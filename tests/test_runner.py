@@ -22,6 +22,7 @@ from diffsim.studies import (
     Study,
     check,
     register_study,
+    run_experiment,
     run_study,
     write_index,
 )
@@ -115,6 +116,22 @@ def test_declarative_study_outputs(toy, tmp_path):
     assert CALLS == [1.0, 2.0, 3.0]
     index = write_index(tmp_path).read_text()
     assert toy.question in index and "toy/figures/squares.png" in index and "3 / 3 checks passed" in index
+
+
+def test_unregistered_experiment_has_the_study_layout(tmp_path):
+    """``run_experiment`` runs a Study object that is not registered into the same files as ``run_study``."""
+    assert TOY.name not in STUDIES
+    res = run_experiment(TOY, ToyConfig(), tmp_path / "exp", progress=False)
+    assert TOY.name not in STUDIES
+    for name in ("config.json", "results.json", "report.md", "report.html"):
+        assert (tmp_path / "exp" / name).is_file()
+    data = json.loads((tmp_path / "exp" / "results.json").read_text())
+    assert [c["name"] for c in data["checks"]] == [c.name for c in res.checks]
+    assert data["parts"]["squares"]["result"]["total"] == 14.0
+    with pytest.raises(TypeError, match="config must be an instance of ToyConfig"):
+        run_experiment(TOY, {"values": (1.0,)}, tmp_path / "bad", progress=False)
+    with pytest.raises(TypeError, match="study must be"):
+        run_experiment("_toy-declarative", ToyConfig(), tmp_path / "bad", progress=False)
 
 
 def test_skipped_and_failed_checks_in_report(toy, tmp_path):

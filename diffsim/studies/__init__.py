@@ -29,6 +29,7 @@ from ._runner import (
     register as register,
     register_study as register_study,
     run_all as run_all,
+    run_experiment as run_experiment,
     run_study as run_study,
     write_index as write_index,
     write_reports as write_reports,

@@ -84,6 +84,7 @@ __all__ = [
     "register",
     "register_study",
     "run_all",
+    "run_experiment",
     "run_study",
     "write_index",
     "write_reports",
@@ -323,14 +324,43 @@ def run_study(
     spec = get_study(name)
     config = build_config(spec, overrides, quick=quick)
     out = Path("runs") / name if out_dir is None else Path(out_dir)
+    return _run_into(name, spec.run, config, out, quick=quick, progress=progress)
+
+
+def run_experiment(
+    study: Study,
+    config: Any,
+    out_dir: str | Path,
+    *,
+    progress: bool = True,
+) -> Results:
+    """Run a :class:`Study` that is not registered (an experiment on a user's model, e.g. a diffusers
+    pipeline loaded from a directory) into ``out_dir`` with exactly the layout, locking, atomic writes and
+    resumable per-part caches of :func:`run_study`.
+
+    ``config`` must be an instance of ``study.config`` (a frozen dataclass whose ``__post_init__`` validates
+    it).
+    """
+    if not isinstance(study, Study):
+        raise TypeError(f"study must be a diffsim.studies.Study, got {type(study).__name__}.")
+    _check_config_cls(study.name, study.config, study.quick)
+    if not isinstance(config, study.config):
+        raise TypeError(
+            f"config must be an instance of {study.config.__name__} for study {study.name!r}, "
+            f"got {type(config).__name__}."
+        )
+    return _run_into(study.name, study.run, config, Path(out_dir), quick=False, progress=progress)
+
+
+def _run_into(name: str, run: Callable[..., Results], config: Any, out: Path, *, quick: bool, progress: bool):
     _prepare_out_dir(out)
     with _locked(out):
         if n := _remove_stale_temporaries(out):
             log.warning("removed %d temporary files an interrupted run left under %s", n, out)
         start = time.perf_counter()
-        results = spec.run(config, out, progress=progress)
+        results = run(config, out, progress=progress)
         if not isinstance(results, Results):
-            raise TypeError(f"Study {spec.name!r} returned {type(results).__name__}, expected Results.")
+            raise TypeError(f"Study {name!r} returned {type(results).__name__}, expected Results.")
         results.out_dir = out
         results.elapsed_s = round(time.perf_counter() - start, 2)
         write_json(out / "config.json", {"study": name, "quick": quick, "config": config})
