@@ -28,6 +28,7 @@ import pytest
 import diffsim as ds
 from diffsim.sampling import grids
 from diffsim.scores import (
+    AbstractScore,
     ClassifierFreeGuidance,
     ClassifierGuidance,
     MixtureClassifier,
@@ -608,3 +609,51 @@ def test_checked_mode_passes_good_values_unchanged(checks_on):
         with ds.checked(False):
             plain = jax.jit(jax.vmap(fn))(xs)
         np.testing.assert_array_equal(np.asarray(checked), np.asarray(plain))
+
+
+# --- checked mode inside simulate ------------------------------------------------------------------------
+class _NaNAfter(AbstractScore):
+    """A score that returns NaN once the time drops below ``t_bad`` (a model that blows up late)."""
+
+    base: ds.GaussianMixture
+    t_bad: float
+    process: ds.VP
+
+    @property
+    def dim(self):
+        return self.base.dim
+
+    def score(self, t, x):
+        return jnp.where(t < self.t_bad, jnp.nan, self.base.score(t, x))
+
+
+def _nan_score():
+    return _NaNAfter(base=GM, t_bad=2.0, process=GM.process)
+
+
+def test_simulate_checked_mode_catches_non_finite_particles_and_recompiles():
+    """The checked-mode flag is part of simulate's compilation key: an unchecked run returns NaNs silently
+    (the documented default), the same call in checked mode raises, and unchecked again is silent."""
+    score = _nan_score()
+    key = jax.random.key(0)
+    out = ds.simulate(score, "ddim", 8, n=4, key=key).x
+    assert np.isnan(np.asarray(out)).all()
+    with ds.checked():
+        _raises_runtime(lambda: ds.simulate(score, "ddim", 8, n=4, key=key).x, "non-finite particles")
+        good = ds.simulate(GM, "ddim", 8, n=4, key=key).x
+    np.testing.assert_array_equal(np.asarray(good), np.asarray(ds.simulate(GM, "ddim", 8, n=4, key=key).x))
+    assert np.isnan(np.asarray(ds.simulate(score, "ddim", 8, n=4, key=key).x)).all()
+
+
+def test_simulate_checked_mode_guards_a_traced_grid():
+    """Under jit the grid is a tracer (no eager check): checked mode names it when it runs the wrong way."""
+    key = jax.random.key(0)
+    run = jax.jit(lambda g: ds.simulate(GM, "ddim", g, n=4, key=key).x)
+    increasing = jnp.linspace(0.1, 1.0, 5)
+    run(increasing)  # unchecked: runs (garbage, silently: the documented default)
+    with ds.checked():
+        run_checked = jax.jit(lambda g: ds.simulate(GM, "ddim", g, n=4, key=key).x)
+        _raises_runtime(lambda: run_checked(increasing), "grid")
+        _raises_runtime(lambda: run_checked(jnp.array([1.0, 0.5, -0.2])), "grid")
+        ok = run_checked(jnp.linspace(1.0, 0.01, 5))
+    np.testing.assert_array_equal(np.asarray(ok), np.asarray(run(jnp.linspace(1.0, 0.01, 5))))

@@ -19,6 +19,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array
 
+from .._checks import check_particles, check_times, checks_enabled
 from .._validation import as_float_array, check_key, check_positive_int, is_concrete
 from ..scores._base import AbstractScore
 from . import grids as _grids
@@ -218,6 +219,7 @@ def _run_fixed_impl(
     save_states,
     noise,
     final_denoise=False,
+    checked=False,
 ):
     """One ``lax.scan`` over the grid on a batched ``(N, d)`` state.
 
@@ -227,8 +229,15 @@ def _run_fixed_impl(
     (see :func:`~diffsim.sampling._noise.counter_normals`); otherwise particle ``i`` steps with
     ``fold_in(fold_in(key_path, i), j)``. The scan carry keeps the dtypes of the initial state: a step is
     cast back to them (a float64 process under ``jax_enable_x64`` would otherwise promote float32 particles).
+
+    ``checked`` (checked mode, :mod:`diffsim._checks`, part of the compilation key) compiles guards on the
+    grid (finite, inside the process, strictly monotone), the initial particles and the final particles.
     """
     d = score.dim
+    if checked:
+        grid = _guard_grid(grid, score.process, sampler.direction == "forward")
+        if x is not None:
+            x = check_particles(x, "x")
     key_init, key_path = jr.split(key)
     if x is None:
         prior_keys = particle_keys(key_init, offset, n_particles)
@@ -259,9 +268,11 @@ def _run_fixed_impl(
 
     def finish(st):  # the last state: the position, or the step to sigma = 0 (noise index n_steps)
         if not final_denoise:
-            return position(st)
-        fin = jax.vmap(final_step, in_axes=(None, 0, 0, None, None))
-        return fin(sampler, step_noise(n_steps), st, grid[-1], score).astype(x.dtype)
+            xf = position(st)
+        else:
+            fin = jax.vmap(final_step, in_axes=(None, 0, 0, None, None))
+            xf = fin(sampler, step_noise(n_steps), st, grid[-1], score).astype(x.dtype)
+        return _guard_output(xf) if checked else xf
 
     if final_only:  # the common case: nothing to write while stepping
         state, _ = jax.lax.scan(lambda st, inp: (advance(st, *inp), None), state, steps)
@@ -300,10 +311,28 @@ def _run_fixed_impl(
 
     (state, (buf, sbuf)), _ = jax.lax.scan(body, (state, bufs), steps + (slots[1:],))
     if not final_denoise:
-        return buf, sbuf, position(state)
+        return buf, sbuf, finish(state)
     xf = finish(state)  # the saved last index holds the final (denoised) state
     buf, sbuf = write((buf, sbuf), slots[-1], grid[-1], xf)
     return buf, sbuf, xf
+
+
+def _guard_grid(grid, process, forward):
+    """The grid, guarded in checked mode: finite, inside the process's time range, strictly monotone."""
+    grid = check_times(grid, process, "grid", allow_zero=forward)
+    diffs = jnp.diff(grid)
+    wrong = jnp.any(diffs <= 0) if forward else jnp.any(diffs >= 0)
+    order = "increasing" if forward else "decreasing (from t_max down to t_min)"
+    return eqx.error_if(grid, wrong, f"`grid` must be strictly {order}.")
+
+
+def _guard_output(x):
+    return eqx.error_if(
+        x,
+        ~jnp.all(jnp.isfinite(x)),
+        "simulate produced non-finite particles (NaN or inf): a score returned non-finite values or a step "
+        "diverged (too few steps or an unstable sampler).",
+    )
 
 
 _run_fixed_eqx = eqx.filter_jit(_run_fixed_impl)
@@ -385,6 +414,7 @@ def run_chunk(
         bool(save_states),
         noise,
         bool(final_denoise),
+        checks_enabled(),
     )
 
 
