@@ -67,6 +67,15 @@ The exact discrete counterparts (:func:`discrete_pid`) compute the same three me
 component code ``g`` (:func:`well_separated_joint`), so they are the ground truth of the estimators.
 """
 
+from ._any_model import (
+    VARIANT_PID_MEASURES as VARIANT_PID_MEASURES,
+    PixelPID as PixelPID,
+    pixel_pid as pixel_pid,
+    variant_curves as variant_curves,
+    variant_information as variant_information,
+    variant_pid as variant_pid,
+    variant_pid_information as variant_pid_information,
+)
 from ._discrete import (
     discrete_pid as discrete_pid,
     dit_pid_values as dit_pid_values,
@@ -101,6 +110,7 @@ from ._pointwise import (
     pixel_map as pixel_map,
     pointwise_information as pointwise_information,
 )
+from ._variants import ConditionVariants as ConditionVariants
 
 
 __all__ = [
@@ -131,4 +141,12 @@ __all__ = [
     "pixel_map",
     "pointwise_information",
     "well_separated_joint",
+    "ConditionVariants",
+    "PixelPID",
+    "VARIANT_PID_MEASURES",
+    "pixel_pid",
+    "variant_curves",
+    "variant_information",
+    "variant_pid",
+    "variant_pid_information",
 ]
