@@ -326,6 +326,9 @@ GUIDANCE_CASES = [
 
 # --- grids --------------------------------------------------------------------------------------------
 GRID_CASES = [
+    ("uniform-process-name", lambda: grids.uniform("ou", 10), TypeError, "process"),
+    ("karras-process-name", lambda: grids.karras("ve", 10), TypeError, "process"),
+    ("forward-uniform-process-none", lambda: grids.forward_uniform(None, 10), TypeError, "process"),
     ("uniform-n-zero", lambda: grids.uniform(OU, 0), ValueError, "n_steps"),
     ("uniform-n-negative", lambda: grids.uniform(OU, -3), ValueError, "n_steps"),
     ("uniform-n-float", lambda: grids.uniform(OU, 2.5), TypeError, "n_steps"),

@@ -65,6 +65,7 @@ def reverse_endpoints(
     process: AbstractProcess, t_start: float | None, t_end: float | None
 ) -> tuple[float, float]:
     """Resolve and validate ``(t_start, t_end)`` of a reverse grid (``t_start > t_end > 0``)."""
+    _check_process(process)
     t0 = process.t_max if t_start is None else float(t_start)
     t1 = process.t_min if t_end is None else float(t_end)
     process.check_time(t0, "t_start", allow_zero=False)
@@ -160,6 +161,7 @@ def forward_uniform(
 ) -> Float[Array, " n1"]:
     """Increasing grid from ``t_start`` (default 0, the data) to ``t_end`` (default ``t_max``)."""
     n = check_positive_int(n_steps, "n_steps")
+    _check_process(process)
     t1 = process.t_max if t_end is None else float(t_end)
     process.check_time(t_start, "t_start")
     process.check_time(t1, "t_end")
