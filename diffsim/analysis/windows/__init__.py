@@ -47,16 +47,26 @@ mixture projected onto the span (:func:`spherical_reduction`). Quadrature then a
   the noised components in ``S`` and outside. ODE: the posterior of ``S`` is transported along the flow;
   ``TV <= 1/(2 W_S) int_0^T E_{p_t}[P(1-P) |dL/dt|] dt``, bounded the same way.
 
+**Follow-up bound** (Li, Karan & Chen 2025, Theorem 2; :func:`follow_up_bound`): the dimension-free window
+``[T_end, T_start]`` from exact forward TVs, error ``eps (1 + max(1, W) / sqrt 2)``; closed forms for one
+shared spherical covariance (:func:`spherical_follow_up_bound`) and the eps-mixture tree
+(:func:`eps_mixture_tree`, :func:`eps_tree_decisions`).
+
 **Mixture trees** (:func:`mixture_tree`, :func:`tree_windows`) apply the windows per node; **cloning**
 (:func:`cloning_overlap`, :func:`cloning_theory`) follows Biroli, Bonnaire, de Bortoli & Mézard (2024).
 **Oracles** for the symmetric two-Gaussian mixture (:func:`symmetric_retention_oracle`,
 :func:`symmetric_window_asymptotes`) are independent NumPy quadratures; ``*_record`` functions turn
 results into plain JSON-ready dicts.
 
+**Any model** (:func:`feature_retention`): the noising-denoising protocol on any score with a classifier on
+the outputs (feature-retention curve, class-level keep/forget TVs, ``[keep, forget]``), and membership
+inference from it (:func:`membership_scores`, :func:`membership_auc`).
+
 Time is the process's forward time (OU time for ``VP.ou()``). Everything runs in the mixture's dtype
 (float32 by default); the closed-form bounds run in NumPy float64.
 """
 
+from ._any_model import FeatureRetention as FeatureRetention, feature_retention as feature_retention
 from ._bounds import (
     TheoremBounds as TheoremBounds,
     girsanov_tv_bound as girsanov_tv_bound,
@@ -81,7 +91,30 @@ from ._curves import (
     simulated_window_curves as simulated_window_curves,
     window_curve as window_curve,
 )
+from ._eps_tree import (
+    EpsMixtureTree as EpsMixtureTree,
+    EpsTreeDecision as EpsTreeDecision,
+    EpsTreeNode as EpsTreeNode,
+    eps_mixture_tree as eps_mixture_tree,
+    eps_tree_decisions as eps_tree_decisions,
+    eps_tree_record as eps_tree_record,
+)
+from ._follow_up import (
+    FollowUpBound as FollowUpBound,
+    closeness_time as closeness_time,
+    follow_up_bound as follow_up_bound,
+    follow_up_eps as follow_up_eps,
+    follow_up_error as follow_up_error,
+    follow_up_record as follow_up_record,
+    group_odds as group_odds,
+    separation_time as separation_time,
+)
+from ._follow_up_closed import (
+    spherical_crossing_time as spherical_crossing_time,
+    spherical_follow_up_bound as spherical_follow_up_bound,
+)
 from ._groups import spherical_reduction as spherical_reduction
+from ._membership import membership_auc as membership_auc, membership_scores as membership_scores
 from ._oracles import (
     symmetric_retention_oracle as symmetric_retention_oracle,
     symmetric_window_asymptotes as symmetric_window_asymptotes,
@@ -115,7 +148,24 @@ from ._tv import (
 
 
 __all__ = [
+    "EpsMixtureTree",
+    "EpsTreeDecision",
+    "EpsTreeNode",
+    "eps_mixture_tree",
+    "eps_tree_decisions",
+    "eps_tree_record",
+    "FollowUpBound",
+    "closeness_time",
+    "follow_up_bound",
+    "follow_up_eps",
+    "follow_up_error",
+    "follow_up_record",
+    "group_odds",
+    "separation_time",
+    "spherical_crossing_time",
+    "spherical_follow_up_bound",
     "CriticalWindow",
+    "FeatureRetention",
     "NodeWindows",
     "TVEstimate",
     "TheoremBounds",
@@ -130,10 +180,13 @@ __all__ = [
     "critical_window",
     "critical_window_record",
     "curve_record",
+    "feature_retention",
     "gaussian_tv_equal_cov",
     "girsanov_tv_bound",
     "inter_separation",
     "intra_separation",
+    "membership_auc",
+    "membership_scores",
     "mixture_tree",
     "read_window",
     "simulated_window_curve",
