@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import ArrayLike
 
+from ..._types import ArrayOrSequence
 from ...processes import VP, AbstractProcess
 from ._follow_up import FollowUpBound, _check_odds, follow_up_error
 from ._groups import _check_eps
@@ -103,8 +104,8 @@ def _check_groups(k: int, weights: np.ndarray, s_init, s_targ) -> tuple[np.ndarr
 
 
 def spherical_follow_up_bound(
-    means: ArrayLike,
-    weights: ArrayLike,
+    means: ArrayOrSequence,
+    weights: ArrayOrSequence,
     s_init: Sequence[int] | ArrayLike,
     s_targ: Sequence[int] | ArrayLike,
     eps: float,
