@@ -118,6 +118,7 @@ from .fokker_planck import (
 )
 from .guidance import (
     GuidanceSweep as GuidanceSweep,
+    ModelGuidanceSweep as ModelGuidanceSweep,
     ProjectedProblem as ProjectedProblem,
     class_direction as class_direction,
     clean_confidence as clean_confidence,
@@ -127,6 +128,7 @@ from .guidance import (
     fokker_planck_summary as fokker_planck_summary,
     guidance_sweep as guidance_sweep,
     guided_samples as guided_samples,
+    model_guidance_sweep as model_guidance_sweep,
     narrow_neighbour_flags as narrow_neighbour_flags,
     output_modes_1d as output_modes_1d,
     pathwise_monotone_fraction as pathwise_monotone_fraction,

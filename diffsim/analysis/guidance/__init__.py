@@ -40,6 +40,10 @@ mechanism of Wu et al.'s comparison theorem.
 
 from __future__ import annotations
 
+from ._any_model import (
+    ModelGuidanceSweep as ModelGuidanceSweep,
+    model_guidance_sweep as model_guidance_sweep,
+)
 from ._modes import (
     count_modes as count_modes,
     count_modes_2d as count_modes_2d,
@@ -68,6 +72,7 @@ from ._sweep import (
 
 __all__ = [
     "GuidanceSweep",
+    "ModelGuidanceSweep",
     "ProjectedProblem",
     "class_direction",
     "clean_confidence",
@@ -77,6 +82,7 @@ __all__ = [
     "fokker_planck_summary",
     "guidance_sweep",
     "guided_samples",
+    "model_guidance_sweep",
     "narrow_neighbour_flags",
     "output_modes_1d",
     "pathwise_monotone_fraction",
