@@ -35,6 +35,13 @@ from . import (
     sample_quality as sample_quality,
     windows as windows,
 )
+from ._x0_stream import (
+    EmergenceCurves as EmergenceCurves,
+    FeatureStatistics as FeatureStatistics,
+    X0Stream as X0Stream,
+    emergence_curves as emergence_curves,
+    stream_x0 as stream_x0,
+)
 from .concepts import (
     GRAD_CAM_TARGETS as GRAD_CAM_TARGETS,
     SCHEDULES as SCHEDULES,
@@ -182,15 +189,19 @@ from .metrics import (
     wasserstein_1d as wasserstein_1d,
 )
 from .ridge import (
+    MatrixFreeRidgeGeometry as MatrixFreeRidgeGeometry,
     Phases as Phases,
     RidgeEvaluation as RidgeEvaluation,
     RidgeGeometry as RidgeGeometry,
     RidgeStats as RidgeStats,
     SCMSResult as SCMSResult,
+    decompose_matrix_free as decompose_matrix_free,
     detect_phases as detect_phases,
     directional_errors as directional_errors,
     displacement_components as displacement_components,
     hessian_spectrum as hessian_spectrum,
+    hessian_spectrum_matrix_free as hessian_spectrum_matrix_free,
+    hessian_vector_product as hessian_vector_product,
     inter_mode_fraction as inter_mode_fraction,
     intermode_radius as intermode_radius,
     linearised_normal_offset as linearised_normal_offset,
@@ -203,8 +214,10 @@ from .ridge import (
     quiet_nan_warnings as quiet_nan_warnings,
     ridge_evaluation_points as ridge_evaluation_points,
     ridge_geometry as ridge_geometry,
+    ridge_geometry_matrix_free as ridge_geometry_matrix_free,
     ridge_stats as ridge_stats,
     scms_project as scms_project,
+    scms_project_matrix_free as scms_project_matrix_free,
     signal_denoiser as signal_denoiser,
     split_on_off_ridge as split_on_off_ridge,
     summarise_ridge_run as summarise_ridge_run,
@@ -213,6 +226,15 @@ from .ridge import (
     two_point_em_recursions as two_point_em_recursions,
     two_point_ode_distance as two_point_ode_distance,
     two_point_tube_entry_time as two_point_tube_entry_time,
+)
+from .saliency import (
+    ConditionEffectFn as ConditionEffectFn,
+    GradientSaliency as GradientSaliency,
+    gradient_saliency as gradient_saliency,
+    latent_grid as latent_grid,
+    model_insertion_deletion as model_insertion_deletion,
+    model_masking_saliency as model_masking_saliency,
+    prediction_fn as prediction_fn,
 )
 from .sample_quality import (
     DigitClassifier as DigitClassifier,
@@ -224,6 +246,7 @@ from .sample_quality import (
 )
 from .windows import (
     CriticalWindow as CriticalWindow,
+    FeatureRetention as FeatureRetention,
     NodeWindows as NodeWindows,
     TheoremBounds as TheoremBounds,
     TreeNode as TreeNode,
@@ -238,10 +261,13 @@ from .windows import (
     critical_window as critical_window,
     critical_window_record as critical_window_record,
     curve_record as curve_record,
+    feature_retention as feature_retention,
     gaussian_tv_equal_cov as gaussian_tv_equal_cov,
     girsanov_tv_bound as girsanov_tv_bound,
     inter_separation as inter_separation,
     intra_separation as intra_separation,
+    membership_auc as membership_auc,
+    membership_scores as membership_scores,
     mixture_tree as mixture_tree,
     read_window as read_window,
     simulated_window_curve as simulated_window_curve,
