@@ -46,7 +46,7 @@ class _Moments(eqx.Module):
     m: Array  # running max of logits
     z: Array  # sum exp(logit - m)
     s1: Array  # sum exp(logit - m) x_i            (d,)
-    s2: Array | None  # sum exp(logit - m) x_i x_i^T      (d, d) or sum |x_i|^2  ()
+    s2: Array | None  # centred: sum exp(logit - m) (x_i - mean)(x_i - mean)^T  (d, d), or its trace  ()
 
 
 class EmpiricalScore(AbstractAnalyticScore):
@@ -136,20 +136,30 @@ class EmpiricalScore(AbstractAnalyticScore):
         return -jnp.sum((x[None, :] - a * data) ** 2, axis=-1) / (2.0 * self._c(t))
 
     def _moments(self, t, x, second: str | None) -> _Moments:
-        """Softmax-weighted zeroth, first and (optionally) second moments of the data, chunked."""
+        """Softmax-weighted zeroth and first moments of the data and (optionally) the CENTRED second moment
+        ``sum_i e_i (x_i - mean)(x_i - mean)^T`` (``"full"``) or its trace (``"trace"``), chunked.
+
+        The second moment is accumulated centred (pairwise merging of chunk means and scatters, Chan, Golub
+        & LeVeque 1979), never as ``E[x x^T] - E[x] E[x]^T``: that difference cancels catastrophically in
+        float32 when the data sit far from the origin compared with their weighted spread."""
         t = jnp.asarray(t, dtype=self.data.dtype)
         m_data, d = self.data.shape
         chunk = self.chunk_size
+
+        def scatter(e, block, mean):
+            dev = block - mean[None, :]
+            if second == "full":
+                return jnp.einsum("m,mi,mj->ij", e, dev, dev)
+            return jnp.sum(e * jnp.sum(dev**2, axis=-1))
+
         if chunk is None or chunk >= m_data:
             logits = self._logits(t, x, self.data)
             mx = jnp.max(logits)
             e = jnp.exp(logits - mx)
-            s2 = None
-            if second == "full":
-                s2 = jnp.einsum("m,mi,mj->ij", e, self.data, self.data)
-            elif second == "trace":
-                s2 = jnp.sum(e * jnp.sum(self.data**2, axis=-1))
-            return _Moments(mx, jnp.sum(e), e @ self.data, s2)
+            z = jnp.sum(e)
+            s1 = e @ self.data
+            s2 = None if second is None else scatter(e, self.data, s1 / z)
+            return _Moments(mx, z, s1, s2)
 
         n_chunks = -(-m_data // chunk)
         pad = n_chunks * chunk - m_data
@@ -174,12 +184,19 @@ class EmpiricalScore(AbstractAnalyticScore):
             m_new = jnp.maximum(state.m, jnp.max(logits))
             scale = jnp.exp(state.m - m_new)
             e = jnp.exp(logits - m_new)
+            z_old, z_blk = state.z * scale, jnp.sum(e)
+            s1_old, s1_blk = state.s1 * scale, e @ block
             s2 = None
-            if second == "full":
-                s2 = state.s2 * scale + jnp.einsum("m,mi,mj->ij", e, block, block)
-            elif second == "trace":
-                s2 = state.s2 * scale + jnp.sum(e * jnp.sum(block**2, axis=-1))
-            return _Moments(m_new, state.z * scale + jnp.sum(e), state.s1 * scale + e @ block, s2), None
+            if second is not None:
+                # merge the running (mean, scatter) with the block's: scatters add, plus the between term
+                # z_a z_b / (z_a + z_b) (mean_b - mean_a)(mean_b - mean_a)^T (zero when either side is empty)
+                safe = lambda z: jnp.where(z > 0, z, 1.0)  # noqa: E731
+                mean_blk = s1_blk / safe(z_blk)
+                delta = mean_blk - s1_old / safe(z_old)
+                between = jnp.where((z_old > 0) & (z_blk > 0), z_old * z_blk / safe(z_old + z_blk), 0.0)
+                outer = jnp.outer(delta, delta) if second == "full" else jnp.sum(delta**2)
+                s2 = state.s2 * scale + scatter(e, block, mean_blk) + between * outer
+            return _Moments(m_new, z_old + z_blk, s1_old + s1_blk, s2), None
 
         out, _ = jax.lax.scan(body, init, (data, valid))
         return out
@@ -217,8 +234,7 @@ class EmpiricalScore(AbstractAnalyticScore):
         """``(alpha_t^2 Cov_gamma[x_i] - c_t I) / c_t^2``."""
         t, x = self._check_args(t, x)
         mom = self._moments(t, x, "full")
-        mean = mom.s1 / mom.z
-        cov = mom.s2 / mom.z - jnp.outer(mean, mean)
+        cov = mom.s2 / mom.z
         c = self._c(t)
         return (self.process.alpha(t) ** 2 * cov - c * jnp.eye(self.dim)) / c**2
 
@@ -226,8 +242,7 @@ class EmpiricalScore(AbstractAnalyticScore):
         """``(alpha_t^2 tr Cov_gamma[x_i] - d c_t) / c_t^2``."""
         t, x = self._check_args(t, x)
         mom = self._moments(t, x, "trace")
-        mean = mom.s1 / mom.z
-        tr_cov = mom.s2 / mom.z - jnp.sum(mean**2)
+        tr_cov = mom.s2 / mom.z
         c = self._c(t)
         return (self.process.alpha(t) ** 2 * tr_cov - self.dim * c) / c**2
 
