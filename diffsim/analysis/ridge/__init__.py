@@ -34,6 +34,12 @@ distances are NaN and ``valid`` is False. Summaries must use the mask; nothing i
   gradient step for any score. Convergence: ``|P_perp g| / |lambda_D| < tol`` (the Newton step length,
   in data units), within ``max_iter`` iterations; the distance is ``|x - SCMS(x)|``.
 
+**Matrix-free.** :func:`ridge_geometry_matrix_free`, :func:`hessian_spectrum_matrix_free`,
+:func:`scms_project_matrix_free` and :func:`decompose_matrix_free` compute the same quantities from
+Hessian-vector products (:func:`hessian_vector_product`) by block Lanczos, keeping only the top ``k + 1``
+eigenpairs (the normal space is the complement of the tangent space): ``O(D k)`` memory, for ``D`` in the
+thousands.
+
 **Trajectories.** :func:`ridge_stats` builds a ``stats(t, x)`` function for :func:`diffsim.simulate` that
 records, at each saved step, the residual, Newton distance, eigengap and mask, and the normal / tangent
 norms of the score error (learned minus reference score) and of the reverse drift;
@@ -69,6 +75,14 @@ from ._geometry import (
     log_density_hessian as log_density_hessian,
     ridge_geometry as ridge_geometry,
     scms_project as scms_project,
+)
+from ._matrix_free import (
+    MatrixFreeRidgeGeometry as MatrixFreeRidgeGeometry,
+    decompose_matrix_free as decompose_matrix_free,
+    hessian_spectrum_matrix_free as hessian_spectrum_matrix_free,
+    hessian_vector_product as hessian_vector_product,
+    ridge_geometry_matrix_free as ridge_geometry_matrix_free,
+    scms_project_matrix_free as scms_project_matrix_free,
 )
 from ._samples import (
     inter_mode_fraction as inter_mode_fraction,
