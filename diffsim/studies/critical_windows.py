@@ -19,7 +19,10 @@ Parts:
 - ``random``: a random well-conditioned mixture in ``d = 16`` with unequal covariances: per-node windows
   and bounds, route (b) check;
 - ``cloning``: ``phi(t)`` measured with :func:`diffsim.clone` against Biroli et al.'s two-Gaussian formula;
-- ``summary``: the per-configuration table of windows and bounds.
+- ``summary``: the per-configuration table of windows and bounds;
+- ``follow-up``: Li, Karan & Chen's (2025) dimension-free bound beside diffsim's on every configuration, its
+  closed forms, and the eps-mixture tree against the exact per-node windows
+  (:mod:`._critical_windows_follow_up`).
 """
 
 from __future__ import annotations
@@ -33,8 +36,8 @@ import numpy as np
 
 from ..analysis import windows
 from ..data import hierarchy_2d, random_two_clusters
-from . import _critical_windows_items as items
-from ._figures import critical_windows as figures
+from . import _critical_windows_follow_up as follow_up, _critical_windows_items as items
+from ._figures import critical_windows as figures, critical_windows_follow_up as follow_up_figures
 from ._runner import Check, Part, PartContext, Study, check, register_study
 
 
@@ -429,6 +432,12 @@ STUDY = register_study(
             Part("random", compute_random, checks_tree, figures.random_mixture),
             Part("cloning", compute_cloning, checks_cloning, figures.cloning),
             Part("summary", compute_summary, None, figures.decision_trees),
+            Part(
+                "follow-up",
+                follow_up.compute_follow_up,
+                follow_up.checks_follow_up,
+                follow_up_figures.follow_up,
+            ),
         ],
         quick=QUICK,
         description="Critical windows (Li & Chen 2024): exact windows vs bounds, hierarchy, SDE vs ODE, "
