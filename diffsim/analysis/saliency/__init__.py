@@ -31,9 +31,22 @@ listed in ``docs/concepts.md``.
    baseline, 1 at ``x``), per-sample normalised trapezoid AUC (:func:`normalised_auc`), a random-order
    floor and a greedy oracle-order ceiling, reported as ``(AUC - random) / (oracle - random)`` per sample
    (the released code min-max normalises the dataset-mean curve instead).
+5. **Any conditional model** (a diffsim score per condition: ``pipe.score(prompt)``, a guided pair):
+   masking, gradient (one ``jax.vjp``) and insertion/deletion on its latent grid, of its prediction or of
+   the conditioning's effect (:func:`model_masking_saliency`, :func:`gradient_saliency`,
+   :func:`model_insertion_deletion`, :func:`prediction_fn`).
 """
 
 from .._ranks import spearman as spearman
+from ._any_model import (
+    ConditionEffectFn as ConditionEffectFn,
+    GradientSaliency as GradientSaliency,
+    gradient_saliency as gradient_saliency,
+    latent_grid as latent_grid,
+    model_insertion_deletion as model_insertion_deletion,
+    model_masking_saliency as model_masking_saliency,
+    prediction_fn as prediction_fn,
+)
 from ._fns import (
     ConditionalFn as ConditionalFn,
     ConditionalTokensFn as ConditionalTokensFn,
