@@ -173,7 +173,7 @@ def _reverse_grid(process: Any, t_start: float, t_end: float, n_steps: int, grid
 
 @eqx.filter_jit
 def _renoise(process: Any, x0: Array, t: Array, keys: Array) -> Array:
-    return jax.vmap(lambda k, xi: process.sample_marginal(k, xi, t))(keys, x0)
+    return jax.vmap(lambda k, xi: process.sample_marginal(k, xi, t))(keys, x0).astype(x0.dtype)
 
 
 @eqx.filter_jit
@@ -377,8 +377,9 @@ def feature_retention(
         g = _reverse_grid(process, float(t_hat), t_end, n_steps, grid, x.dtype)
         outs.append(classify(_simulate(score, method, g, x=x_t, **sim).x))
     g_fresh = _reverse_grid(process, float(process.t_max), t_end, n_steps, grid, x.dtype)
-    sim["key"] = k_fresh
-    fresh_out = classify(_simulate(score, method, g_fresh, n=n_fresh, **sim).x)
+    k_prior, sim["key"] = jr.split(k_fresh)
+    x_prior = process.prior_sample(k_prior, (n_fresh, score.dim)).astype(x.dtype)  # the states' dtype
+    fresh_out = classify(_simulate(score, method, g_fresh, x=x_prior, **sim).x)
 
     # classes as codes
     if classify.kind == "logits":
