@@ -195,19 +195,30 @@ def _with_scale(guided, scale):
     return eqx.tree_at(lambda g: g.scale, guided, jnp.asarray(scale, guided.scale.dtype))
 
 
-def _sample_at_scale(scale, guided, method, grid, key, n, final_denoise):
-    """Outputs of ``method`` with ``guided`` at scale ``scale`` (one sweep point; module level so that
-    :func:`sweep_fn` reuses its compilation)."""
-    return simulate(_with_scale(guided, scale), method, grid, n=n, key=key, final_denoise=final_denoise).x
+def _sample_at_scale(scale, guided, method, grid, key, x, final_denoise):
+    """Outputs of ``method`` from ``x`` with ``guided`` at scale ``scale`` (one sweep point; module level so
+    that :func:`sweep_fn` reuses its compilation)."""
+    return simulate(_with_scale(guided, scale), method, grid, x=x, key=key, final_denoise=final_denoise).x
 
 
-def _swept_samples(guided, method, grid, key, n, final_denoise, ws, vectorise):
+def _swept_samples(guided, method, grid, key, x, final_denoise, ws, vectorise):
     if vectorise:
         fn = sweep_fn(_sample_at_scale, in_axes=(0, None, None, None, None, None, None))
-        return np.asarray(fn(jnp.asarray(ws), guided, method, grid, key, n, final_denoise))
+        return np.asarray(fn(jnp.asarray(ws), guided, method, grid, key, x, final_denoise))
     return np.stack(
-        [np.asarray(_sample_at_scale(float(w), guided, method, grid, key, n, final_denoise)) for w in ws]
+        [np.asarray(_sample_at_scale(float(w), guided, method, grid, key, x, final_denoise)) for w in ws]
     )
+
+
+def _state_dtype(guided, dtype) -> Any:
+    """The particles' dtype: ``dtype``, else a PyTorch model's own dtype, else the default float."""
+    if dtype is not None:
+        return jnp.dtype(dtype)
+    leaves = jax.tree.leaves(guided, is_leaf=lambda v: isinstance(v, TorchFunction))
+    for v in leaves:
+        if isinstance(v, TorchFunction):
+            return jnp.dtype(v.dtype)
+    return jnp.dtype(jnp.result_type(float))
 
 
 # =====================================================================================================
@@ -294,6 +305,7 @@ def model_guidance_sweep(
     knn_k: int = 1,
     vectorise: bool | None = None,
     keep_samples: bool = False,
+    dtype: Any = None,
 ) -> ModelGuidanceSweep:
     r"""Confidence and diversity of guided samples of any model, for each guidance scale and sampler.
 
@@ -329,6 +341,7 @@ def model_guidance_sweep(
         vectorise: run the scales as one ``vmap``-ed call (default: yes unless the model runs through
             ``jax.pure_callback``, e.g. PyTorch, where a loop over scales is used).
         keep_samples: keep the outputs ``(S, W, N, d)`` in the result.
+        dtype: dtype of the particles (default: a PyTorch model's dtype, else the default float).
 
     Returns:
         A :class:`ModelGuidanceSweep` with arrays indexed ``[sampler, scale]``.
@@ -347,8 +360,8 @@ def model_guidance_sweep(
     if features is not None and not callable(features):
         raise TypeError(f"`features` must be a callable batch -> features, got {type(features).__name__}.")
     key = check_key(key)
-    n = check_positive_int(n, "n", minimum=max(2, knn_k + 1))
     knn_k = check_positive_int(knn_k, "knn_k")
+    n = check_positive_int(n, "n", minimum=knn_k + 1)
     shape = _event_shape(guided, event_shape)
     process = guided.process
     if isinstance(grid, (int, np.integer)) and not isinstance(grid, bool):
@@ -363,11 +376,19 @@ def model_guidance_sweep(
     if not np.isfinite(t_eval) or t_eval < 0:
         raise ValueError(f"`classifier_time` must be a finite time >= 0, got {classifier_time!r}.")
     vec = (not _uses_callback(guided)) if vectorise is None else bool(vectorise)
+    # probe the classifier and features on two prior draws: bad shapes fail before any sampling
+    probe = np.asarray(process.prior_sample(jax.random.fold_in(key, 1), (2, guided.dim)))
+    n_classes = _logits(classifier, probe, shape, t_eval).shape[1]
+    if target >= n_classes:
+        raise ValueError(f"`target` {target} is out of range: the classifier has {n_classes} classes.")
+    _features(features, probe, shape)
 
+    state_dtype = _state_dtype(guided, dtype)
+    x_prior = process.prior_sample(jax.random.fold_in(key, 2), (n, guided.dim)).astype(state_dtype)
     rows: dict[str, list] = {}
     samples = []
     for method in names:
-        xs = _swept_samples(guided, method, times, key, n, bool(final_denoise), ws, vec)
+        xs = _swept_samples(guided, method, times, key, x_prior, bool(final_denoise), ws, vec)
         if keep_samples:
             samples.append(xs)
         for x in xs:
