@@ -236,8 +236,6 @@ KD_PAIRS = {
 def test_k_diffusion_samplers(kd, mix, pair):
     """Each mapped k-diffusion sampler on its Karras sigmas (with the step to 0) equals diffsim's method on
     ``grids.from_sigmas`` with ``final_denoise=True``, to 1e-10 (float64, the same normals)."""
-    if pair == "heun_churn_tmax":
-        pytest.xfail("open: 5e-8 apart when s_tmax leaves the first step unchurned (1e-15 otherwise)")
     torch, kds = kd
     torch.set_default_dtype(torch.float64)
     kd_name, kd_kw, method, opts = KD_PAIRS[pair]
