@@ -186,7 +186,13 @@ class ConditionVariants(eqx.Module):
         return self.template.process if self.batched else self.scores[0].process
 
     def eps(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, "M d"]:
-        r"""Noise predictions ``eps_hat_m(x_t)`` of all ``M`` variants at one point ``x (d,)``, time ``t``."""
+        r"""Noise predictions ``eps_hat_m(x_t)`` of all ``M`` variants at one point (one stacked model call on
+        the batched path; ``jax.vmap`` over points and times keeps it one call).
+
+        Args:
+            t: diffsim time of the variants' process.
+            x: one flat noisy point ``(d,)``.
+        """
         if self.batched:
 
             def one(c):
