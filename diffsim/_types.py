@@ -30,6 +30,10 @@ Times = Float[Array, " S"]
 #: array, a NumPy or Python scalar, or (nested) Python lists / tuples of numbers.
 ArrayOrSequence = ArrayLike | Sequence[Any]
 
+#: Which grid indices a run saves (``diffsim.simulate``'s ``save``): ``"final"`` or ``"all"``, an int stride
+#: (Python or NumPy integer), or grid indices as a sequence of ints or a 1-D integer NumPy / JAX array.
+SaveSpec = str | int | np.integer | Sequence[int] | Int[ArrayLike, " n_saved"]
+
 __all__ = [
     "Array",
     "ArrayLike",
@@ -41,6 +45,7 @@ __all__ = [
     "Points",
     "Real",
     "Scalar",
+    "SaveSpec",
     "ScalarLike",
     "Shaped",
     "Times",

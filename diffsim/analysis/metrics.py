@@ -136,9 +136,9 @@ def wasserstein_1d(
     if not p >= 1:
         raise ValueError(f"`p` must be >= 1, got {p}.")
     n = max(x.shape[0], y.shape[0])
-    q = (jnp.arange(n) + 0.5) / n
-    xq = jnp.interp(q, (jnp.arange(x.shape[0]) + 0.5) / x.shape[0], x)
-    yq = jnp.interp(q, (jnp.arange(y.shape[0]) + 0.5) / y.shape[0], y)
+    q = (jnp.arange(n, dtype=float) + 0.5) / n
+    xq = jnp.interp(q, (jnp.arange(x.shape[0], dtype=float) + 0.5) / x.shape[0], x)
+    yq = jnp.interp(q, (jnp.arange(y.shape[0], dtype=float) + 0.5) / y.shape[0], y)
     return jnp.mean(jnp.abs(xq - yq) ** p) ** (1.0 / p)
 
 

@@ -48,7 +48,8 @@ def split_noise(key: Key[Array, ""] | StepNoise, n: int) -> list:
 
 def particle_keys(key: Key[Array, ""], offset: ArrayLike, n: int) -> Key[Array, " n"]:
     """The keys ``fold_in(key, offset + i)`` of particles ``offset .. offset + n - 1``."""
-    return jax.vmap(lambda i: jr.fold_in(key, i))(offset + jnp.arange(n))
+    idx = jnp.arange(n)
+    return jax.vmap(lambda i: jr.fold_in(key, i))(jnp.asarray(offset).astype(idx.dtype) + idx)
 
 
 def _key_words(key):

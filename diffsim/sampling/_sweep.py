@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, no_type_check
 
 import equinox as eqx
 import jax
@@ -44,6 +44,7 @@ _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _BATCH_ARRAYS = eqx.if_array(0)
 
 
+@no_type_check  # checks `fn` itself, with a clearer message than a runtime type checker
 def sweep_fn(fn: Callable[..., T], in_axes: Any = _BATCH_ARRAYS) -> Callable[..., T]:
     """``fn`` ``vmap``-ed over the leading axis of its array arguments and compiled once:
     ``eqx.filter_jit(eqx.filter_vmap(fn, in_axes=in_axes))``, memoised per ``fn`` (and ``in_axes``).

@@ -32,6 +32,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import Array, ArrayLike, Float, PyTree
 
+from .._types import SaveSpec
 from ..scores._base import AbstractScore
 from ._registry import AbstractSampler
 from ._run import prepare, prior_draws, run_chunk
@@ -99,7 +100,7 @@ def simulate_sharded(
     key: jax.Array,
     mesh: Mesh | None = None,
     axis_name: str = PARTICLE_AXIS,
-    save: str | int | Sequence[int] = "final",
+    save: SaveSpec = "final",
     stats: Callable[[Array, Array], PyTree] | None = None,
     save_states: bool = True,
     noise: str = "per_particle",

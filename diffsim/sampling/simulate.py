@@ -23,7 +23,7 @@ compiled run, so no separate input buffer is held.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
@@ -33,6 +33,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PyTree
 
+from .._types import SaveSpec, ScalarLike
 from .._validation import as_float_array, check_key, check_positive_int, is_concrete
 from ..scores._base import AbstractScore
 from ._noise import particle_keys
@@ -66,7 +67,7 @@ def simulate(
     x: Float[Array, "N d"] | None = None,
     n: int | None = None,
     key: jax.Array,
-    save: str | int | Sequence[int] = "final",
+    save: SaveSpec = "final",
     stats: Callable[[Array, Array], PyTree] | None = None,
     save_states: bool = True,
     chunk_size: int | None = None,
@@ -213,8 +214,8 @@ def noise_denoise(
     method: str | AbstractSampler = "euler_maruyama",
     n_steps: int = DEFAULT_STEPS,
     grid: str = "uniform",
-    t_end: float | None = None,
-    save: str | int | Sequence[int] = "final",
+    t_end: ScalarLike | None = None,
+    save: SaveSpec = "final",
     stats: Callable | None = None,
     chunk_size: int | None = None,
     **method_options: Any,
@@ -268,8 +269,8 @@ def clone(
     method: str | AbstractSampler = "euler_maruyama",
     n_steps: int = DEFAULT_STEPS,
     grid: str = "uniform",
-    t_end: float | None = None,
-    save: str | int | Sequence[int] = "final",
+    t_end: ScalarLike | None = None,
+    save: SaveSpec = "final",
     stats: Callable | None = None,
     **method_options: Any,
 ) -> Trajectory:

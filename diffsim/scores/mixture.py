@@ -331,7 +331,7 @@ class GaussianMixture(AbstractAnalyticScore):
         c = a**2 * self.eigvals + s2  # (K, d)
         prec = 1.0 / c
         m = self.weights @ self.means  # (d,)
-        nu = self.means - m  # (K, d)
+        nu = self.means - m[None, :]  # (K, d)
         y = x - a * m
         d = self.dim
         const = jnp.log(self.weights) - 0.5 * jnp.sum(jnp.log(c), axis=-1) - 0.5 * d * math.log(2 * math.pi)

@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, no_type_check
 
 from .._io import write_json
 from ._cache import ResultCache as ResultCache, config_hash as config_hash
@@ -327,6 +327,7 @@ def run_study(
     return _run_into(name, spec.run, config, out, quick=quick, progress=progress)
 
 
+@no_type_check  # checks `study` and `config` itself, with clearer messages than a runtime type checker
 def run_experiment(
     study: Study,
     config: Any,

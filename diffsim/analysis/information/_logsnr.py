@@ -1,4 +1,4 @@
-"""Log-SNR integration rules: importance sampling and quadrature of ``\int f(lambda) d lambda``, and the
+r"""Log-SNR integration rules: importance sampling and quadrature of ``\int f(lambda) d lambda``, and the
 Gaussian eps-MMSE base curve (the package docstring has the formulas)."""
 
 from __future__ import annotations
