@@ -4,10 +4,13 @@ Studies that should run in float32 are exercised through the ``diffsim`` command
 (``tests/test_cli.py``), exactly as users run them.
 
 Runtime type checking: before anything imports ``diffsim``, jaxtyping's import hook is installed over
-the modules listed in ``TYPECHECKED`` with beartype (``diffsim._typecheck.typechecker``), so every
+the whole package (``TYPECHECKED``) with beartype (``diffsim._typecheck.typechecker``), so every
 annotation — shapes and dtypes included — is checked on every call during the tests. Set the
-environment variable ``DIFFSIM_TYPECHECK=0`` to run the suite without the hook (e.g. to time it), or
-``DIFFSIM_TYPECHECK_ALL=1`` to check every module of ``diffsim``, not only ``TYPECHECKED``.
+environment variable ``DIFFSIM_TYPECHECK=0`` to run the suite without the hook (e.g. to time it).
+
+Strict promotion (as Equinox and Lineax test): ``DIFFSIM_STRICT_PROMOTION=rank`` makes implicit rank
+promotion an error (``jax_numpy_rank_promotion="raise"``), ``DIFFSIM_STRICT_PROMOTION=dtype`` turns on
+strict dtype promotion (``jax_numpy_dtype_promotion="strict"``), ``DIFFSIM_STRICT_PROMOTION=1`` both.
 """
 
 import os
@@ -15,30 +18,8 @@ import os
 from jaxtyping import install_import_hook
 
 
-#: the modules checked. Not yet: ``diffsim.sampling`` (``simulate``'s ``save`` is annotated without the NumPy
-#: integer arrays it accepts), ``diffsim.scores.adapters``, ``diffsim.studies``, ``diffsim.cli``;
-#: ``DIFFSIM_TYPECHECK_ALL=1`` checks the whole package (to find what is left)
-TYPECHECKED = (
-    ["diffsim"]
-    if os.environ.get("DIFFSIM_TYPECHECK_ALL")
-    else [
-        "diffsim.processes",
-        "diffsim.scores._base",
-        "diffsim.scores.mixture",
-        "diffsim.scores.empirical",
-        "diffsim.scores.guidance",
-        "diffsim.scores.conditional",
-        "diffsim.scores.random_features",
-        "diffsim.scores.nn",
-        "diffsim.analysis.metrics",
-        "diffsim.analysis.fokker_planck",
-        "diffsim.analysis.information",
-        "diffsim.analysis.windows",
-        "diffsim.analysis.ridge",
-        "diffsim.data",
-        "diffsim.training",
-    ]
-)
+#: the modules checked: the whole package
+TYPECHECKED = ["diffsim"]
 
 if os.environ.get("DIFFSIM_TYPECHECK", "1") != "0":
     install_import_hook(TYPECHECKED, "diffsim._typecheck.typechecker")
@@ -48,6 +29,13 @@ import pytest  # noqa: E402
 
 
 jax.config.update("jax_enable_x64", True)
+
+#: strict promotion, opt-in (see the module docstring): ``rank``, ``dtype`` or ``1`` (both)
+_STRICT = os.environ.get("DIFFSIM_STRICT_PROMOTION", "0")
+if _STRICT in ("1", "rank"):
+    jax.config.update("jax_numpy_rank_promotion", "raise")
+if _STRICT in ("1", "dtype"):
+    jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 
 @pytest.fixture
