@@ -193,3 +193,19 @@ def test_matrix_form_mixture_score_is_accurate_in_float32():
     err = np.linalg.norm(np.asarray(score32) - np.asarray(score64), axis=1)
     scale = np.linalg.norm(np.asarray(score64), axis=1) + np.sqrt(d / 0.1)
     assert np.max(err / scale) < 1e-4, np.max(err / scale)
+
+
+def test_ridge_matrix_free_benchmark_smoke(tmp_path):
+    """benchmarks/ridge_matrix_free.py at its smoke size: it writes its JSON, times both routes and the two
+    agree (the timing itself is not checked)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "ridge_matrix_free.py"
+    spec = importlib.util.spec_from_file_location("diffsim_benchmark_ridge_matrix_free", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.main(["--smoke", "--out", str(tmp_path)])
+    data = json.loads((tmp_path / "ridge_matrix_free-smoke.json").read_text())
+    (rec,) = data["records"]
+    assert rec["matrix_free"]["time_per_point_s"] > 0 and rec["dense"]["time_per_point_s"] > 0
+    assert rec["agreement"]["same_mask"] and rec["agreement"]["n_valid_dense"] >= 1
+    assert rec["agreement"]["max_abs_projector_error"] < 1e-6
+    assert rec["agreement"]["max_rel_newton_error"] < 1e-6
