@@ -107,8 +107,9 @@ def check_times(t: Any, process: Any = None, name: str = "t", *, allow_zero: boo
     t = _guard(t, ~jnp.all(jnp.isfinite(t)), f"`{name}` contains non-finite times.")
     if process is not None:
         t_max = float(process.t_max)
-        low = jnp.any(t < -_TIME_SLACK) if allow_zero else jnp.any(t <= 0)
-        high = jnp.any(t > t_max * (1 + _TIME_SLACK) + _TIME_SLACK)
+        tf = t if jnp.issubdtype(t.dtype, jnp.floating) else t.astype(float)  # integer times as floats
+        low = jnp.any(tf < -_TIME_SLACK) if allow_zero else jnp.any(tf <= 0)
+        high = jnp.any(tf > t_max * (1 + _TIME_SLACK) + _TIME_SLACK)
         interval = f"[0, {t_max:g}]" if allow_zero else f"(0, {t_max:g}]"
         t = _guard(t, low | high, f"`{name}` must lie in {interval} for {process!r}.")
     return t

@@ -245,7 +245,7 @@ def _sub_laplacian(rho, s_k, sq, tr_prec):
     ``100 eps`` of the result's scale (the guidance study's float32 numbers were computed with it)."""
     s = jnp.sum(rho[:, None] * s_k, 0)
     plain = jnp.sum(rho * (sq - tr_prec)) - jnp.sum(s**2)
-    dev = s_k - s
+    dev = s_k - s[None, :]
     centred = jnp.sum(rho * (jnp.sum(dev**2, -1) - tr_prec))
     risky = jnp.sum(rho * sq) > _CENTRE_RATIO * jnp.sum(rho * tr_prec)
     return jnp.where(risky, centred, plain)

@@ -385,8 +385,8 @@ class GaussianMixture(AbstractAnalyticScore):
         t, x = self._check_args(t, x)
         r, s_rot, c = self._score_parts(t, x)
         s_k = self._rotate_out(s_rot)  # (K, d)
-        dev = s_k - r @ s_k
-        second = (dev.T * r) @ dev
+        dev = s_k - (r @ s_k)[None, :]
+        second = (dev.T * r[None, :]) @ dev
         if self.eigvecs is None:
             prec = jnp.diag(r @ (1.0 / c))
         else:
