@@ -400,7 +400,7 @@ class GaussianMixture(AbstractAnalyticScore):
         t, x = self._check_args(t, x)
         r, s_rot, c = self._score_parts(t, x)
         s_k = self._rotate_out(s_rot)
-        dev = s_k - r @ s_k
+        dev = s_k - (r @ s_k)[None, :]
         per = jnp.sum(dev**2, axis=-1) - jnp.sum(1.0 / c, axis=-1)
         return jnp.sum(r * per)
 

@@ -21,7 +21,7 @@ def unit_ball_log_volume(d: int) -> float:
 @eqx.filter_jit
 def _knn_chunked(x, k, chunk, n_extra):
     n, d = x.shape
-    x = x - jnp.mean(x, axis=0)
+    x = x - jnp.mean(x, axis=0, keepdims=True)
     n_chunks = -(-n // chunk)
     pad = n_chunks * chunk - n
     xp = jnp.concatenate([x, jnp.zeros((pad, d), x.dtype)])
