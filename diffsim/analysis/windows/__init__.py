@@ -60,7 +60,8 @@ results into plain JSON-ready dicts.
 
 **Any model** (:func:`feature_retention`): the noising-denoising protocol on any score with a classifier on
 the outputs (feature-retention curve, class-level keep/forget TVs, ``[keep, forget]``), and membership
-inference from it (:func:`membership_scores`, :func:`membership_auc`).
+inference from it (:func:`membership_scores`, :func:`membership_auc`); the Stable Diffusion protocol's
+structure on a discrete DDPM schedule (:func:`add_noise`, :func:`renoise_denoise`, :func:`renoise_retention`).
 
 Time is the process's forward time (OU time for ``VP.ou()``). Everything runs in the mixture's dtype
 (float32 by default); the closed-form bounds run in NumPy float64.
@@ -133,6 +134,14 @@ from ._records import (
     tree_windows_record as tree_windows_record,
     window_record as window_record,
 )
+from ._renoise import (
+    BETA_SCHEDULES as BETA_SCHEDULES,
+    RenoiseRetention as RenoiseRetention,
+    add_noise as add_noise,
+    ddpm_alphas_cumprod as ddpm_alphas_cumprod,
+    renoise_denoise as renoise_denoise,
+    renoise_retention as renoise_retention,
+)
 from ._trees import (
     NodeWindows as NodeWindows,
     TreeNode as TreeNode,
@@ -148,6 +157,12 @@ from ._tv import (
 
 
 __all__ = [
+    "BETA_SCHEDULES",
+    "RenoiseRetention",
+    "add_noise",
+    "ddpm_alphas_cumprod",
+    "renoise_denoise",
+    "renoise_retention",
     "EpsMixtureTree",
     "EpsTreeDecision",
     "EpsTreeNode",
