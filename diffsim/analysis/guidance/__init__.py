@@ -44,6 +44,12 @@ from ._any_model import (
     ModelGuidanceSweep as ModelGuidanceSweep,
     model_guidance_sweep as model_guidance_sweep,
 )
+from ._bimodality import (
+    DipTest as DipTest,
+    dip_null_quantile as dip_null_quantile,
+    dip_statistic as dip_statistic,
+    dip_test as dip_test,
+)
 from ._modes import (
     count_modes as count_modes,
     count_modes_2d as count_modes_2d,
@@ -61,6 +67,11 @@ from ._quantities import (
     projected_problem as projected_problem,
     sample_statistics as sample_statistics,
 )
+from ._split import (
+    SplitMap as SplitMap,
+    centre_step_slopes as centre_step_slopes,
+    split_map as split_map,
+)
 from ._sweep import (
     GuidanceSweep as GuidanceSweep,
     fokker_planck_summary as fokker_planck_summary,
@@ -71,14 +82,20 @@ from ._sweep import (
 
 
 __all__ = [
+    "DipTest",
     "GuidanceSweep",
     "ModelGuidanceSweep",
     "ProjectedProblem",
+    "SplitMap",
+    "centre_step_slopes",
     "class_direction",
     "clean_confidence",
     "conditional_prior_translation_error",
     "count_modes",
     "count_modes_2d",
+    "dip_null_quantile",
+    "dip_statistic",
+    "dip_test",
     "fokker_planck_summary",
     "guidance_sweep",
     "guided_samples",
@@ -88,5 +105,6 @@ __all__ = [
     "pathwise_monotone_fraction",
     "projected_problem",
     "sample_statistics",
+    "split_map",
     "step_sweep",
 ]
