@@ -150,8 +150,8 @@ def _geometries(score, t, x, k, thr, relative):
 
 
 def log_density_hessian(
-    score: AbstractScore, t: ArrayLike, x: Float[ArrayLike, "N D"]
-) -> Float[Array, "N D D"]:
+    score: AbstractScore, t: ArrayLike, x: Float[ArrayLike, "*N D"]
+) -> Float[Array, "*N D D"]:
     r"""``\nabla^2 log p_t(x)`` at each point: ``score.hessian`` (closed form for
     :class:`~diffsim.GaussianMixture` and :class:`~diffsim.EmpiricalScore`, forward-mode autodiff of the
     score for any other score). ``x`` is ``(N, D)`` or one point ``(D,)``."""
@@ -162,8 +162,8 @@ def log_density_hessian(
 
 
 def hessian_spectrum(
-    score: AbstractScore, t: ArrayLike, x: Float[ArrayLike, "N D"]
-) -> tuple[Float[Array, "N D"], Float[Array, "N D D"]]:
+    score: AbstractScore, t: ArrayLike, x: Float[ArrayLike, "*N D"]
+) -> tuple[Float[Array, "*N D"], Float[Array, "*N D D"]]:
     """Eigenvalues (descending) and eigenvectors (columns) of ``\\nabla^2 log p_t`` at each point."""
     _check_score(score)
     t = _check_t(score, t)
@@ -174,7 +174,7 @@ def hessian_spectrum(
 def ridge_geometry(
     score: AbstractScore,
     t: ArrayLike,
-    x: Float[ArrayLike, "N D"],
+    x: Float[ArrayLike, "*N D"],
     intrinsic_dim: int,
     *,
     gap_threshold: float = 1e-2,
@@ -246,7 +246,7 @@ def _scms(score, t, x, k, thr, relative, tol, max_iter, step_size):
 def scms_project(
     score: AbstractScore,
     t: ArrayLike,
-    x: Float[ArrayLike, "N D"],
+    x: Float[ArrayLike, "*N D"],
     intrinsic_dim: int,
     *,
     tol: float | None = None,
