@@ -16,6 +16,8 @@ Parts (the mixtures are :func:`diffsim.data.guidance_cases`; OU process, ``t in 
   (log-uniform in ``[0.1, 4]``) and weights, for strong-guidance distortions (multimodal output of a
   unimodal target), recording whether a non-target component narrower than the target is present;
 - ``designed``: a designed splitting example, the first random split and an identity-covariance control;
+- ``split``: the discretisation split of Wu et al.'s section 6 (``_guidance_split.py``): a dip-test phase
+  map over strength, step count and spacing of three unit-variance components, guidance to the centre;
 - ``overview``: the figures across cases.
 
 Every theory statement is a check in ``results.json``; see docs/guidance.md for the theory and protocol.
@@ -49,6 +51,7 @@ from ..data import (
     random_three_component_1d,
 )
 from ..scores.mixture import GaussianMixture
+from . import _guidance_split as guidance_split
 from ._figures import guidance as figures
 from ._guidance_cases import BOX_2D_WIDTH, case_checks, case_metrics, case_notes, case_sweep
 from ._runner import Check, Figure, Part, PartContext, Study, check, register_study
@@ -76,6 +79,12 @@ class Config:
     cases: tuple[str, ...] = CASES
     search_trials: int = 16
     search_scales: tuple[float, ...] = (1.0, 2.0, 3.0, 5.0, 11.0)
+    split_spacings: tuple[float, ...] = (1.5, 3.0, 5.0)
+    split_scales: tuple[float, ...] = (1.0, 3.0, 5.0, 11.0, 21.0)
+    split_steps: tuple[int, ...] = (2, 4, 8, 16, 32, 64, 256)
+    split_n: int = 1000
+    split_level: float = 0.01
+    split_n_null: int = 500
     seed: int = 0
 
     def __post_init__(self):
@@ -106,6 +115,7 @@ class Config:
             )
         if self.search_trials < 0 or len(self.search_scales) < 1 or min(self.search_scales) < 0:
             raise ValueError("`search_trials` must be >= 0 and `search_scales` non-empty and >= 0.")
+        guidance_split.validate(self)
 
 
 # =====================================================================================================
@@ -414,6 +424,9 @@ def _parts(config: Config) -> list[Part]:
         Part("knn_calibration", compute_knn, checks_knn),
         Part("search", compute_search, checks_search),
         Part("designed", compute_designed, checks_designed, figures_designed),
+        Part(
+            "split", guidance_split.compute_split, guidance_split.checks_split, guidance_split.figures_split
+        ),
         Part("overview", compute_overview, None, figures_overview),
     ]
 
@@ -454,6 +467,11 @@ STUDY = register_study(
             "cases": ("sym1d", "collinear_end"),
             "search_trials": 4,
             "search_scales": (1.0, 3.0, 11.0),
+            "split_spacings": (3.0,),
+            "split_scales": (1.0, 11.0),
+            "split_steps": (4, 8, 256),
+            "split_n": 500,
+            "split_n_null": 200,
         },
         description="Guidance (Wu et al. 2024): confidence up, entropy down, DDPM vs DDIM, exact entropy "
         "routes",
