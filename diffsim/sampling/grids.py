@@ -216,15 +216,47 @@ def information_schedule(
     floor: float = 0.1,
     t_start: float | None = None,
     t_end: float | None = None,
+    max_angle: float | None = None,
+    mode_std: float | tuple[float, ...] | ArrayLike = 1.0,
 ) -> Float[Array, " n1"]:
     r"""An information-equalising reverse grid (ITD's FIG schedule, Kong et al. 2023): with a non-negative
     density ``q(lambda)`` on a log-SNR grid (linearly interpolated, zero outside it) mixed with a uniform
     floor, ``q_f = (1 - floor) q / \int q + floor / (lambda_1 - lambda_0)`` on ``[lambda_0, lambda_1] =
     [lambda(t_start), lambda(t_end)]``, the ``n_steps + 1`` times sit at equal quantiles of
     ``F(lambda) = \int_{lambda_0}^{lambda} q_f``: each step carries the same share of the information.
-    The floor (default 10%) keeps steps everywhere (the density may vanish where nothing is decided)."""
+    The floor (default 10%) keeps steps everywhere (the density may vanish where nothing is decided).
+
+    With ``max_angle = delta`` every step is also bounded in the angle ``theta(lambda) = arctan(e^{-lambda/2}
+    / mode_std)``: one DDIM step from ``lambda_a`` to ``lambda_b`` multiplies the spread of a decided Gaussian
+    mode of std ``mode_std`` by ``cos(theta_a - theta_b)`` (the exact flow keeps it), so ``|Delta theta| <=
+    delta`` caps that contraction at ``cos(delta)`` per step. The grid is then the min-max one: the smallest
+    share ``c`` such that ``n_steps`` steps, each as long as both ``Delta F <= c`` and ``|Delta theta| <=
+    delta`` allow (greedy from ``lambda_0``), reach ``lambda_1``; every step carries exactly ``c`` of the
+    information or turns by exactly ``delta``. It needs ``n_steps delta >= theta(lambda_0) -
+    theta(lambda_1)``; where the plain schedule already respects the bound it is returned unchanged. Several
+    stds bound every scale's angle at once (a data set's scales: the square roots of its covariance's
+    eigenvalues and its modes' std). Since ``|d theta / d lambda| <= 1/4``, a cap ``Delta lambda <= 4
+    delta`` respects it for any ``mode_std`` (derivation: docs/concepts.md).
+
+    Args:
+        process: the diffusion process (maps log-SNR to time).
+        n_steps: number of steps.
+        log_snr: log-SNR values on which ``density`` is given.
+        density: non-negative information density at ``log_snr``.
+        floor: share of a uniform density in log-SNR mixed in, in ``[0, 1]``.
+        t_start: first (noisiest) time; default ``process.t_max``.
+        t_end: last time; default ``process.t_min``.
+        max_angle: bound ``delta > 0`` (radians) on every step's angle increment; ``None``: no bound.
+        mode_std: the std of a mode in ``theta``'s definition (data units, > 0), or several (e.g. the square
+            roots of the data covariance's eigenvalues and the within-mode std): every scale is bounded.
+    """
     _check_process(process)
     n = check_positive_int(n_steps, "n_steps")
+    if max_angle is not None and not (math.isfinite(float(max_angle)) and float(max_angle) > 0):
+        raise ValueError(f"`max_angle` must be a positive finite number or None, got {max_angle}.")
+    stds = np.asarray(mode_std, float).reshape(-1)
+    if stds.size < 1 or not np.all(np.isfinite(stds)) or np.any(stds <= 0):
+        raise ValueError(f"`mode_std` must hold positive finite numbers, got {mode_std}.")
     if not 0.0 <= float(floor) <= 1.0:
         raise ValueError(f"`floor` must lie in [0, 1], got {floor}.")
     lam = np.asarray(log_snr, float).reshape(-1)
@@ -249,12 +281,48 @@ def information_schedule(
     cdf /= cdf[-1]
     targets = np.linspace(0.0, 1.0, n + 1)
     lam_t = np.interp(targets, cdf, fine)
+    if max_angle is not None:
+        lam_t = _angle_bounded(lam_t, fine, cdf, float(max_angle), stds)
     ts = np.array(process.t_from_log_snr(jnp.asarray(lam_t)), dtype=float)
     ts[0], ts[-1] = t0, t1
     ts = np.minimum.accumulate(ts)  # guard against round-off
     if not np.all(np.diff(ts) < 0):
         raise ValueError("The information schedule is degenerate (repeated times); increase `floor`.")
     return jnp.asarray(ts)
+
+
+def _angle_bounded(lam_t, fine, cdf, delta, stds):
+    """Min-max information-equalising log-SNRs with every angle increment ``<= delta`` (see
+    :func:`information_schedule`); ``lam_t`` (the plain schedule) is returned if it respects the bound."""
+    phis = np.arctan2(1.0, stds[:, None] * np.exp(0.5 * fine)[None, :])
+    phis = phis[:, :1] - phis  # turned angle per scale, increasing from 0
+    n = len(lam_t) - 1
+    if np.all(np.diff(np.stack([np.interp(lam_t, fine, phi) for phi in phis]), axis=1) <= delta):
+        return lam_t
+
+    def walk(c):
+        lam = [fine[0]]
+        for _ in range(n):
+            f_cur = np.interp(lam[-1], fine, cdf)
+            nxt = [np.interp(f_cur + c, cdf, fine) if f_cur + c < 1 else fine[-1]]
+            for phi in phis:
+                p_cur = np.interp(lam[-1], fine, phi)
+                nxt.append(np.interp(p_cur + delta, phi, fine) if p_cur + delta < phi[-1] else fine[-1])
+            lam.append(min(nxt))
+        return np.asarray(lam)
+
+    if walk(1.0)[-1] < fine[-1]:
+        raise ValueError(
+            f"`max_angle`={delta} is infeasible: {n} steps of at most {delta} rad each do not reach the end "
+            f"(one scale alone needs {phis[:, -1].max():.4f} rad)."
+        )
+    lo, hi = 0.0, 1.0  # walk(hi) reaches the end (angle-limited steps suffice), walk(0) does not move
+    for _ in range(50):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if walk(mid)[-1] >= fine[-1] else (mid, hi)
+    lam = walk(hi)
+    lam[-1] = fine[-1]
+    return lam
 
 
 def step_schedule(

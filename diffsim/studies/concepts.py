@@ -37,6 +37,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._concepts_bounded import (
+    BoundedSchedules as BoundedSchedules,
+    checks_schedules_bounded,
+    compute_schedules_bounded,
+)
 from ._concepts_config import Config as Config
 from ._concepts_digits import Digits as Digits, checks_digits, compute_digits
 from ._concepts_saliency import Saliency as Saliency, checks_saliency_toy, compute_saliency_toy
@@ -63,6 +68,7 @@ def _parts(config: Config) -> list[Part]:
         Part("emergence", compute_emergence, checks_emergence, figures.emergence),
         Part("information", compute_information, checks_information, figures.information),
         Part("schedules", compute_schedules, checks_schedules, figures.schedules),
+        Part("schedules_bounded", compute_schedules_bounded, checks_schedules_bounded),
         Part("saliency_toy", compute_saliency_toy, checks_saliency_toy, figures.saliency_toy),
     ]
     if config.digits:
