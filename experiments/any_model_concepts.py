@@ -230,10 +230,10 @@ def compute(config: Config, ctx) -> Concepts:
     arrays = Path(ctx.out_dir) / "arrays"
     arrays.mkdir(parents=True, exist_ok=True)
     np.save(arrays / "x0_stream.npy", x0_steps.reshape(x0_steps.shape[:2] + event_shape))
-    decoded = pipe.decode(x0_steps[idx, 0])  # (len(idx), H, W, 3)
+    decoded = pipe.decode(jnp.asarray(x0_steps[idx, 0]))  # (len(idx), H, W, 3)
     np.save(arrays / "x0_stream_decoded_sample0.npy", decoded)
     x0_images = [_thumbnail(img) for img in decoded]
-    final_images = [_thumbnail(img) for img in pipe.decode(stream.x)]
+    final_images = [_thumbnail(img) for img in pipe.decode(jnp.asarray(stream.x))]
 
     # 2. saliency at one step: the states there (the same trajectories: same start, key and grid)
     j = config.steps // 2 if config.saliency_step < 0 else config.saliency_step
