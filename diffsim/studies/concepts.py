@@ -44,6 +44,11 @@ from ._concepts_bounded import (
 )
 from ._concepts_config import Config as Config
 from ._concepts_digits import Digits as Digits, checks_digits, compute_digits
+from ._concepts_pointing import (
+    PointingDiagnosis as PointingDiagnosis,
+    checks_pointing_diagnosis,
+    compute_pointing_diagnosis,
+)
 from ._concepts_saliency import Saliency as Saliency, checks_saliency_toy, compute_saliency_toy
 from ._concepts_toy import (
     Emergence as Emergence,
@@ -73,6 +78,8 @@ def _parts(config: Config) -> list[Part]:
     ]
     if config.digits:
         parts.append(Part("digits", compute_digits, checks_digits, figures.digits))
+        if config.digits_network:
+            parts.append(Part("pointing_diagnosis", compute_pointing_diagnosis, checks_pointing_diagnosis))
     return parts
 
 
