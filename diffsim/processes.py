@@ -423,7 +423,10 @@ class VP(AbstractProcess):
 
     def t_from_log_snr(self, log_snr):
         # alpha^2 = sigmoid(lambda)  =>  B = -log sigmoid(lambda) = softplus(-lambda)
-        return self.schedule.inverse_integral(jax.nn.softplus(-jnp.asarray(log_snr)))
+        log_snr = jnp.asarray(log_snr)
+        if not jnp.issubdtype(log_snr.dtype, jnp.floating):  # integer log-SNRs: as floats, explicitly
+            log_snr = log_snr.astype(float)
+        return self.schedule.inverse_integral(jax.nn.softplus(-log_snr))
 
     def transition_var(self, s, t):
         return -jnp.expm1(-(self.schedule.integral(t) - self.schedule.integral(s)))

@@ -325,7 +325,10 @@ class ConditionalMixture(AbstractConditionalDenoiser):
     def log_weights(self, tokens: Int[Array, " n"], mask: Bool[Array, " n"]) -> Float[Array, " K"]:
         r"""``log pi_k(y_S)``: log prior weights restricted to the components consistent with ``y_S`` and
         renormalised (``-inf`` elsewhere)."""
-        match = jnp.all((self.component_tokens == tokens[None, :]) | ~mask[None, :], axis=1)
+        common = jnp.promote_types(self.component_tokens.dtype, tokens.dtype)
+        match = jnp.all(
+            (self.component_tokens.astype(common) == tokens.astype(common)[None, :]) | ~mask[None, :], axis=1
+        )
         logw = jnp.where(
             match & (self.weights > 0), jnp.log(jnp.where(self.weights > 0, self.weights, 1.0)), -jnp.inf
         )
