@@ -18,6 +18,14 @@ from ._guidance_mixtures import (
     mixture_1d as mixture_1d,
     random_three_component_1d as random_three_component_1d,
 )
+from ._information_cases import (
+    CO_HYPONYM_TARGETS as CO_HYPONYM_TARGETS,
+    bias_sweep_mixture as bias_sweep_mixture,
+    co_hyponyms as co_hyponyms,
+    context_switch as context_switch,
+    homonym as homonym,
+    synonyms as synonyms,
+)
 from ._sampler_mixtures import sampler_test_mixture as sampler_test_mixture
 from ._token_digits import (
     TokenDigits as TokenDigits,

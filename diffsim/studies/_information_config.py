@@ -12,6 +12,9 @@ _POSITIVE = (
 )
 _POSITIVE += "bias_per_component ablation_repeats ablation_per_component digits_n_images digits_n_logsnr "
 _POSITIVE += "digits_n_noise digits_train_steps digits_width"
+_POSITIVE += (
+    " cases_per_component intervention_samples intervention_steps trained_bias_steps trained_bias_n_train"
+)
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,18 @@ class Config:
     digits_token_dropout: float = 0.5
     digits_width: int = 256
     digits_depth: int = 3
+    # case studies (``_information_cases.py``): CPID, synonyms, homonym, co-hyponyms, prompt intervention,
+    # the bias sweep on a trained network
+    cases: bool = True
+    cases_per_component: int = 16
+    synonym_shared_probability: float = 0.25
+    intervention_agreement: float = 0.9
+    intervention_samples: int = 256
+    intervention_steps: int = 50
+    trained_bias: bool = True
+    trained_bias_correlations: tuple[float, ...] = (0.0, 0.5, 0.9)
+    trained_bias_steps: int = 3000
+    trained_bias_n_train: int = 8192
     cache_dir: str = ""
 
     def __post_init__(self):
@@ -76,6 +91,13 @@ class Config:
         for rho in self.correlations:
             if not -1.0 < rho < 1.0:
                 raise ValueError(f"`correlations` must lie in (-1, 1), got {rho}.")
+        for rho in self.trained_bias_correlations:
+            if not -1.0 < rho < 1.0:
+                raise ValueError(f"`trained_bias_correlations` must lie in (-1, 1), got {rho}.")
+        if not 0.0 < self.synonym_shared_probability < 1.0:
+            raise ValueError("`synonym_shared_probability` must lie in (0, 1).")
+        if not 0.0 < self.intervention_agreement <= 1.0:
+            raise ValueError("`intervention_agreement` must lie in (0, 1].")
         if not 0.0 <= self.digits_token_dropout < 1.0:
             raise ValueError(f"`digits_token_dropout` must lie in [0, 1), got {self.digits_token_dropout}.")
         budget = self.ablation_logsnr + self.ablation_noise

@@ -11,6 +11,9 @@ on models whose ground truth is known. docs/information.md has the theory, every
 5. **ablation**: log-SNR samples x noise draws against the exact values.
 6. **digits**: class and a synthetic attribute on 8x8 digits, an analytic kernel-density model (exact
    pointwise MIs) and a trained token network on the same log-SNRs and noise draws.
+7.-10. **case studies** (``_information_cases.py``): CPID given a context token, synonyms, a homonym
+   resolved by a context word (and unresolved), co-hyponyms, a prompt intervention, and the bias sweep on a
+   trained token network, each against exact PID values.
 
 Parts 1, 4 and 5 (and the shared helpers) live in ``_information_pid.py``, parts 2 and 3 in
 ``_information_curves.py``, part 6 in ``_information_digits.py``; figures in ``_figures/information.py``.
@@ -22,7 +25,17 @@ from __future__ import annotations
 from typing import Any
 
 from ..analysis.information import PID_MEASURES
-from ._figures import information as figures
+from ._figures import information as figures, information_cases as case_figures
+from ._information_cases import (
+    checks_cases,
+    checks_cpid,
+    checks_intervention,
+    checks_trained_bias,
+    compute_cases,
+    compute_cpid,
+    compute_intervention,
+    compute_trained_bias,
+)
 from ._information_config import Config as Config
 from ._information_curves import (
     Blocks as Blocks,
@@ -56,7 +69,18 @@ def _parts(config: Config) -> list[Part]:
         Part("bias", compute_bias, checks_bias, figures.bias),
         Part("ablation", compute_ablation, checks_ablation, figures.ablation),
     ]
-    return parts + ([Part("digits", compute_digits, checks_digits, figures.digits)] if config.digits else [])
+    parts += [Part("digits", compute_digits, checks_digits, figures.digits)] if config.digits else []
+    if config.cases:
+        parts += [
+            Part("cpid", compute_cpid, checks_cpid, case_figures.cpid),
+            Part("cases", compute_cases, checks_cases, case_figures.cases),
+            Part("intervention", compute_intervention, checks_intervention, case_figures.intervention),
+        ]
+    if config.trained_bias:
+        parts.append(
+            Part("trained_bias", compute_trained_bias, checks_trained_bias, case_figures.trained_bias)
+        )
+    return parts
 
 
 def _answer(config: Config, results: dict[str, Any]) -> str:
@@ -93,6 +117,12 @@ STUDY = register_study(
             digits_n_images=8,
             digits_n_logsnr=32,
             digits_n_noise=4,
+            cases_per_component=8,
+            intervention_samples=64,
+            intervention_steps=20,
+            trained_bias_correlations=(0.0, 0.9),
+            trained_bias_steps=600,
+            trained_bias_n_train=4096,
         ),
         description="Pointwise/pixel MI and PID from denoisers (DiffusionPID) against exact values.",
         question="Do denoiser-based estimators of pointwise MI, pixel maps and PID recover the exact values "
