@@ -61,7 +61,7 @@ from ._concepts_toy import (
     compute_information,
     compute_schedules,
 )
-from ._figures import concepts as figures
+from ._figures import concepts as figures, concepts_extra
 from ._runner import Part, Study, register_study
 
 
@@ -73,7 +73,12 @@ def _parts(config: Config) -> list[Part]:
         Part("emergence", compute_emergence, checks_emergence, figures.emergence),
         Part("information", compute_information, checks_information, figures.information),
         Part("schedules", compute_schedules, checks_schedules, figures.schedules),
-        Part("schedules_bounded", compute_schedules_bounded, checks_schedules_bounded),
+        Part(
+            "schedules_bounded",
+            compute_schedules_bounded,
+            checks_schedules_bounded,
+            concepts_extra.schedules_bounded,
+        ),
         Part("saliency_toy", compute_saliency_toy, checks_saliency_toy, figures.saliency_toy),
     ]
     if config.digits:
