@@ -15,6 +15,9 @@ Parts (docs/concepts.md has the theory, every constant and the figures):
 3. **schedules (toy, exact score).** Uniform, exponential early-dense and late-dense (Park et al.'s
    ``lambda`` schedule), uniform in log-SNR and information-equalising grids at a fixed small number of
    steps, with an asymmetric token prior: token weight errors, within-mode spread and energy distance.
+   **schedules_bounded**: the information-equalising grid with every step's DDIM angle bounded on the
+   data's scales (one DDIM step contracts a Gaussian mode's spread by ``cos(Delta theta)``,
+   ``theta = arctan(e^{-lambda/2} / s)``), against the plain one and late-dense with paired errors.
 4. **saliency_toy (exact model, and a trained UNet unless ``toy_network=False``).** Per step and token:
    masking (Bernoulli, smooth), Jacobian and occlusion maps of the token's effect for the exact model; with
    the token-conditional UNet (one cross-attention layer, trained once and cached) also Grad-CAM
@@ -25,10 +28,13 @@ Parts (docs/concepts.md has the theory, every constant and the figures):
 5. **digits (unless ``digits=False``).** scikit-learn's 8x8 digits with attribute tokens (thickness, bar):
    the kernel-density conditional mixture of the training set (exact posteriors) and a token-conditional
    UNet (cached): emergence of class / thickness / bar on ``x0_hat``, saliency of the bar token against its
-   known pixels, randomisation test and AUC table.
+   known pixels, randomisation test and AUC table. **pointing_diagnosis** (with the UNet): the bar
+   token's pointing per step for the exact model, the UNet and its randomised copy, and which of the
+   estimator, the model or the step misses.
 
 Each part's result dataclass, compute and checks live in a private module (parts 1-3:
-``_concepts_toy``, part 4: ``_concepts_saliency``, part 5: ``_concepts_digits``); the figures in
+``_concepts_toy``, part 4: ``_concepts_saliency``, part 5: ``_concepts_digits``, the bounded schedule:
+``_concepts_bounded``, the pointing diagnosis: ``_concepts_pointing``); the figures in
 ``_figures/concepts.py``; the estimators and closed forms in :mod:`diffsim.analysis.concepts`,
 :mod:`diffsim.analysis.probes` and :mod:`diffsim.analysis.saliency`.
 """
