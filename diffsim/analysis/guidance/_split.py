@@ -143,8 +143,11 @@ class SplitMap:
     """Result of :func:`split_map`; arrays are indexed ``[sampler, scale, step count]``.
 
     - ``samplers``, ``scales`` (diffsim ``w``), ``steps``, ``level`` (the dip test's level), ``n``;
-    - ``dip``, ``p_value``, ``bimodal`` (``p_value < level``): the dip test on the outputs;
-    - ``std``: the outputs' standard deviation;
+    - ``dip``, ``p_value``: the dip test on the outputs;
+    - ``std``: the outputs' standard deviation; ``resolution``: the working-precision floor
+      ``1e4 eps max|mu_k|``; ``collapsed``: ``std < resolution`` (the output is a point mass to working
+      precision: its spread is rounding noise, whose modality says nothing about the law);
+    - ``bimodal``: ``p_value < level`` and not ``collapsed``;
     - ``min_slope``: the smallest centre step slope (:func:`centre_step_slopes`); ``fold``: ``min_slope < 0``,
       the predicted split.
     """
@@ -154,10 +157,12 @@ class SplitMap:
     steps: np.ndarray
     level: float
     n: int
+    resolution: float
     dip: np.ndarray
     p_value: np.ndarray
     bimodal: np.ndarray
     std: np.ndarray
+    collapsed: np.ndarray
     min_slope: np.ndarray
     fold: np.ndarray
 
@@ -191,7 +196,9 @@ def split_map(
     driven over a grid padded to the largest step count so that one compilation serves all step counts;
     the same prior draws and per-step noise keys in every cell) go through
     :func:`~diffsim.analysis.guidance.dip_test` at ``level``; the centre step slopes give the predicted
-    fold.
+    fold. Outputs whose spread is below the working precision's resolution count as collapsed, not as
+    bimodal (run in float64 to resolve strongly contracted outputs: float32 resolves spreads down to
+    ``~1e-3 max|mu|`` only).
 
     Args:
         mixture: a 1-D :class:`~diffsim.scores.mixture.GaussianMixture`.
@@ -234,6 +241,9 @@ def split_map(
     x_T = p.prior_sample(k_prior, (n, 1)).astype(mixture.means.dtype)
     centre = mixture.means[int(np.flatnonzero(np.asarray(mixture.labels) == int(label))[0])]
     n_max = max(ns)
+    resolution = (
+        1e4 * float(jnp.finfo(mixture.means.dtype).eps) * max(1.0, float(jnp.max(jnp.abs(mixture.means))))
+    )
     grids = [_padded_grid(p, n_steps, n_max, grid_kind) for n_steps in ns]
     for i, sampler in enumerate(samplers):
         kernel = _KERNELS[sampler]
@@ -245,8 +255,8 @@ def split_map(
                     raise ValueError(f"non-finite {sampler} outputs at w={w:g}, {n_steps} steps.")
                 res = dip_test(x, level=level, n_null=n_null)
                 out["dip"][i, j, k], out["p_value"][i, j, k] = res.dip, res.p_value
-                bimodal[i, j, k] = res.bimodal
                 out["std"][i, j, k] = float(np.std(x))
+                bimodal[i, j, k] = res.bimodal and out["std"][i, j, k] >= resolution
                 slopes = _slopes(score, kernel, grid, centre)
                 out["min_slope"][i, j, k] = float(jnp.min(jnp.where(active, slopes, jnp.inf)))
     return SplitMap(
@@ -255,10 +265,12 @@ def split_map(
         steps=np.asarray(ns),
         level=level,
         n=n,
+        resolution=resolution,
         dip=out["dip"],
         p_value=out["p_value"],
         bimodal=bimodal,
         std=out["std"],
+        collapsed=out["std"] < resolution,
         min_slope=out["min_slope"],
         fold=out["min_slope"] < 0.0,
     )

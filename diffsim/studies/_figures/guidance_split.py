@@ -38,7 +38,9 @@ def phase_diagram(maps: dict[str, SplitMap], continuous_modes: dict[str, dict[st
                 for k in range(n_st):
                     if sm.bimodal[r, j, k]:
                         ax.add_patch(plt.Rectangle((k - 0.5, j - 0.5), 1, 1, fill=False, ec="red", lw=1.6))
-                    if sm.fold[r, j, k]:
+                    if sm.collapsed[r, j, k]:
+                        ax.text(k, j, "c", ha="center", va="center", fontsize=7, color="0.6")
+                    elif sm.fold[r, j, k]:
                         ax.plot(k, j, ".", color="white", ms=3)
                 modes = continuous_modes[name]["ddim" if sampler == "ddim" else "ddpm"][j]
                 ax.text(
@@ -58,7 +60,7 @@ def phase_diagram(maps: dict[str, SplitMap], continuous_modes: dict[str, dict[st
             ax.set_yticklabels([f"{w:g}" for w in sm.scales], fontsize=7)
             ax.set_title(f"{sampler.upper()}, means (-m, 0, m), {name}", fontsize=9)
             if r == len(samplers) - 1:
-                ax.set_xlabel("steps (last column: continuous limit)")
+                ax.set_xlabel(r"steps ($\infty$: continuous limit)")
             if c == 0:
                 ax.set_ylabel("guidance scale w (eta = w - 1)")
     fig.colorbar(image, ax=axes, shrink=0.8, label="dip test p-value")
@@ -68,6 +70,7 @@ def phase_diagram(maps: dict[str, SplitMap], continuous_modes: dict[str, dict[st
         "Discretisation split (Wu et al. 2024, section 6): dip-test p-value of the centre-class output over "
         "step count and guidance scale, per sampler and spacing; red boxes: unimodality rejected at the "
         "test's level; white dots: some step's map has negative slope at the centre (it folds, the predicted "
-        "mechanism); last column: the continuous-time limit's exact output density (U = unimodal, else its "
+        "mechanism); c: output collapsed to a point at float64 precision (not tested); "
+        "last column: the continuous-time limit's exact output density (U = unimodal, else its "
         "number of modes).",
     )
