@@ -95,14 +95,14 @@ def _noised_group_posterior(gm, mask, t_hat, a, b, x, z):
     mu_rot = gm.means if gm.eigvecs is None else jnp.einsum("kij,ki->kj", gm.eigvecs, gm.means)  # U_k^T mu_k
     u = _rotate_nodes(gm, a * x) - ah * mu_rot[None]  # (n, K, d)
     v = b * _rotate_nodes(gm, z)
-    uu = jnp.sum(u**2 / c, axis=-1)  # (n, K)
+    uu = jnp.sum(u**2 / c[None], axis=-1)  # (n, K)
     if z.ndim == 2:  # shared nodes
-        uv = jnp.einsum("nkd,mkd->nmk", u / c, v)
-        vv = jnp.sum(v**2 / c, axis=-1)[None]  # (1, M, K)
+        uv = jnp.einsum("nkd,mkd->nmk", u / c[None], v)
+        vv = jnp.sum(v**2 / c[None], axis=-1)[None]  # (1, M, K)
     else:
-        uv = jnp.einsum("nkd,nmkd->nmk", u / c, v)
-        vv = jnp.sum(v**2 / c, axis=-1)  # (n, M, K)
-    logits = base - 0.5 * (uu[:, None, :] + 2.0 * uv + vv)
+        uv = jnp.einsum("nkd,nmkd->nmk", u / c[None], v)
+        vv = jnp.sum(v**2 / c[None, None], axis=-1)  # (n, M, K)
+    logits = base[None, None, :] - 0.5 * (uu[:, None, :] + 2.0 * uv + vv)
     post = jax.nn.softmax(logits, axis=-1)
     return post @ mask.astype(post.dtype)  # (n, M)
 
