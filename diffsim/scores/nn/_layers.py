@@ -87,7 +87,7 @@ class Conv2d(eqx.Module):
         out = jax.lax.conv_general_dilated(
             h[None], self.weight.astype(h.dtype), (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
         )[0]
-        return out + self.bias.astype(h.dtype)
+        return out + self.bias.astype(h.dtype)[None, None, :]
 
 
 class GroupNorm(eqx.Module):
@@ -108,7 +108,10 @@ class GroupNorm(eqx.Module):
         mean = jnp.mean(g, axis=(0, 1, 3), keepdims=True)
         var = jnp.var(g, axis=(0, 1, 3), keepdims=True)
         g = (g - mean) * jax.lax.rsqrt(var + 1e-5)
-        return g.reshape(hh, ww, c) * self.scale.astype(h.dtype) + self.shift.astype(h.dtype)
+        return (
+            g.reshape(hh, ww, c) * self.scale.astype(h.dtype)[None, None, :]
+            + self.shift.astype(h.dtype)[None, None, :]
+        )
 
 
 class ResBlock(eqx.Module):
