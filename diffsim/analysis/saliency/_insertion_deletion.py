@@ -54,7 +54,7 @@ def _reveal_masks(order, n_pix, stride, k_steps):
     """(K+1, d) masks: row k reveals the first min(k * stride, d) pixels of ``order``."""
     rank = jnp.zeros(n_pix, jnp.int32).at[order].set(jnp.arange(n_pix, dtype=jnp.int32))
     counts = jnp.minimum(jnp.arange(k_steps + 1) * stride, n_pix)
-    return rank[None, :] < counts[:, None]
+    return rank.astype(counts.dtype)[None, :] < counts[:, None]
 
 
 def _fidelity(fn, x, ctx, base, inputs):
