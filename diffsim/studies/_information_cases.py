@@ -94,7 +94,7 @@ def _row_checks(config: Config, label: str, row: dict[str, Any], note: str) -> l
                 d["discrete"],
                 d["engine"],
                 d["tolerance"],
-                note=f"standard estimator, {budget}; tolerance {c.n_se:g} SE (+ min bias bound) as the gates.",
+                note=f"standard estimator, {budget}; tolerance {c.n_se:g} SE + the min bias bound.",
             )
         )
     return out

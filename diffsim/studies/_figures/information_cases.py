@@ -51,7 +51,8 @@ def cpid(config: Any, r: Any) -> list[Figure]:
     )
     caption = (
         "Context switch (y1, y2, c uniform bits; the image shows y1 if c = 0, y2 if c = 1): bars are the "
-        "exact discrete PID per measure, dots the engine (standard estimator, with the Monte-Carlo tolerance), "
+        "exact discrete PID per measure, dots the engine (standard estimator, with the Monte-Carlo "
+        "tolerance), "
         "crosses the orthogonal estimator. Conditioning on c turns the marginal picture (pointwise_min: "
         "negative R; mmi/wb_imin: R and S) into unique information of each source."
     )
