@@ -236,7 +236,6 @@ def test_insertion_deletion_of_the_true_region(toy):
         jr.key(3),
         target="effect",
         unconditional=unc,
-        oracle=True,
     )
     assert game.fractions[4] == 0.25 and game.fractions[12] == 0.75
     np.testing.assert_allclose(game.curves["truth"][:, 4:], 1.0, atol=1e-12)
@@ -244,9 +243,15 @@ def test_insertion_deletion_of_the_true_region(toy):
     assert np.all(game.auc["truth"] > game.auc["random"]) and np.all(
         game.auc["complement"] < game.auc["random"]
     )
-    assert game.summary["truth"]["score"] > 0.9  # as good as the greedy oracle
     deletion = model_insertion_deletion(
-        cond, t, xs, {"truth": truth}, jr.key(3), mode="deletion", target="effect", unconditional=unc
+        cond,
+        t,
+        xs,
+        {"truth": truth, "complement": 1.0 - truth},
+        jr.key(3),
+        mode="deletion",
+        target="effect",
+        unconditional=unc,
     )
     np.testing.assert_allclose(deletion.curves["truth"][:, 4:], 0.0, atol=1e-12)
 
@@ -264,18 +269,21 @@ def test_bad_inputs(toy):
         stream_x0(sc, "ddim", grid, key=jr.key(0), n=2, features={"a": 3})
     with pytest.raises(ValueError, match="Nothing to stream"):
         stream_x0(sc, "ddim", grid, key=jr.key(0), n=2)
-    st = stream_x0(sc, "ddim", 4, key=jr.key(0), n=3, features={"f": lambda v: v[:2]})
+    st = stream_x0(sc, "ddim", 4, key=jr.key(0), n=3, features={"f": lambda v: v[:2], "s": jnp.sum})
     with pytest.raises(ValueError, match="outputs"):
         emergence_curves(st, outputs="labels")
-    with pytest.raises(ValueError, match="level"):
-        emergence_curves(st, outputs="logits", level=1.5)
-    with pytest.raises(ValueError, match="labels"):
-        emergence_curves(st, outputs="logits", labels={"g": np.zeros(3, int)})
-    with pytest.raises(ValueError, match="labels"):
-        emergence_curves(st, outputs="logits", labels={"f": np.zeros(2, int)})
-    st1 = stream_x0(sc, "ddim", 4, key=jr.key(0), n=3, features={"f": jnp.sum})
     with pytest.raises(ValueError, match="class scores"):
-        emergence_curves(st1, outputs="logits")
+        emergence_curves(st, outputs={"f": "logits", "s": "logits"})
+    ok = {"f": "logits", "s": "features"}
+    with pytest.raises(ValueError, match="level"):
+        emergence_curves(st, outputs=ok, level=1.5)
+    with pytest.raises(ValueError, match="chance"):
+        emergence_curves(st, outputs=ok, chance=1.0)
+    with pytest.raises(ValueError, match="labels"):
+        emergence_curves(st, outputs=ok, labels={"g": np.zeros(3, int)})
+    with pytest.raises(ValueError, match="labels"):
+        emergence_curves(st, outputs=ok, labels={"f": np.zeros(2, int)})
+    assert set(emergence_curves(st, outputs=ok).emergence) == {"f", "s"}
     with pytest.raises(ValueError, match="target"):
         prediction_fn(sc, t, target="image")
     with pytest.raises(ValueError, match="unconditional"):
