@@ -328,6 +328,7 @@ def model_insertion_deletion(
     maps on its ``H x W`` grid: pixels (all channels) are revealed or removed in decreasing saliency,
     fidelity ``1 - |f(x') - f(x)|^2 / |f(b) - f(x)|^2``, normalised trapezoid AUC per sample, random-order
     floor (and, with ``oracle``, the greedy ceiling: ``4 K d`` model calls per sample, for small models).
+    With several channels the random and greedy orders move single entries, the maps' orders whole pixels.
 
     Args:
         score: the (conditional) score.
