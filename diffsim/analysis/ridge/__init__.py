@@ -55,6 +55,9 @@ training point.
 :func:`split_on_off_ridge` (samples near and far from the ridge at a time), and the two-point closed
 forms (:func:`two_point_em_recursions`, :func:`two_point_ode_distance`, :func:`two_point_tube_entry_time`,
 :func:`linearised_normal_offset`, :func:`linearised_ridge_distance`, :func:`ode_normal_relaxation_rate`).
+
+**Intrinsic dimension.** :func:`two_nn_dimension` (Facco et al. 2017), :func:`mle_dimension`
+(Levina & Bickel 2005) on data, :func:`eigengap_dimension` on a Hessian spectrum: the ``d*`` of the ridge.
 """
 
 from ._estimators import (
@@ -75,6 +78,11 @@ from ._geometry import (
     log_density_hessian as log_density_hessian,
     ridge_geometry as ridge_geometry,
     scms_project as scms_project,
+)
+from ._intrinsic_dim import (
+    eigengap_dimension as eigengap_dimension,
+    mle_dimension as mle_dimension,
+    two_nn_dimension as two_nn_dimension,
 )
 from ._matrix_free import (
     MatrixFreeRidgeGeometry as MatrixFreeRidgeGeometry,

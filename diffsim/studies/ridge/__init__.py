@@ -11,6 +11,9 @@ distribution (He, Qiu & Tao 2026, arXiv 2602.06021). See ``docs/ridge.md`` for t
    normal / tangent errors and inter-mode fractions vs ``tau`` and width; the same for an MLP trained by DSM.
 4. **latent**: an autoencoder latent of the 8x8 digits, a latent score network and the ridge of the latent
    training set for generated samples; decoded on-ridge vs off-ridge samples.
+5. **paper_two_modes** / **paper_configs** / **latent32**: the experiments of the paper's public code at its
+   stated settings: the 2-mode toy with its tangent / normal loss split, the code's toy configurations and
+   the 13-point figure, and a 32-d latent with an estimated intrinsic dimension.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...analysis import ridge
-from .._figures import ridge as figures
+from .._figures import ridge as figures, ridge_paper as paper_figures
 from .._runner import Part, Study, register_study
 from ._config import Config as Config
 from ._exact import (
@@ -33,6 +36,11 @@ from ._exact import (
     compute_two_points as compute_two_points,
 )
 from ._latent import Latent as Latent, checks_latent as checks_latent, compute_latent as compute_latent
+from ._latent32 import (
+    Latent32 as Latent32,
+    checks_latent32 as checks_latent32,
+    compute_latent32 as compute_latent32,
+)
 from ._learned import (
     MLP as MLP,
     RandomFeatures as RandomFeatures,
@@ -40,6 +48,15 @@ from ._learned import (
     checks_random_features as checks_random_features,
     compute_mlp as compute_mlp,
     compute_random_features as compute_random_features,
+)
+from ._paper_toy import (
+    PAPER_TOY_CONFIGS as PAPER_TOY_CONFIGS,
+    PaperConfigs as PaperConfigs,
+    PaperTwoModes as PaperTwoModes,
+    checks_paper_configs as checks_paper_configs,
+    checks_paper_two_modes as checks_paper_two_modes,
+    compute_paper_configs as compute_paper_configs,
+    compute_paper_two_modes as compute_paper_two_modes,
 )
 
 
@@ -61,6 +78,20 @@ def _parts(config: Config) -> list[Part]:
         parts.append(Part("mlp", compute_mlp, checks_mlp, figures.mlp))
     if config.latent:
         parts.append(Part("latent", compute_latent, checks_latent, figures.latent))
+    if config.paper_toy:
+        parts.append(
+            Part(
+                "paper_two_modes",
+                compute_paper_two_modes,
+                checks_paper_two_modes,
+                paper_figures.paper_two_modes,
+            )
+        )
+        parts.append(
+            Part("paper_configs", compute_paper_configs, checks_paper_configs, paper_figures.paper_configs)
+        )
+    if config.latent32:
+        parts.append(Part("latent32", compute_latent32, checks_latent32, paper_figures.latent32))
     return parts
 
 
@@ -116,6 +147,22 @@ STUDY = register_study(
             latent_net_width=64,
             latent_particles=128,
             latent_steps=60,
+            toy_width=256,
+            toy_n_freqs=16,
+            toy_n_times=41,
+            toy_n_noise=16,
+            toy_particles=300,
+            toy_steps=150,
+            toy_configs=("fig1_thirteen",),
+            toy_config_width=128,
+            toy_config_particles=200,
+            toy_config_steps=60,
+            toy_snapshot_times=(1.0, 0.1),
+            latent32_ae_steps=150,
+            latent32_net_steps=200,
+            latent32_net_width=64,
+            latent32_particles=200,
+            latent32_steps=50,
         ),  # fmt: skip
         description="Reach, align and slide around the log-density ridge (He, Qiu & Tao 2026): exact, "
         "random-feature and trained scores on 2-D training sets and latent digits.",

@@ -14,7 +14,10 @@ from ...sampling import grids, simulate
 _POSITIVE = (
     "n_particles n_steps n_saved ridge_grid ode_particles rf_n_freqs rf_n_noise rf_n_eval rf_particles "
     "rf_steps rf_gd_steps mlp_steps mlp_width latent_dim ae_steps latent_net_steps latent_net_width "
-    "latent_particles latent_steps"
+    "latent_particles latent_steps toy_width toy_n_freqs toy_n_noise toy_particles toy_steps "
+    "toy_config_width "
+    "toy_config_particles toy_config_steps latent32_ae_steps latent32_net_steps latent32_net_width "
+    "latent32_particles latent32_steps"
 ).split()
 
 
@@ -61,6 +64,33 @@ class Config:
     latent_particles: int = 500
     latent_steps: int = 200
     latent_split_time: float = 0.05
+    # the public code's experiments (paper_two_modes, paper_configs; latent32): see docs/ridge.md
+    paper_toy: bool = True
+    toy_width: int = 2000
+    toy_n_freqs: int = 128
+    toy_n_times: int = 201
+    toy_n_noise: int = 32
+    toy_taus: tuple[float, ...] = (1000.0, 1500.0, 2000.0, 5000.0)
+    toy_particles: int = 2000
+    toy_steps: int = 2000
+    toy_mode_radius: float = 0.5
+    toy_residual_threshold: float = 0.2
+    toy_configs: tuple[str, ...] = (
+        "one_mode", "two_modes", "three_modes", "four_modes_square", "four_and_half_modes",
+        "five_modes_square_centre", "nine_modes_grid", "fig1_thirteen",
+    )  # fmt: skip
+    toy_config_width: int = 1000
+    toy_config_particles: int = 2000
+    toy_config_steps: int = 1000
+    toy_snapshot_times: tuple[float, ...] = (1.0, 0.3, 0.1, 0.01)
+    latent32: bool = True
+    latent32_dim: int = 32
+    latent32_ae_steps: int = 3000
+    latent32_net_steps: int = 3000
+    latent32_net_width: int = 256
+    latent32_particles: int = 2000
+    latent32_steps: int = 1000
+    latent32_paper_dstar: int = 25
     seed: int = 0
 
     def __post_init__(self):
@@ -78,6 +108,19 @@ class Config:
             raise ValueError(f"`rf_widths` must be positive integers, got {self.rf_widths}.")
         if any(t <= 0 for t in (*self.ridge_times, *self.rf_eval_times, self.latent_split_time)):
             raise ValueError("ridge_times, rf_eval_times and latent_split_time must be > 0.")
+        if self.toy_n_times < 3 or self.toy_n_times % 2 == 0:
+            raise ValueError(f"`toy_n_times` must be odd and >= 3 (Simpson), got {self.toy_n_times}.")
+        if any(not t > 0 for t in (*self.toy_taus, *self.toy_snapshot_times, self.toy_mode_radius)):
+            raise ValueError("toy_taus, toy_snapshot_times and toy_mode_radius must be > 0.")
+        if not 0 < self.toy_residual_threshold < 1:
+            raise ValueError(
+                f"`toy_residual_threshold` must lie in (0, 1), got {self.toy_residual_threshold}."
+            )
+        if not 2 <= self.latent32_dim < 64 or not 1 <= self.latent32_paper_dstar <= self.latent32_dim - 1:
+            raise ValueError(
+                f"`latent32_dim` must lie in [2, 63] (8x8 digits) and `latent32_paper_dstar` in "
+                f"[1, latent32_dim - 1], got {self.latent32_dim}, {self.latent32_paper_dstar}."
+            )
         if not 1 <= self.latent_intrinsic_dim <= self.latent_dim - 1:
             raise ValueError(
                 f"`latent_intrinsic_dim` must lie in [1, latent_dim - 1], got {self.latent_intrinsic_dim}."
