@@ -44,6 +44,24 @@ def main() -> None:
             latent_net_width=256,
             latent_particles=2000,
             latent_steps=1000,
+            # the public code's experiments at its stated settings (docs/ridge.md, "The public code's
+            # experiments"): Simpson 2000 intervals and 2000 noise draws for the 2-mode toy (the moments cost
+            # ~3e13 flops: an accelerator, or hours on 2 CPU cores); p = 10000 and 8000 samples for the toy
+            # configurations (a 10000 x 10000 eigendecomposition per configuration: an accelerator)
+            toy_width=2000,
+            toy_n_freqs=128,
+            toy_n_times=2001,
+            toy_n_noise=2000,
+            toy_particles=2000,
+            toy_steps=2000,
+            toy_config_width=10_000,
+            toy_config_particles=8000,
+            toy_config_steps=4000,
+            latent32_ae_steps=10_000,
+            latent32_net_steps=20_000,
+            latent32_net_width=512,
+            latent32_particles=2000,
+            latent32_steps=1000,
         ),
     )
     print(f"{sum(c.passed for c in res.checks)}/{len(res.checks)} checks passed -> {args.out}/report.html")
