@@ -15,6 +15,8 @@ Protocol (docs/digits.md has the theory and every constant), one part each:
 4. ``memorisation``: ratio ``d_1 / d_2`` (nearest / second-nearest training image) of network samples
    against samples of the memorising :class:`~diffsim.EmpiricalScore`.
 5. ``dsm``: the DSM loss of the network beside the exact empirical score, which minimises the objective.
+6.-9. ``class_windows``, ``sd_protocol``, ``guidance_sweep``, ``class_information``: the model-agnostic
+   analyses on the trained UNet and classifier (``_digits_any_model``).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from ..scores import PARAMETRISATIONS
 from ..scores.empirical import EmpiricalScore
 from ..scores.nn import UNetScore
 from ..training import WEIGHTINGS, TrainConfig, dsm_loss_terms, train_or_load
+from . import _digits_any_model as any_model
 from ._figures import digits as figures
 from ._runner import Check, Figure, Part, PartContext, Study, check, register_study
 
@@ -97,6 +100,23 @@ class Config:
     accuracy_threshold: float = 0.8
     seed: int = 0
     cache_dir: str = ""
+    # the model-agnostic analyses on the trained UNet (_digits_any_model; docs/digits.md)
+    windows_n_digits: int = 40
+    windows_repeats: int = 8
+    windows_t_hats: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
+    windows_steps: int = 30
+    windows_eps: float = 0.1
+    sd_beta_schedule: str = "scaled_linear"
+    sd_inference_steps: int = 50
+    sd_ks: tuple[int, ...] = (1, 3, 5, 10, 15, 20, 30, 40, 50)
+    sd_guidance: float = 3.0
+    sd_repeats: int = 4
+    sd_per_class: int = 8
+    sweep_scales: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0, 5.0)
+    sweep_targets: tuple[int, ...] = (0, 3, 8)
+    sweep_n: int = 200
+    information_n: int = 10
+    information_logsnr: int = 32
 
     def __post_init__(self):
         for name in (
@@ -127,6 +147,7 @@ class Config:
             raise ValueError(f"`classes` must be distinct digits in 0..9, got {self.classes}.")
         if not 0.0 < self.accuracy_threshold <= 1.0:
             raise ValueError(f"`accuracy_threshold` must lie in (0, 1], got {self.accuracy_threshold}.")
+        any_model.check_config(self)
 
     @property
     def n_generated(self) -> int:
@@ -403,7 +424,7 @@ def checks_dsm(config: Config, r: Dsm) -> list[Check]:
 
 
 _QUICK = dict(train_steps=250, base_channels=8, channel_mults=(1,), samplers=("ddim", "ddpm"), n_steps=10)
-_QUICK.update(n_per_class=10, classifier_steps=500, guidance=(0.0, 1.0, 3.0))
+_QUICK.update(n_per_class=10, classifier_steps=500, guidance=(0.0, 1.0, 3.0), **any_model.QUICK)
 
 
 # --- the study ----------------------------------------------------------------------------------------------
@@ -433,6 +454,7 @@ STUDY = register_study(
             Part("sampling", compute_sampling, checks_sampling, figures_sampling),
             Part("memorisation", compute_memorisation, checks_memorisation, figures_memorisation),
             Part("dsm", compute_dsm, checks_dsm),
+            *any_model.PARTS,
         ],
         quick=_QUICK,
         description="Class-conditional UNet on 8x8 digits: samplers, guidance, accuracy, FD, memorisation",

@@ -134,8 +134,11 @@ def add_noise(
 def _check_process(score: AbstractScore, ab: np.ndarray) -> None:
     """The score's process must be ``VP.from_alpha_bar(alphas_cumprod)`` (its ``alpha_bar`` at every step)."""
     proc = score.process
-    ts = np.asarray(_grids.from_timesteps(proc, np.arange(ab.size), ab.size))
-    got = np.asarray(proc.alpha(jnp.asarray(ts)), np.float64) ** 2
+    ts = (np.arange(ab.size) + 1.0) / ab.size  # from_timesteps' convention, t = (tau + 1) / T
+    alpha = proc.alpha(jnp.asarray(ts))
+    if isinstance(alpha, jax.core.Tracer):  # inside jit/vmap over the score: checked by the caller
+        return
+    got = np.asarray(alpha, np.float64) ** 2
     if not np.allclose(got, ab, rtol=1e-4, atol=1e-7):
         raise ValueError(
             "`score.process` is not the discrete schedule of `alphas_cumprod`: build it with "
@@ -205,7 +208,14 @@ def renoise_denoise(
     tail = steps[steps.size - k :]
     x_t = add_noise(ab, rows, noise, tail[0])
     grid = _grids.from_timesteps(score.process, tail, ab.size).astype(x.dtype)
+    if k == 1:  # diffusers' one remaining step, to alpha_bar = 1, is the denoiser's x0 prediction
+        return _denoise(score, grid[0], x_t)
     return _simulate(score, method, grid, x=x_t, key=k_rev, final_denoise=True, chunk_size=chunk_size).x
+
+
+@eqx.filter_jit
+def _denoise(score: AbstractScore, t: Array, x: Array) -> Array:
+    return jax.vmap(lambda xi: score.denoise(t, xi))(x)
 
 
 @eqx.filter_jit
