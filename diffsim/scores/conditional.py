@@ -325,7 +325,7 @@ class ConditionalMixture(AbstractConditionalDenoiser):
     def log_weights(self, tokens: Int[Array, " n"], mask: Bool[Array, " n"]) -> Float[Array, " K"]:
         r"""``log pi_k(y_S)``: log prior weights restricted to the components consistent with ``y_S`` and
         renormalised (``-inf`` elsewhere)."""
-        common = jnp.promote_types(self.component_tokens.dtype, tokens.dtype)
+        common = np.promote_types(self.component_tokens.dtype, tokens.dtype)  # NumPy: never raises
         match = jnp.all(
             (self.component_tokens.astype(common) == tokens.astype(common)[None, :]) | ~mask[None, :], axis=1
         )
