@@ -166,3 +166,16 @@ def test_discretisation_split_and_continuous_limit():
         split_map(MIX, 1, (1.0,), (4,), key=jr.key(0), samplers=("heun",))
     with pytest.raises(ValueError, match="steps"):
         split_map(MIX, 1, (1.0,), (), key=jr.key(0))
+
+
+def test_output_modes_of_a_float32_mixture_under_x64():
+    """A float32 mixture under ``jax_enable_x64`` (a float64 process): the PF-ODE likelihood keeps the
+    particles' dtype (it raised a dtype error in Diffrax's buffer before) and counts the float64 modes."""
+    mix32 = GaussianMixture(
+        jnp.full((3,), 1 / 3, jnp.float32), jnp.array([[-M], [0.0], [M]], jnp.float32), 1.0, process=VP.ou()
+    )
+    assert mix32.means.dtype == jnp.float32
+    out = output_modes_1d(mix32, 1, (1.0, 11.0), n_nodes=101, ddpm=False)
+    ref = output_modes_1d(MIX, 1, (1.0, 11.0), n_nodes=101, ddpm=False)
+    assert out["ddim"].tolist() == ref["ddim"].tolist() == [1, 1]
+    assert np.asarray(out["x"]).dtype == np.float32

@@ -399,7 +399,8 @@ def _log_likelihood(score, x, t0, t1, probes, hutchinson, solver, rtol, atol, pr
         else:
             v = score.velocity(t, y)
             div = score.velocity_divergence(t, y)
-        return v, div
+        # the state keeps its dtype: a float64 process (jax_enable_x64) must not promote float32 particles
+        return v.astype(y.dtype), div.astype(y.dtype)
 
     term = dfx.ODETerm(vf)
 
