@@ -32,7 +32,7 @@ def nearest_distance(x: Float[ArrayLike, "N D"], data: Float[ArrayLike, "M D"]) 
 @jax.jit
 def _nearest(x, data):
     def one(xi):
-        return jnp.sqrt(jnp.min(jnp.sum((data - xi) ** 2, axis=-1)))
+        return jnp.sqrt(jnp.min(jnp.sum((data - xi[None, :]) ** 2, axis=-1)))
 
     return jax.lax.map(one, x, batch_size=256)
 
