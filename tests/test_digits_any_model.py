@@ -128,6 +128,22 @@ def test_renoise_retention_matches_feature_retention():
     assert got.retention[0] > 0.9 and got.retention[-1] < got.retention[0] - 0.2
 
 
+def test_renoise_denoise_one_step_is_the_denoiser():
+    """k = 1: diffusers' single remaining step (to alpha_bar = 1) returns the x0 prediction of add_noise's
+    output; the forward normals of row i are those of fold_in(k_noise, i)."""
+    x0 = jnp.asarray(np.array([[1.0, 0.5], [-2.0, 0.3]]))
+    key = jr.key(7)
+    got = cw.renoise_denoise(OPAQUE, x0, 1, alphas_cumprod=AB, timesteps=TIMESTEPS, key=key, n_repeats=2)
+    rows = jnp.repeat(x0, 2, axis=0)
+    k_noise = jr.split(key)[0]
+    eps = jnp.stack([jr.normal(jr.fold_in(k_noise, i), (2,), rows.dtype) for i in range(4)])
+    tau = TIMESTEPS[-1]
+    x_t = np.sqrt(AB[tau]) * rows + np.sqrt(1 - AB[tau]) * eps
+    t = grids.from_timesteps(PROC, np.array([tau]))[0]
+    want = jax.vmap(lambda xi: MIX.denoise(t, xi))(x_t)
+    chex.assert_trees_all_close(got, want, rtol=1e-7, atol=1e-9)
+
+
 def test_renoise_denoise_bad_input():
     x0 = jnp.zeros((3, 2))
     kw = dict(alphas_cumprod=AB, timesteps=TIMESTEPS, key=jr.key(0))
