@@ -168,7 +168,15 @@ class TorchClassifier(CallableClassifier):
         check: bool = True,
     ):
         call = call if call is not None else (_torch_noisy if noisy else _torch_clean)
-        fn = TorchFunction(module, event_shape, (int(n_classes),), call=call, dtype=dtype, device=device)
+        fn = TorchFunction(
+            module,
+            event_shape,
+            (int(n_classes),),
+            call=call,
+            dtype=dtype,
+            device=device,
+            time_grad=time_input != "timestep",
+        )
         super().__init__(
             fn,
             process,

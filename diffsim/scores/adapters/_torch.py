@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import math
 from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any, ClassVar
@@ -38,7 +39,8 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from ...processes import AbstractProcess
-from ._callable import CallableScore, check_event_shape
+from .._conversions import v_from_score
+from ._callable import CallableScore, check_event_shape, prediction_to_x0_eps
 
 
 __all__ = ["TorchFunction", "TorchScore", "import_torch"]
@@ -91,6 +93,7 @@ class TorchFunction(eqx.Module):
     out_shape: tuple[int, ...] = eqx.field(static=True)
     dtype: str = eqx.field(static=True)
     device: str = eqx.field(static=True)
+    time_grad: bool = eqx.field(static=True)
     natively_batched: ClassVar[bool] = True
 
     def __init__(
@@ -102,6 +105,7 @@ class TorchFunction(eqx.Module):
         call: Callable | None = None,
         dtype: str = "float32",
         device: str | None = None,
+        time_grad: bool = True,
     ):
         torch = import_torch()
         if not isinstance(module, torch.nn.Module) and call is None:
@@ -113,6 +117,7 @@ class TorchFunction(eqx.Module):
         self.in_shape = check_event_shape(in_shape)
         self.out_shape = self.in_shape if out_shape is None else check_event_shape(out_shape)
         self.dtype = _check_dtype(dtype)
+        self.time_grad = bool(time_grad)
         self.device = (
             module_device(module)
             if device is None and isinstance(module, torch.nn.Module)
@@ -129,14 +134,24 @@ class TorchFunction(eqx.Module):
                 )
 
     def __hash__(self):
-        return hash((id(self.module), self.call, self.in_shape, self.out_shape, self.dtype, self.device))
+        return hash(
+            (
+                id(self.module),
+                self.call,
+                self.in_shape,
+                self.out_shape,
+                self.dtype,
+                self.device,
+                self.time_grad,
+            )
+        )
 
     def __eq__(self, other):
         return (
             isinstance(other, TorchFunction)
             and other.module is self.module
-            and (other.call, other.in_shape, other.out_shape, other.dtype, other.device)
-            == (self.call, self.in_shape, self.out_shape, self.dtype, self.device)
+            and (other.call, other.in_shape, other.out_shape, other.dtype, other.device, other.time_grad)
+            == (self.call, self.in_shape, self.out_shape, self.dtype, self.device, self.time_grad)
         )
 
     def __call__(self, x: Array, t: Array, cond: Any = None) -> Array:
@@ -180,36 +195,94 @@ class TorchFunction(eqx.Module):
             out = self._run(xt, tt.reshape(-1), ct, n_lead)
         return out.detach().cpu().numpy().reshape(lead + self.out_shape).astype(np.dtype(x.dtype), copy=False)
 
-    def host_backward(self, x, t, cond, g):
-        torch = import_torch()
+    # --- derivatives (inside the callbacks of the tangent map; see _apply_jvp) -----------------------
+    def packed_sizes(self, c_leaves, n_lead: int, nz) -> list[int]:
+        """Per-row sizes of the packed tangent: ``[x] + [t] + [float cond leaves]`` (nonzero ones)."""
+        sizes = [math.prod(self.in_shape)] if nz[0] else []
+        sizes += [1] if nz[1] else []
+        sizes += [math.prod(c.shape[n_lead:]) for c, f in zip(c_leaves, nz[2], strict=True) if f]
+        return sizes
+
+    def _host_inputs(self, x, t, cond, nz):
+        """Torch inputs ``(x, t, cond leaves, cond treedef)`` and the list of differentiated ones."""
         n_lead = x.ndim - len(self.in_shape)
+        xt, tt = self._to_torch(x, n_lead), self._to_torch(t, n_lead).reshape(-1)
+        leaves, treedef = jax.tree.flatten(cond)
+        cts = [self._to_torch(c, n_lead) for c in leaves]
+        diff = ([0] if nz[0] else []) + ([1] if nz[1] else [])
+        diff += [2 + i for i, f in enumerate(nz[2]) if f]
+        return n_lead, [xt, tt, *cts], treedef, diff
+
+    def _call_with(self, inputs, treedef, n_lead):
+        xt, tt, *cts = inputs
+        cond = None if treedef.num_leaves == 0 and not cts else jax.tree.unflatten(treedef, cts)
+        return self._run(xt, tt, cond, n_lead)
+
+    def _unpack(self, b, inputs, diff, n_lead):
+        rows = b.shape[0]
+        out, start = [], 0
+        for i in diff:
+            size = math.prod(inputs[i].shape[1:]) if i != 1 else 1
+            out.append(b[:, start : start + size].reshape(inputs[i].shape))
+            start += size
+        del rows
+        return out
+
+    def host_jvp(self, x, t, cond, b, *, nz, n):
+        r"""``J \dot u`` for the packed tangent ``b (*lead, n)`` by ``torch.func.jvp`` (forward-mode AD);
+        falls back to the double-VJP identity ``J v = d/du [(u^T J) v]`` for modules without forward-mode
+        formulas."""
+        torch = import_torch()
+        n_lead, inputs, treedef, diff = self._host_inputs(x, t, cond, nz)
         lead = tuple(x.shape[:n_lead])
-        xt = self._to_torch(x, n_lead).clone().requires_grad_(True)
-        tt = self._to_torch(t, n_lead).reshape(-1)
+        bt = self._to_torch(b, n_lead)
+        tangents = self._unpack(bt, inputs, diff, n_lead)
+
+        def f(*args):
+            full = list(inputs)
+            for i, a in zip(diff, args, strict=True):
+                full[i] = a
+            return self._call_with(full, treedef, n_lead)
+
+        primals = tuple(inputs[i] for i in diff)
+        try:
+            _, y_dot = torch.func.jvp(f, primals, tuple(tangents))
+        except (RuntimeError, NotImplementedError):  # no forward-mode formula for some op: double VJP
+            with torch.enable_grad():
+                ps = [p.detach().clone().requires_grad_(True) for p in primals]
+                y = f(*ps)
+                u = torch.zeros_like(y, requires_grad=True)
+                g = torch.autograd.grad(y, ps, grad_outputs=u, create_graph=True, allow_unused=True)
+                pairs = [(gi, v) for gi, v in zip(g, tangents, strict=True) if gi is not None]
+                y_dot = torch.autograd.grad([gi for gi, _ in pairs], u, grad_outputs=[v for _, v in pairs])[0]
+        return self._packed_numpy(y_dot.reshape(y_dot.shape[0], -1), lead, n, x.dtype)
+
+    def host_vjp(self, x, t, cond, g, *, nz, n):
+        r"""``J^T g`` for the packed cotangent ``g (*lead, n)`` by ``torch.autograd.grad`` (reverse mode),
+        packed like the tangent."""
+        torch = import_torch()
+        n_lead, inputs, treedef, diff = self._host_inputs(x, t, cond, nz)
+        lead = tuple(x.shape[:n_lead])
         gt = self._to_torch(g, n_lead)
-        ct, wants = None, []
-        if cond is not None:
-            ct = jax.tree.map(lambda c: self._to_torch(c, n_lead).clone(), cond)
-            for c in jax.tree.leaves(ct):
-                if c.is_floating_point():
-                    c.requires_grad_(True)
-                    wants.append(c)
+        rows = gt.shape[0]
+        gy = gt[:, : math.prod(self.out_shape)].reshape((rows,) + self.out_shape)
         with torch.enable_grad():
-            out = self._run(xt, tt, ct, n_lead)
-            grads = torch.autograd.grad(out, [xt, *wants], grad_outputs=gt, allow_unused=True)
-        gx = grads[0] if grads[0] is not None else torch.zeros_like(xt)
-        gx = gx.detach().cpu().numpy().reshape(lead + self.in_shape).astype(np.dtype(x.dtype), copy=False)
-        hosts = [c for c in jax.tree.leaves(cond) if np.issubdtype(np.asarray(c).dtype, np.floating)]
-        gcs = [
-            (torch.zeros_like(w) if gw is None else gw)
-            .detach()
-            .cpu()
-            .numpy()
-            .reshape(np.shape(h))
-            .astype(np.asarray(h).dtype, copy=False)
-            for h, w, gw in zip(hosts, wants, grads[1:], strict=True)
+            full = list(inputs)
+            for i in diff:
+                full[i] = full[i].detach().clone().requires_grad_(True)
+            out = self._call_with(full, treedef, n_lead)
+            grads = torch.autograd.grad(out, [full[i] for i in diff], grad_outputs=gy, allow_unused=True)
+        flat = [
+            (torch.zeros_like(full[i]) if gi is None else gi).reshape(rows, -1)
+            for i, gi in zip(diff, grads, strict=True)
         ]
-        return gx, gcs
+        return self._packed_numpy(torch.cat(flat, -1), lead, n, x.dtype)
+
+    @staticmethod
+    def _packed_numpy(ten, lead, n, dtype):
+        arr = ten.detach().cpu().numpy().astype(np.dtype(dtype), copy=False)
+        arr = np.pad(arr, [(0, 0), (0, n - arr.shape[-1])])
+        return arr.reshape(lead + (n,))
 
 
 def _forward_cb(fn: TorchFunction, x, t, cond):
@@ -219,39 +292,90 @@ def _forward_cb(fn: TorchFunction, x, t, cond):
     )
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _is_zero(tangent) -> bool:
+    return isinstance(tangent, jax.custom_derivatives.SymbolicZero)
+
+
+@jax.custom_jvp
+def _first_order_only(a):
+    """The identity; differentiating it raises: it marks the bridge's residuals (second derivatives of the
+    torch model, e.g. ``jax.hessian`` of a functional of a torch score, are not available)."""
+    return a
+
+
+@_first_order_only.defjvp
+def _first_order_only_jvp(primals, tangents):
+    raise NotImplementedError(
+        "Second derivatives through the PyTorch bridge are not available: the bridge gives first "
+        "derivatives of the torch model in forward mode (jax.jvp, jacfwd) and reverse mode (jax.grad, "
+        "jacrev), but not derivatives of those (e.g. jax.hessian or jacfwd(grad) of a functional of a torch "
+        "model's output). The Hessian of log p_t of a TorchScore is the first derivative of its score: use "
+        "TorchScore.hessian or jax.jacfwd(score)."
+    )
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
 def _apply(fn: TorchFunction, x, t, cond):
     return _forward_cb(fn, x, t, cond)
 
 
-def _apply_fwd(fn, x, t, cond):
-    return _forward_cb(fn, x, t, cond), (x, t, cond)
+def _apply_jvp(fn: TorchFunction, primals, tangents):
+    r"""``y = f(x, t, c)``, ``\dot y = J_x \dot x + J_t \dot t + J_c \dot c`` (nonzero tangents only).
 
-
-def _apply_bwd(fn, res, g):
-    """``(g^T dy/dx, 0, g^T dy/dc)`` by ``torch.autograd.grad`` in one (batched) callback."""
-    x, t, cond = res
-    leaves, treedef = jax.tree.flatten(cond)
-    is_float = [jnp.issubdtype(c.dtype, jnp.floating) for c in leaves]
-    shapes = (
-        jax.ShapeDtypeStruct(x.shape, x.dtype),
-        [jax.ShapeDtypeStruct(c.shape, c.dtype) for c, f in zip(leaves, is_float, strict=True) if f],
+    The tangent map is a :func:`jax.lax.custom_linear_solve` with the identity as its operator, whose
+    ``solve`` is the torch JVP (``torch.func.jvp``) and whose ``transpose_solve`` is the torch VJP
+    (``torch.autograd.grad``): JAX transposes it for reverse mode and batches it under ``vmap``. The
+    tangents are packed into one flat vector per batch row (padded to ``max(n_in, n_out)``: the solve is
+    square)."""
+    x, t, cond = primals
+    x_dot, t_dot, c_dot = tangents
+    y = _apply(fn, x, t, cond)
+    n_lead = x.ndim - len(fn.in_shape)
+    lead = x.shape[:n_lead]
+    c_leaves = jax.tree.leaves(cond)
+    c_dots = jax.tree.leaves(c_dot, is_leaf=_is_zero) if cond is not None else []
+    c_nz = tuple(
+        bool(jnp.issubdtype(c.dtype, jnp.floating)) and not _is_zero(cd) and cd.dtype != jax.dtypes.float0
+        for c, cd in zip(c_leaves, c_dots, strict=True)
     )
-    gx, g_float = jax.pure_callback(fn.host_backward, shapes, x, t, cond, g, vmap_method="broadcast_all")
-    it = iter(g_float)
-    gc = None
-    if cond is not None:
-        gc = jax.tree.unflatten(
-            treedef,
-            [
-                next(it) if f else np.zeros(c.shape, jax.dtypes.float0)
-                for c, f in zip(leaves, is_float, strict=True)
-            ],
+    nz = (not _is_zero(x_dot), not _is_zero(t_dot), c_nz)
+    if nz[1] and not fn.time_grad:
+        raise ValueError(
+            "d/dt through the PyTorch bridge: the model takes integer timesteps of a discrete schedule "
+            '(time_input="timestep"), where a derivative in time is not defined; differentiate in x only, '
+            'or wrap a model whose time input is continuous ("t", "log_snr", "sigma").'
         )
-    return gx, jnp.zeros_like(t), gc
+    if not (nz[0] or nz[1] or any(c_nz)):
+        return y, jnp.zeros_like(y)
+    sizes = fn.packed_sizes(c_leaves, n_lead, nz)
+    n = max(sum(sizes), math.prod(fn.out_shape))
+    parts = []
+    if nz[0]:
+        parts.append(x_dot.reshape(lead + (-1,)))
+    if nz[1]:
+        parts.append(jnp.broadcast_to(t_dot, lead).reshape(lead + (1,)))
+    parts += [cd.reshape(lead + (-1,)) for cd, f in zip(c_dots, c_nz, strict=True) if f]
+    b = jnp.concatenate([p.astype(x.dtype) for p in parts], -1)
+    b = jnp.pad(b, [(0, 0)] * n_lead + [(0, n - b.shape[-1])])
+    res = jax.tree.map(_first_order_only, (x, t, cond))
+    packed = jax.ShapeDtypeStruct(b.shape, b.dtype)
+
+    def solve(_, rhs):
+        return jax.pure_callback(
+            functools.partial(fn.host_jvp, nz=nz, n=n), packed, *res, rhs, vmap_method="broadcast_all"
+        )
+
+    def transpose_solve(_, cot):
+        return jax.pure_callback(
+            functools.partial(fn.host_vjp, nz=nz, n=n), packed, *res, cot, vmap_method="broadcast_all"
+        )
+
+    out = jax.lax.custom_linear_solve(lambda v: v, b, solve, transpose_solve)
+    y_dot = out[..., : math.prod(fn.out_shape)].reshape(y.shape)
+    return y, y_dot
 
 
-_apply.defvjp(_apply_fwd, _apply_bwd)
+_apply.defjvp(_apply_jvp, symbolic_zeros=True)
 
 
 class TorchScore(CallableScore):
@@ -283,7 +407,9 @@ class TorchScore(CallableScore):
         num_train_timesteps: int | None = None,
         check: bool = True,
     ):
-        fn = TorchFunction(module, event_shape, call=call, dtype=dtype, device=device)
+        fn = TorchFunction(
+            module, event_shape, call=call, dtype=dtype, device=device, time_grad=time_input != "timestep"
+        )
         super().__init__(
             fn,
             process,
@@ -305,3 +431,53 @@ class TorchScore(CallableScore):
     def hessian(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, "d d"]:
         r"""``\nabla_x^2 log p_t(x)`` as the reverse-mode Jacobian of the score (torch autograd)."""
         return jax.jacrev(lambda y: self.score(t, y))(x)
+
+    # --- classifier-free guidance pair protocol (see diffsim.scores.guidance._joint) ------------------
+    def _pairs_with(self, unconditional: Any) -> bool:
+        """Two TorchScores of one module (same call, shapes, dtype, device, process, parametrisation and
+        time input) that differ only in ``cond`` (same structure, shapes and dtypes): one torch call of the
+        doubled batch serves both branches, as in diffusers' pipelines."""
+        if type(unconditional) is not type(self) or unconditional.fn != self.fn:
+            return False
+        same = (
+            unconditional.event_shape == self.event_shape
+            and unconditional.parametrisation == self.parametrisation
+            and unconditional.time_input == self.time_input
+            and unconditional.num_train_timesteps == self.num_train_timesteps
+            and unconditional.timestep_snap == self.timestep_snap
+            and (
+                unconditional.process is self.process
+                or bool(eqx.tree_equal(unconditional.process, self.process))
+            )
+        )
+        if not same or self.cond is None or unconditional.cond is None:
+            return False
+        spec = lambda c: jax.tree.map(lambda a: (a.shape, a.dtype), c)  # noqa: E731
+        return jax.tree.structure(self.cond) == jax.tree.structure(unconditional.cond) and spec(
+            self.cond
+        ) == spec(unconditional.cond)
+
+    def _guidance_pair(self, unconditional: Any, scale: Array, t: ArrayLike, x: Array, kind: str) -> Array:
+        r"""``u + w (c - u)`` of the prediction ``kind`` from ONE torch call on the doubled batch
+        ``[x, x]`` with conditions ``[cond_u, cond_c]`` (under ``vmap`` over ``N`` particles: one call of
+        batch ``2N``). Each row is converted exactly as :meth:`score` / :meth:`denoise` / :meth:`eps` /
+        :meth:`v_prediction` convert a single branch's output."""
+        t_given, t = t, jnp.asarray(t, dtype=x.dtype)
+        xb = jnp.broadcast_to(x, (2,) + x.shape).reshape((2,) + self.event_shape)
+        tb = jnp.broadcast_to(self.model_time(t).astype(x.dtype), (2,))
+        cond = jax.tree.map(lambda u, c: jnp.stack([u, c]), unconditional.cond, self.cond)
+        pred = self.fn(xb, tb, cond).reshape(2, self.dim).astype(x.dtype)
+
+        def one(p):
+            if kind == "score" and self.parametrisation == "score":
+                return p
+            x0, eps = prediction_to_x0_eps(self.process, t, x, p, self.parametrisation)
+            if kind == "x0":
+                return x0
+            if kind == "eps":
+                return eps
+            score = p if self.parametrisation == "score" else -eps / self.process.sigma(t).astype(x.dtype)
+            return score if kind == "score" else v_from_score(self.process, t_given, x, score)
+
+        u, c = one(pred[0]), one(pred[1])
+        return u + scale.astype(x.dtype) * (c - u)
