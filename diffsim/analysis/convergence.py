@@ -7,17 +7,19 @@ only usable where they stand clear of their standard error.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
-from jaxtyping import ArrayLike, Bool, Float
+from jaxtyping import ArrayLike, Bool, Float, Real
 
 
 __all__ = ["fit_order", "significant_tail"]
 
 
 def fit_order(
-    steps: Float[ArrayLike, " m"],
-    errors: Float[ArrayLike, " m"],
-    mask: Bool[ArrayLike, " m"] | None = None,
+    steps: Real[ArrayLike, " m"] | Sequence[float],
+    errors: Float[ArrayLike, " m"] | Sequence[float],
+    mask: Bool[ArrayLike, " m"] | Sequence[bool] | None = None,
     last: int = 3,
 ) -> float:
     """Slope of ``-log(error)`` vs ``log(steps)`` (least squares) over the finest ``last`` usable step counts;
@@ -36,7 +38,9 @@ def fit_order(
 
 
 def significant_tail(
-    gaps: Float[ArrayLike, " m"], ses: Float[ArrayLike, " m"], n_se: float = 4.0
+    gaps: Float[ArrayLike, " m"] | Sequence[float],
+    ses: Float[ArrayLike, " m"] | Sequence[float],
+    n_se: float = 4.0,
 ) -> Bool[np.ndarray, " m"]:
     """Mask of the contiguous run of step counts, ending at the finest, whose signed gap exceeds ``n_se``
     standard errors with the sign of the finest such gap (pre-asymptotic sign changes, as in DDPM's variance
