@@ -13,12 +13,17 @@ buffer. On a CUDA device the inputs are moved with ``.to(device)`` (one host-to-
 **dtype.** ``dtype`` (``"float32"`` or ``"float64"``) is the module's parameter dtype (checked at
 construction) and the dtype the states must have (checked when traced); outputs of another dtype raise.
 
-**Gradients.** A :func:`jax.custom_vjp` runs ``torch.autograd.grad`` in its backward pass: for a cotangent
-``g`` of the output ``y = f(x, t, c)`` it returns ``(g^T dy/dx, 0, g^T dy/dc)`` (no gradient in ``t``; a
-float ``c`` such as a prompt embedding gets its gradient, an integer one none). So ``jax.grad`` of any
-functional of the score (classifier guidance with a torch classifier, saliency maps) and ``jax.jacrev``
-(Hessians of ``log p_t``: :meth:`TorchScore.hessian`) work through the bridge; forward mode
-(``jax.jvp``, ``jacfwd``) does not.
+**Derivatives.** The call is a :func:`jax.custom_jvp` whose tangent map ``(x', t', c') -> J_x x' + J_t t' +
+J_c c'`` is a :func:`jax.lax.custom_linear_solve` with the identity as its operator: ``solve`` runs torch's
+forward-mode AD (``torch.func.jvp``; without forward-mode formulas, the double-VJP identity ``J v =
+d/du [(u^T J) v]``) and ``transpose_solve`` runs ``torch.autograd.grad`` (``g -> (g^T dy/dx, g^T dy/dt,
+g^T dy/dc)``). JAX transposes the solve for reverse mode and batches it under ``vmap``, so ``jax.grad``,
+``jacrev`` (one torch forward-and-backward), ``jax.jvp``, ``jacfwd`` and matrix-free Hessian-vector
+products (one batched torch JVP) all work. The time input is differentiated by torch (``t``, log-SNR,
+sigma inputs); for integer timesteps (``time_grad=False``) a time derivative raises. A float ``c`` (a
+prompt embedding) gets its derivative, an integer one none. Second derivatives of the torch model
+(``jax.hessian`` of a functional of its output) raise ``NotImplementedError``: the solve's residuals are
+marked first-order only, so a wrong (silently truncated) second derivative cannot occur.
 
 torch is an optional extra (``pip install diffsim[torch]``), imported on first use.
 """
@@ -84,7 +89,8 @@ class TorchFunction(eqx.Module):
 
     ``call(module, x, t, cond) -> tensor`` says how to call the module (default ``module(x, t[, cond])``,
     taking ``.sample`` of a diffusers output). Any number of leading vmapped axes are flattened into one
-    torch batch.
+    torch batch. ``time_grad=False`` marks a module on integer timesteps, whose derivative in time is not
+    defined (differentiating it in ``t`` raises ``ValueError``).
     """
 
     module: Any = eqx.field(static=True)
@@ -388,8 +394,10 @@ class TorchScore(CallableScore):
     ``N`` particles is one torch forward with batch ``N``; ``jax.grad`` through the score is one torch
     backward (``torch.autograd``).
 
-    :meth:`hessian` uses reverse mode (``jax.jacrev``: one batched torch backward of size ``d``), since the
-    bridge has no forward-mode derivative.
+    :meth:`hessian` uses reverse mode (``jax.jacrev``: one batched torch backward of size ``d``); forward
+    mode (``jax.jacfwd``, one batched ``torch.func.jvp``) gives the same. Two TorchScores of one module that
+    differ only in ``cond`` form a classifier-free guidance pair evaluated in one torch call of the doubled
+    batch (:meth:`_guidance_pair`).
     """
 
     def __init__(
