@@ -237,7 +237,8 @@ class TorchFunction(eqx.Module):
     def host_jvp(self, x, t, cond, b, *, nz, n):
         r"""``J \dot u`` for the packed tangent ``b (*lead, n)`` by ``torch.func.jvp`` (forward-mode AD);
         falls back to the double-VJP identity ``J v = d/du [(u^T J) v]`` for modules without forward-mode
-        formulas."""
+        formulas. Attention runs on PyTorch's math SDPA kernel here (the fused kernels have no forward-mode
+        derivative)."""
         torch = import_torch()
         n_lead, inputs, treedef, diff = self._host_inputs(x, t, cond, nz)
         lead = tuple(x.shape[:n_lead])
@@ -251,10 +252,15 @@ class TorchFunction(eqx.Module):
             return self._call_with(full, treedef, n_lead)
 
         primals = tuple(inputs[i] for i in diff)
+        # fused attention kernels (flash / memory-efficient SDPA) have no forward-mode or double-backward
+        # formulas; the math kernel is plain matmuls and softmax, which have both
+        attention = importlib.import_module("torch.nn.attention")
+        math_sdpa = functools.partial(attention.sdpa_kernel, [attention.SDPBackend.MATH])
         try:
-            _, y_dot = torch.func.jvp(f, primals, tuple(tangents))
+            with math_sdpa():
+                _, y_dot = torch.func.jvp(f, primals, tuple(tangents))
         except (RuntimeError, NotImplementedError):  # no forward-mode formula for some op: double VJP
-            with torch.enable_grad():
+            with torch.enable_grad(), math_sdpa():
                 ps = [p.detach().clone().requires_grad_(True) for p in primals]
                 y = f(*ps)
                 u = torch.zeros_like(y, requires_grad=True)
