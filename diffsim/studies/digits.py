@@ -16,7 +16,7 @@ Protocol (docs/digits.md has the theory and every constant), one part each:
    against samples of the memorising :class:`~diffsim.EmpiricalScore`.
 5. ``dsm``: the DSM loss of the network beside the exact empirical score, which minimises the objective.
 6.-9. ``class_windows``, ``sd_protocol``, ``guidance_sweep``, ``class_information``: the model-agnostic
-   analyses on the trained UNet and classifier (``_digits_any_model``).
+   analyses on the trained UNet and classifier (``_digits_any_model``, ``_digits_any_model_info``).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from ..scores import PARAMETRISATIONS
 from ..scores.empirical import EmpiricalScore
 from ..scores.nn import UNetScore
 from ..training import WEIGHTINGS, TrainConfig, dsm_loss_terms, train_or_load
-from . import _digits_any_model as any_model
+from . import _digits_any_model as any_model, _digits_any_model_info as any_model_info
 from ._figures import digits as figures
 from ._runner import Check, Figure, Part, PartContext, Study, check, register_study
 
@@ -455,6 +455,7 @@ STUDY = register_study(
             Part("memorisation", compute_memorisation, checks_memorisation, figures_memorisation),
             Part("dsm", compute_dsm, checks_dsm),
             *any_model.PARTS,
+            *any_model_info.PARTS,
         ],
         quick=_QUICK,
         description="Class-conditional UNet on 8x8 digits: samplers, guidance, accuracy, FD, memorisation",
