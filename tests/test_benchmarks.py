@@ -209,3 +209,25 @@ def test_ridge_matrix_free_benchmark_smoke(tmp_path):
     assert rec["agreement"]["same_mask"] and rec["agreement"]["n_valid_dense"] >= 1
     assert rec["agreement"]["max_abs_projector_error"] < 1e-6
     assert rec["agreement"]["max_rel_newton_error"] < 1e-6
+
+
+def test_samplers_benchmark_smoke(tmp_path):
+    """benchmarks/samplers.py at its smoke size: it writes its JSON and markdown, times every new sampler
+    through ``simulate`` (and the fused scan for Euler ancestral), and, where k-diffusion is installed, its
+    LMS (deterministic, same sigmas and denoiser) agrees with diffsim's in float32."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "samplers.py"
+    spec = importlib.util.spec_from_file_location("diffsim_benchmark_samplers", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    data = mod.main(["--smoke", "--out", str(tmp_path)])
+    stem = f"samplers-{data['device']['name']}-smoke"
+    assert json.loads((tmp_path / f"{stem}.json").read_text())["records"] == data["records"]
+    assert "| `lms` |" in (tmp_path / f"{stem}.md").read_text()
+    recs = {r["sampler"]: r for r in data["records"]}
+    assert set(recs) == set(mod.SAMPLERS)
+    assert all(r["time_per_step_s"]["diffsim"] > 0 for r in recs.values())
+    assert recs["euler_ancestral"]["time_per_step_s"]["fused_scan"] > 0
+    if "k_diffusion" in recs["lms"]["time_per_step_s"]:
+        assert recs["lms"]["max_abs_diff_k_diffusion"] < 1e-4
+    else:
+        assert recs["lms"]["k_diffusion"].startswith("skipped")
