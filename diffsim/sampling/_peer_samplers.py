@@ -449,13 +449,14 @@ class LMS(AbstractFixedSampler):
 
     **Pathwise order 2** (the class ``order``), not ``lms_order``. Each Adams-Bashforth step of order
     ``q`` has local error ``O(h^{q+1})`` and, with exact starting values, the ``q = 4`` method converges at
-    order 4 (Hairer, Norsett & Wanner, *Solving ODEs I*, III.2 and III.4: a ``k``-step method of order
-    ``p`` with starting values of error ``O(h^p)`` converges at order ``p``). k-diffusion's self-start
+    order 4 (Hairer, Norsett & Wanner, *Solving Ordinary Differential Equations I*, Sec. III.4: a stable
+    ``k``-step method of order ``p`` with starting values of error ``O(h^p)`` converges at order ``p``;
+    the starting errors enter the global error undamped). k-diffusion's self-start
     (orders 1, 2, 3 on the first three steps) gives starting values whose error is the first Euler step's
     local error ``O(h^2)``; that error is carried to the end by the (stable) recursion, so the global
     error is ``O(h^2)``. Its constant is small (the first step runs at ``sigma_max``, where the PF-ODE
     path is nearly straight), so the fourth-order terms dominate coarse grids: measured on a Gaussian,
-    local slopes of 3 to 3.8 up to a few hundred steps, then falling to 2.1 (VE, 1024 steps), and 4.0
+    local slopes of 3 to 3.8 up to a few hundred steps, then falling to 2.0 (VE, 1024-4096 steps), and 4.0
     with exact starting values (``tests/test_sampler_orders.py``).
     """
 
