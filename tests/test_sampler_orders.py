@@ -45,7 +45,7 @@ def _sig(p, t):
 def _exact_pf_map(p, x, s, t):
     cs = p.alpha(s) ** 2 * LAM + p.sigma2(s)
     ct = p.alpha(t) ** 2 * LAM + p.sigma2(t)
-    return p.alpha(t) * MU + jnp.sqrt(ct / cs) * (x - p.alpha(s) * MU)
+    return p.alpha(t) * MU[None, :] + jnp.sqrt(ct / cs)[None, :] * (x - p.alpha(s) * MU[None, :])
 
 
 def _slope(ns, errs):
@@ -115,8 +115,9 @@ def _lms_exact_start(p, gm, grid, x):
     prev = s0 * (s0 / s1) ** jnp.arange(1, 4)  # sigma_{-1}, sigma_{-2}, sigma_{-3}
 
     def one(xi):
-        y = MU + jnp.sqrt((LAM + prev[:, None] ** 2) / (LAM + s0**2)) * (xi / a0 - MU)
-        d = prev[:, None] / (LAM + prev[:, None] ** 2) * (y - MU)  # (y - D) / sigma on the exact path
+        lam, mu, sig = LAM[None, :], MU[None, :], prev[:, None]
+        y = mu + jnp.sqrt((lam + sig**2) / (lam + s0**2)) * (xi / a0 - MU)[None, :]
+        d = sig / (lam + sig**2) * (y - mu)  # (y - D) / sigma on the exact path, shape (3, 2)
         return _run(lms, gm, grid, LMSState(xi, d, prev, jnp.asarray(3, jnp.int32)), jnp.zeros((n, 2)))
 
     return jax.vmap(one)(x)
