@@ -118,7 +118,7 @@ def _classifier(ctx: PartContext):
 
 
 def _stderr_diff(a_se: Any, b_se: Any) -> np.ndarray:
-    return np.hypot(np.asarray(a_se), np.asarray(b_se))
+    return np.asarray(np.hypot(np.asarray(a_se), np.asarray(b_se)))
 
 
 # --- 1. class windows: feature retention of real digits and membership inference ------------------------
