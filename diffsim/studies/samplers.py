@@ -11,7 +11,8 @@ the same prior draws at every step count, and its output is compared with the ex
 - **pathwise error** of the deterministic (PF-ODE) samplers against an adaptive Tsit5 solve from the same
   starting points: its slope in ``log(steps)`` is the sampler's order (Euler and DDIM 1, Heun and
   DPM-Solver++(2M) 2, UniPC(bh2) 3, LMS 2 as k-diffusion starts it, 4 only from exact starting values),
-  free of Monte-Carlo noise. Every order is read
+  free of Monte-Carlo noise. Every order is read from the sampler class
+  (``SAMPLER_REGISTRY[name].order``).
 
 For the stochastic samplers the weak order is fitted on the NLL gap over the finest step counts whose gap
 exceeds four Monte-Carlo standard errors with a consistent sign (theory: weak order 1 for Euler-Maruyama,
