@@ -51,7 +51,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray
 
 from ..._validation import as_float_array, check_key, check_point, check_positive_int
-from ...scores._base import AbstractScore
+from ...scores._base import AbstractAnalyticScore, AbstractScore
 from ._geometry import (
     SCMSResult,
     _check_intrinsic_dim,
@@ -63,15 +63,21 @@ from ._geometry import (
 )
 
 
-_MODES = ("forward", "reverse")
+_MODES = ("auto", "forward", "reverse", "symmetric")
 
 
 # =====================================================================================================
 # validation
 # =====================================================================================================
-def _check_mode(mode) -> str:
+def _check_mode(mode, score=None) -> str:
+    """The Hessian-vector product mode; ``"auto"`` is ``"forward"`` for a score with a closed-form
+    density (an exact gradient field: its Jacobian is symmetric) and ``"symmetric"`` for any other score
+    (a learned score is not a gradient field: its Jacobian ``J`` is not symmetric, and the Hessian estimate
+    is the symmetric part ``(J + J^T) / 2``, which is also what the dense route's ``eigh`` reads)."""
     if mode not in _MODES:
         raise ValueError(f"`mode` must be one of {_MODES}, got {mode!r}.")
+    if mode == "auto":
+        return "forward" if isinstance(score, AbstractAnalyticScore) else "symmetric"
     return mode
 
 
@@ -113,7 +119,7 @@ def _prepare(score, t, x, key, mode):
     t = _check_t(score, t)
     pts, single = _check_points(x, score.dim)
     key = check_key(key)
-    mode = _check_mode(mode)
+    mode = _check_mode(mode, score)
     keys = jax.vmap(lambda i: jr.fold_in(key, i))(jnp.arange(pts.shape[0]))
     return t.astype(pts.dtype), pts, single, keys, mode
 
@@ -131,8 +137,12 @@ def _linearise(score, t, x, mode: str):
     if mode == "forward":
         g, lin = jax.linearize(fn, x)
         return g, jax.vmap(lin, in_axes=1, out_axes=1)
-    g, pullback = jax.vjp(fn, x)
-    return g, jax.vmap(lambda v: pullback(v)[0], in_axes=1, out_axes=1)
+    if mode == "reverse":
+        g, pullback = jax.vjp(fn, x)
+        return g, jax.vmap(lambda v: pullback(v)[0], in_axes=1, out_axes=1)
+    g, lin = jax.linearize(fn, x)
+    lin_t = jax.linear_transpose(lin, x)
+    return g, jax.vmap(lambda v: 0.5 * (lin(v) + lin_t(v)[0]), in_axes=1, out_axes=1)
 
 
 def _orthonormalise_against(basis, block):
@@ -208,7 +218,7 @@ def hessian_vector_product(
     x: Float[ArrayLike, "*N D"],
     v: Float[ArrayLike, " D *m"],
     *,
-    mode: str = "forward",
+    mode: str = "auto",
 ) -> Float[Array, " D *m"]:
     r"""``\nabla^2 log p_t(x) v`` at ONE point without forming the Hessian: the Jacobian of the score
     applied to ``v``, ``jax.jvp(lambda y: score(t, y), (x,), (v,))[1]``.
@@ -218,7 +228,10 @@ def hessian_vector_product(
         t: forward time ``t > 0``.
         x: one point, shape ``(D,)`` (a batch is an error: ``vmap`` this function).
         v: one direction ``(D,)`` or a block of directions ``(D, m)`` (columns).
-        mode: ``"forward"`` (JVP, default) or ``"reverse"`` (VJP ``v^T J``: the same for a gradient field,
+        mode: ``"auto"`` (default: ``"forward"`` for closed-form scores, ``"symmetric"`` otherwise),
+            ``"symmetric"`` (``(J v + J^T v) / 2``: the Hessian estimate of a learned score, whose Jacobian
+            ``J`` is not symmetric), ``"forward"`` (JVP) or ``"reverse"`` (VJP ``v^T J``: the same for a
+            gradient field,
             and the route for scores that support only reverse mode, e.g. a PyTorch adapter).
     """
     _check_score(score)
@@ -228,7 +241,7 @@ def hessian_vector_product(
     vec = as_float_array(v, "v", ndim=(1, 2))
     if vec.shape[0] != score.dim:
         raise ValueError(f"`v` must have shape ({score.dim},) or ({score.dim}, m), got {vec.shape}.")
-    mode = _check_mode(mode)
+    mode = _check_mode(mode, score)
     block = vec[:, None] if vec.ndim == 1 else vec
     out = _hvp(score, t.astype(arr.dtype), arr, block.astype(arr.dtype), mode)
     return out[:, 0] if vec.ndim == 1 else out
@@ -252,7 +265,7 @@ def hessian_spectrum_matrix_free(
     key: PRNGKeyArray,
     block_size: int | None = None,
     num_iter: int | None = None,
-    mode: str = "forward",
+    mode: str = "auto",
 ) -> tuple[Float[Array, "*N k"], Float[Array, "*N D k"]]:
     r"""The ``num_eigs`` algebraically largest eigenvalues (descending) and eigenvectors (columns) of
     ``\nabla^2 log p_t`` at each point, by block Lanczos on Hessian-vector products (module docstring):
@@ -270,7 +283,8 @@ def hessian_spectrum_matrix_free(
             random columns). It must be at least the multiplicity of any repeated eigenvalue wanted.
         num_iter: block iterations (default: a basis of about ``max(64, 4 block_size)`` vectors, at most
             ``D``); ``num_iter * block_size <= D``.
-        mode: ``"forward"`` (JVP) or ``"reverse"`` (VJP) Hessian-vector products.
+        mode: ``"auto"`` (default: ``"forward"`` for closed-form scores, ``"symmetric"`` ``(J + J^T) / 2``
+            for learned ones), ``"forward"`` (JVP), ``"reverse"`` (VJP) or ``"symmetric"`` products.
     """
     _check_score(score)
     keep = _check_num_eigs(num_eigs, score.dim)
@@ -366,7 +380,7 @@ def ridge_geometry_matrix_free(
     relative_gap: bool = True,
     block_size: int | None = None,
     num_iter: int | None = None,
-    mode: str = "forward",
+    mode: str = "auto",
 ) -> MatrixFreeRidgeGeometry:
     r"""Ridge geometry of the ``intrinsic_dim``-ridge of ``log p_t`` from Hessian-vector products: the
     matrix-free counterpart of :func:`ridge_geometry` (same gap, mask, residual ``|P_perp g|`` and
@@ -386,7 +400,8 @@ def ridge_geometry_matrix_free(
         block_size: columns per Lanczos block (default ``k + 2``: the score and ``k + 1`` random columns).
         num_iter: block iterations (default: a basis of about ``max(64, 4 block_size)`` vectors, at most
             ``D``); ``num_iter * block_size <= D``.
-        mode: ``"forward"`` (JVP) or ``"reverse"`` (VJP) Hessian-vector products.
+        mode: ``"auto"`` (default: ``"forward"`` for closed-form scores, ``"symmetric"`` ``(J + J^T) / 2``
+            for learned ones), ``"forward"`` (JVP), ``"reverse"`` (VJP) or ``"symmetric"`` products.
     """
     _check_score(score)
     k = _check_intrinsic_dim(intrinsic_dim, score.dim)
@@ -475,7 +490,7 @@ def scms_project_matrix_free(
     relative_gap: bool = True,
     block_size: int | None = None,
     num_iter: int | None = None,
-    mode: str = "forward",
+    mode: str = "auto",
 ) -> SCMSResult:
     r"""Subspace-constrained mean shift onto the ``intrinsic_dim``-ridge from Hessian-vector products:
     the matrix-free counterpart of :func:`scms_project` (same iteration
@@ -497,7 +512,8 @@ def scms_project_matrix_free(
         relative_gap: relative (default) or absolute gap.
         block_size: columns per Lanczos block (default ``k + 2``).
         num_iter: block iterations per Lanczos run (default as in :func:`ridge_geometry_matrix_free`).
-        mode: ``"forward"`` (JVP) or ``"reverse"`` (VJP) Hessian-vector products.
+        mode: ``"auto"`` (default: ``"forward"`` for closed-form scores, ``"symmetric"`` ``(J + J^T) / 2``
+            for learned ones), ``"forward"`` (JVP), ``"reverse"`` (VJP) or ``"symmetric"`` products.
     """
     _check_score(score)
     k = _check_intrinsic_dim(intrinsic_dim, score.dim)
