@@ -135,7 +135,11 @@ def test_classifier_guidance_loop_and_features(problem, exact):
         (dict(classifier=lambda x: jnp.zeros((3, 2))), ValueError, "`classifier`"),
         (dict(features=lambda x: x[:2]), ValueError, "`features`"),
         (dict(target=5), ValueError, "`target`"),
-        (dict(guided="cfg"), TypeError, "`guided`"),
+        (
+            dict(guided="cfg"),
+            TypeError,
+            "guided",
+        ),  # the function's own error or the type checker's: both name it
         (dict(grid=jnp.array([0.1, 0.5])), ValueError, "`grid`"),
     ],
 )
