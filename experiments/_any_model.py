@@ -25,7 +25,14 @@ from typing import Any
 import numpy as np
 
 
-__all__ = ["add_model_arguments", "load_callable", "load_model", "parse_prompt", "read_config_file"]
+__all__ = [
+    "add_model_arguments",
+    "load_callable",
+    "load_model",
+    "parse_prompt",
+    "read_config_file",
+    "scheduler_timesteps",
+]
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, *, classifier: bool = False) -> None:
@@ -53,6 +60,20 @@ def load_model(path: str | Path, *, dtype: str = "float32", device: str = "cpu")
             f"--model: {str(root)!r} is not a directory (a diffusers save_pretrained layout)."
         )
     return DiffusersPipeline.load(root, dtype=dtype, device=device)
+
+
+def scheduler_timesteps(pipe: Any, steps: int) -> np.ndarray:
+    """The integer timesteps the pipeline's own scheduler would use for ``steps`` inference steps (its
+    ``timestep_spacing`` and ``steps_offset``), via :func:`diffsim.sampling.grids.diffusers_timesteps`."""
+    from diffsim.sampling import grids
+
+    cfg = pipe.scheduler.config
+    return grids.diffusers_timesteps(
+        steps,
+        pipe.num_train_timesteps,
+        spacing=getattr(cfg, "timestep_spacing", "leading"),
+        steps_offset=int(getattr(cfg, "steps_offset", 0)),
+    )
 
 
 def parse_prompt(text: str | None, *, name: str = "--prompt") -> Any:

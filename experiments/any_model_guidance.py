@@ -34,6 +34,7 @@ from _any_model import (  # noqa: E402
     load_model,
     parse_prompt,
     read_config_file,
+    scheduler_timesteps,
 )
 
 
@@ -85,18 +86,6 @@ class SweepResult:
     sweep: Any = dataclasses.field(default=None, metadata={"json": False})
 
 
-def _timesteps(pipe, steps: int):
-    from diffsim.sampling import grids
-
-    cfg = pipe.scheduler.config
-    return grids.diffusers_timesteps(
-        steps,
-        pipe.num_train_timesteps,
-        spacing=getattr(cfg, "timestep_spacing", "leading"),
-        steps_offset=int(getattr(cfg, "steps_offset", 0)),
-    )
-
-
 def compute_sweep(config: Config, ctx: Any) -> SweepResult:
     import jax.random as jr
 
@@ -117,7 +106,7 @@ def compute_sweep(config: Config, ctx: Any) -> SweepResult:
             f"{negative.shape[0]}."
         )
     guided = pipe.guided(prompt, 1.0, negative_prompt=negative)
-    timesteps = _timesteps(pipe, config.steps)
+    timesteps = scheduler_timesteps(pipe, config.steps)
     sweep = model_guidance_sweep(
         guided,
         config.scales,

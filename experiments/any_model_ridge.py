@@ -30,7 +30,13 @@ from typing import Any
 
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _any_model import add_model_arguments, load_model, parse_prompt, read_config_file  # noqa: E402
+from _any_model import (  # noqa: E402
+    add_model_arguments,
+    load_model,
+    parse_prompt,
+    read_config_file,
+    scheduler_timesteps,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +101,7 @@ def compute_ridge(config: Config, ctx: Any) -> RidgeRun:
     times = [float(p.t_min + f * (p.t_max - p.t_min)) for f in config.t]
     key = jr.key(config.seed)
     k_sample, k_noise, k_lanczos = jr.split(key, 3)
-    grid = pipe.times(_timesteps(pipe, config.steps))
+    grid = pipe.times(scheduler_timesteps(pipe, config.steps))
     x0 = diffsim.simulate(score, "ddim", grid, n=config.n, key=k_sample, final_denoise=True).x
     out: dict[str, list] = {
         f.name: [] for f in dataclasses.fields(RidgeRun) if f.name not in ("dim", "times")
@@ -120,18 +126,6 @@ def compute_ridge(config: Config, ctx: Any) -> RidgeRun:
         "leaves the ridge undefined."
     )
     return RidgeRun(d, times, **out)
-
-
-def _timesteps(pipe, steps: int):
-    from diffsim.sampling import grids
-
-    cfg = pipe.scheduler.config
-    return grids.diffusers_timesteps(
-        steps,
-        pipe.num_train_timesteps,
-        spacing=getattr(cfg, "timestep_spacing", "leading"),
-        steps_offset=int(getattr(cfg, "steps_offset", 0)),
-    )
 
 
 def checks_ridge(config: Config, r: RidgeRun) -> list:

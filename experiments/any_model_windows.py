@@ -41,6 +41,7 @@ from _any_model import (  # noqa: E402
     load_model,
     parse_prompt,
     read_config_file,
+    scheduler_timesteps,
 )
 
 
@@ -105,18 +106,6 @@ class WindowsResult:
     n_clean: int
     samplers: dict[str, Any]
     curves: Any = dataclasses.field(default=None, metadata={"json": False})
-
-
-def _schedule(pipe, steps: int):
-    from diffsim.sampling import grids
-
-    cfg = pipe.scheduler.config
-    return grids.diffusers_timesteps(
-        steps,
-        pipe.num_train_timesteps,
-        spacing=getattr(cfg, "timestep_spacing", "leading"),
-        steps_offset=int(getattr(cfg, "steps_offset", 0)),
-    )
 
 
 def _t_hat_timesteps(config: Config, big_n: int, schedule) -> list[int]:
@@ -203,7 +192,7 @@ def compute_windows(config: Config, ctx: Any) -> WindowsResult:
     classifier = load_callable(config.classifier, name="--classifier")
     prompt = parse_prompt(config.prompt, name="--prompt")
     big_n = pipe.num_train_timesteps
-    schedule = _schedule(pipe, config.steps)
+    schedule = scheduler_timesteps(pipe, config.steps)
     steps = _t_hat_timesteps(config, big_n, schedule)
     score = pipe.score(prompt)
     grid = np.asarray(pipe.times(schedule), dtype=float)
