@@ -28,10 +28,11 @@ from ...scores.mixture import GaussianMixture
 from ._curves import window_curve
 from ._follow_up import _tv_crossing, _tv_function, follow_up_error, group_odds, separation_time
 from ._groups import _check_eps, _check_mixture
+from ._trees import _TreeWalk
 
 
 @dataclasses.dataclass(frozen=True)
-class EpsTreeNode:
+class EpsTreeNode(_TreeWalk):
     """A node of an eps-mixture tree: its components, ``NoiseAmount`` (0 for leaves), the separation time
     ``sup{t : TV(p^u_t, p^{rest}_t) >= 1 - eps^2}`` (``t_max`` for the root) and its children."""
 
@@ -39,30 +40,6 @@ class EpsTreeNode:
     noise_amount: float
     separation_time: float
     children: tuple[EpsTreeNode, ...] = ()
-
-    @property
-    def is_leaf(self) -> bool:
-        return not self.children
-
-    @property
-    def name(self) -> str:
-        return "{" + ",".join(map(str, self.components)) + "}"
-
-    def internal_nodes(self) -> list[EpsTreeNode]:
-        """Internal nodes, parents before children (pre-order)."""
-        if self.is_leaf:
-            return []
-        out = [self]
-        for c in self.children:
-            out += c.internal_nodes()
-        return out
-
-    def depth(self) -> int:
-        return 0 if self.is_leaf else 1 + max(c.depth() for c in self.children)
-
-    def nested(self) -> Any:
-        """The tree as nested lists of component indices (a leaf is its index)."""
-        return self.components[0] if self.is_leaf else [c.nested() for c in self.children]
 
 
 @dataclasses.dataclass(frozen=True)

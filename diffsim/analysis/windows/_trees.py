@@ -20,12 +20,11 @@ from ._groups import _check_eps, _check_mixture
 from ._reading import CriticalWindow, critical_window
 
 
-@dataclasses.dataclass(frozen=True)
-class TreeNode:
-    """A node of a mixture tree: the components it covers and its children (leaves have none)."""
+class _TreeWalk:
+    """What every mixture-tree node (one with ``components`` and ``children``) derives from them."""
 
     components: tuple[int, ...]
-    children: tuple[TreeNode, ...] = ()
+    children: tuple[Any, ...]
 
     @property
     def is_leaf(self) -> bool:
@@ -35,7 +34,7 @@ class TreeNode:
     def name(self) -> str:
         return "{" + ",".join(map(str, self.components)) + "}"
 
-    def internal_nodes(self) -> list[TreeNode]:
+    def internal_nodes(self) -> list[Any]:
         """Internal nodes, parents before children (pre-order)."""
         if self.is_leaf:
             return []
@@ -46,6 +45,18 @@ class TreeNode:
 
     def depth(self) -> int:
         return 0 if self.is_leaf else 1 + max(c.depth() for c in self.children)
+
+    def nested(self) -> Any:
+        """The tree as nested lists of component indices (a leaf is its index)."""
+        return self.components[0] if self.is_leaf else [c.nested() for c in self.children]
+
+
+@dataclasses.dataclass(frozen=True)
+class TreeNode(_TreeWalk):
+    """A node of a mixture tree: the components it covers and its children (leaves have none)."""
+
+    components: tuple[int, ...]
+    children: tuple[TreeNode, ...] = ()
 
 
 def _tree_from_nested(spec: Any, k: int, seen: set) -> TreeNode:
