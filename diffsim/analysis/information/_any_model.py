@@ -41,7 +41,7 @@ from jaxtyping import ArrayLike, Float, Int
 from ..._validation import check_key, check_positive_int
 from ...scores.conditional import channel_coefficients
 from ._logsnr import LogSNRScheme, _check_scheme
-from ._mmse import InformationCurves
+from ._mmse import InformationCurves, curve_outputs
 from ._pid import (
     ESTIMATORS,
     PIDInformation,
@@ -81,21 +81,7 @@ def _variants_one(variants, x, key, scheme, n_noise, pa, pb, coordinate_curves):
     m, p = variants.n_variants, pa.shape[0]
     init = (jnp.zeros((lam.shape[0], m, d), x.dtype), jnp.zeros((lam.shape[0], p, d), x.dtype))
     err, dif = jax.lax.fori_loop(0, n_noise, body, init)
-    nf = n_noise.astype(x.dtype)
-    err = jnp.moveaxis(err, 0, 1) / nf
-    dif = jnp.moveaxis(dif, 0, 1) / nf
-    out = dict(
-        log_snr=lam,
-        weight=w,
-        mmse=err.sum(-1),
-        mmse_coords=jnp.einsum("l,mld->md", w, err),
-        orth=dif.sum(-1),
-        orth_coords=jnp.einsum("l,pld->pd", w, dif),
-    )
-    if coordinate_curves:
-        out["mmse_curve_coords"] = err
-        out["orth_curve_coords"] = dif
-    return out
+    return curve_outputs(lam, w, err, dif, n_noise.astype(x.dtype), coordinate_curves)
 
 
 @eqx.filter_jit

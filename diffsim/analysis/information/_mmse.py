@@ -103,7 +103,16 @@ def _curves_one(model, x, tokens, masks, key, scheme, n_noise, pa, pb, coordinat
         jnp.zeros((lam.shape[0], d), x.dtype),
     )
     err, dif, esq = jax.lax.fori_loop(0, n_noise, body, init)
-    nf = n_noise.astype(x.dtype)
+    out = curve_outputs(lam, w, err, dif, n_noise.astype(x.dtype), coordinate_curves)
+    if noise_power:
+        out["noise_sq"] = esq / n_noise.astype(x.dtype)
+    return out
+
+
+def curve_outputs(lam, w, err, dif, nf, coordinate_curves: bool) -> dict:
+    """The curves of one point from the noise-summed squared errors ``err`` ``(L, M, d)`` (per mask or
+    variant) and squared denoiser differences ``dif`` ``(L, P, d)`` (per pair): averaged over the ``nf``
+    draws, integrated over log-SNR with the weights ``w`` per coordinate and in total."""
     err = jnp.moveaxis(err, 0, 1) / nf  # (M, L, d)
     dif = jnp.moveaxis(dif, 0, 1) / nf  # (P, L, d)
     out = dict(
@@ -117,8 +126,6 @@ def _curves_one(model, x, tokens, masks, key, scheme, n_noise, pa, pb, coordinat
     if coordinate_curves:
         out["mmse_curve_coords"] = err
         out["orth_curve_coords"] = dif
-    if noise_power:
-        out["noise_sq"] = esq / nf
     return out
 
 
