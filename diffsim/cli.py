@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from .studies import (
     STUDIES,
     RunLockedError,
     discover,
+    enable_compilation_cache,
     get_study,
     parse_overrides,
     run_all,
@@ -39,15 +41,36 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _default_jobs() -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, 4))
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     progress = not args.no_progress
+    if args.jobs is not None and args.study != "all":
+        raise SystemExit("error: --jobs applies to 'run all' (one study runs in one process).")
+    if args.jobs is None:
+        args.jobs = _default_jobs()
+    if not args.no_compile_cache:
+        enable_compilation_cache()
     if args.study == "all":
         if args.set:
             raise SystemExit(
                 "error: --set applies to one study; run studies one at a time to override configs."
             )
         out_root = Path(args.out or "runs")
-        outcomes = run_all(out_root, quick=args.quick, progress=progress)
+        outcomes = run_all(out_root, quick=args.quick, progress=progress, jobs=args.jobs)
         if any(isinstance(r, str) for r in outcomes.values()):
             return 1
         failed = [n for n, r in outcomes.items() if not r.passed]
@@ -98,6 +121,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_run.add_argument("--quick", action="store_true", help="use the study's quick preset (smoke test)")
     p_run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p_run.add_argument(
+        "--no-compile-cache",
+        action="store_true",
+        help="do not use JAX's persistent compilation cache (default: on, in $JAX_COMPILATION_CACHE_DIR or "
+        "~/.cache/diffsim/jax; a second run reuses the programs the first compiled)",
+    )
+    p_run.add_argument(
+        "--jobs",
+        type=_positive_int,
+        default=None,
+        help="for 'all': studies run at once, each in its own process (default: the number of CPU cores, "
+        "at most 4; 1 runs them one after another in this process with progress bars)",
+    )
     p_run.add_argument(
         "--strict", action="store_true", help="exit with status 3 when any check fails (default: 0)"
     )

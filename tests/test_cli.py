@@ -129,6 +129,11 @@ def test_registry_and_cli_errors(capsys):
     assert "Unknown config field" in capsys.readouterr().err
     assert main(["list"]) == 0
     assert "samplers" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # argparse: exit status 2, the message names --jobs
+        main(["run", "all", "--jobs", "0"])
+    assert "--jobs: expected a positive integer, got '0'" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="--jobs applies to 'run all'"):
+        main(["run", "samplers", "--jobs", "2"])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,7 +182,8 @@ def test_run_study_writes_outputs_and_resumes(tmp_path):
 @pytest.mark.slow
 def test_run_all_quick_smoke(tmp_path):
     """The main job's quick preset, in a fresh process exactly as a user runs it."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # the command's default compilation cache, in a fresh directory (not the CI machine's home)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax-cache"))
     out = tmp_path / "runs"
     proc = subprocess.run(
         [sys.executable, "-m", "diffsim.cli", "run", "all", "--quick", "--no-progress", "--out", str(out)],
@@ -199,4 +205,5 @@ def test_run_all_quick_smoke(tmp_path):
         passing = {c["name"] for c in data["checks"] if c["passed"]}
         regressed += [f"{name}: {c}" for c in record.get(name, []) if c not in passing]
     assert "CRASHED" not in proc.stdout
+    assert any((tmp_path / "jax-cache").iterdir()), "the run wrote nothing to its compilation cache"
     assert not regressed, "checks that passed at the quick preset now fail:\n" + "\n".join(regressed)

@@ -22,6 +22,7 @@ from diffsim.studies import (
     Study,
     check,
     register_study,
+    run_all,
     run_experiment,
     run_study,
     write_index,
@@ -329,3 +330,40 @@ def test_no_test_imports_studies_outside_the_runner_tests():
         and ("diffsim.studies" in p.read_text() or "from diffsim import studies" in p.read_text())
     ]
     assert not offenders, f"tests importing diffsim.studies: {offenders}"
+
+
+def test_run_all_in_worker_processes_equals_one_process(tmp_path):
+    """``run_all(jobs=2)`` runs each study in a spawned worker: the same results.json numbers and outcomes
+    as in this process, a crashing study recorded as its error while the others finish, and the index."""
+    import _toy_studies  # noqa: F401 - registers the toy studies (a worker imports it the same way)
+
+    names = ["_toy-draws-a", "_toy-draws-b", "_toy-crash"]
+    try:
+        lines: list[str] = []
+        seq = run_all(tmp_path / "seq", quick=True, progress=False, names=names, echo=lines.append)
+        par = run_all(tmp_path / "par", quick=True, progress=False, names=names, echo=lines.append, jobs=2)
+    finally:
+        for n in names:
+            STUDIES.pop(n, None)
+    assert list(par) == list(seq) == sorted(names)
+    for outcomes in (seq, par):
+        assert isinstance(outcomes["_toy-crash"], str)
+        assert "RuntimeError: this toy study crashes on purpose" in outcomes["_toy-crash"]
+    for name in ["_toy-draws-a", "_toy-draws-b"]:
+        a = json.loads((tmp_path / "seq" / name / "results.json").read_text())
+        b = json.loads((tmp_path / "par" / name / "results.json").read_text())
+        assert a["parts"]["draws"]["result"] == b["parts"]["draws"]["result"]  # (timings differ)
+        assert a["checks"] == b["checks"] and a["config"] == b["config"]
+        assert par[name].passed == seq[name].passed and len(par[name].counted) == len(seq[name].counted) == 2
+        assert par[name].parts["draws"]["result"] == seq[name].parts["draws"]["result"]
+    means = [seq[n].parts["draws"]["result"]["mean"] for n in ["_toy-draws-a", "_toy-draws-b"]]
+    assert means[0] != means[1]
+    assert sum("CRASHED" in line for line in lines) == 2
+    assert "_toy-draws-a/report.html" in (tmp_path / "par" / "index.html").read_text()
+
+
+def test_run_all_rejects_bad_jobs_and_unknown_names(tmp_path):
+    with pytest.raises(ValueError, match="jobs"):
+        run_all(tmp_path, jobs=0, names=[])
+    with pytest.raises(ValueError, match="names: unknown studies"):
+        run_all(tmp_path, names=["no-such-study"])

@@ -10,6 +10,10 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
+from ._compilation_cache import (
+    default_compilation_cache_dir as default_compilation_cache_dir,
+    enable_compilation_cache as enable_compilation_cache,
+)
 from ._runner import (
     STUDIES as STUDIES,
     Check as Check,

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .._io import to_jsonable, write_atomic
+from .._io import read_json, to_jsonable, write_atomic
 
 
 __all__ = ["Check", "Figure", "Results", "check", "serialise_result"]
@@ -196,6 +196,30 @@ class Results:
     @property
     def passed(self) -> bool:
         return all(c.passed for c in self.counted)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Results:
+        """The :class:`Results` a finished run wrote to ``path`` (its ``results.json``, or the run
+        directory holding it): checks, metrics, parts, figures and notes as JSON gives them back, ``config``
+        as a dict. Used by :func:`diffsim.studies.run_all` to collect studies run in worker processes."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / "results.json"
+        data = read_json(path)
+        if not isinstance(data, dict) or not isinstance(data.get("checks"), list):
+            raise ValueError(f"path {path}: not a results.json written by a study run.")
+        res = cls(str(data.get("study", "")), data.get("config"), path.parent)
+        fields = {f.name for f in dataclasses.fields(Check)}
+        res.checks = [Check(**{k: v for k, v in c.items() if k in fields}) for c in data["checks"]]
+        res.metrics = dict(data.get("metrics") or {})
+        res.parts = dict(data.get("parts") or {})
+        res.figures = list(data.get("figures") or [])
+        res.notes = list(data.get("notes") or [])
+        res.question = data.get("question", "")
+        res.answer = data.get("answer", "")
+        res.headline = data.get("headline", "")
+        res.elapsed_s = data.get("elapsed_s")
+        return res
 
     def to_dict(self) -> dict[str, Any]:
         counted = self.counted

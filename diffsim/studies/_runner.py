@@ -39,6 +39,7 @@ kept for studies written outside diffsim.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import logging
 import time
 import traceback
@@ -48,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, no_type_check
 
-from .._io import write_json
+from .._io import read_json, write_json
 from ._cache import ResultCache as ResultCache, config_hash as config_hash
 from ._config import build_config as build_config, parse_overrides as parse_overrides
 from ._report import (
@@ -370,6 +371,44 @@ def _run_into(name: str, run: Callable[..., Results], config: Any, out: Path, *,
     return results
 
 
+#: JAX settings a worker process of :func:`run_all` takes from its parent (a fresh process starts from
+#: JAX's defaults; a study run under ``jax_enable_x64`` must not silently run in float32 in a worker)
+_INHERITED_JAX_CONFIG = (
+    "jax_enable_x64",
+    "jax_default_matmul_precision",
+    "jax_numpy_rank_promotion",
+    "jax_numpy_dtype_promotion",
+)
+
+
+def _jax_settings() -> dict[str, Any]:
+    import jax
+
+    return {name: getattr(jax.config, name) for name in _INHERITED_JAX_CONFIG}
+
+
+def _run_in_worker(
+    name: str, module: str, out_dir: str, quick: bool, settings: dict[str, Any]
+) -> tuple[str, str | None]:
+    """One study of :func:`run_all` in a worker process: ``(name, None)`` when it finished (its results are
+    read back from ``results.json``), ``(name, error text with traceback)`` when it crashed. ``module`` is
+    where the study's config is defined: importing it registers a study defined outside diffsim;
+    ``settings`` are the parent's JAX settings (:data:`_INHERITED_JAX_CONFIG`)."""
+    try:
+        import jax
+
+        for key, value in settings.items():
+            jax.config.update(key, value)
+        from . import discover
+
+        if name not in discover():
+            importlib.import_module(module)
+        run_study(name, out_dir=out_dir, quick=quick, progress=False)
+        return name, None
+    except Exception as err:  # noqa: BLE001 - a crashing study must not stop the others
+        return name, f"{type(err).__name__}: {err}\n{traceback.format_exc()}"
+
+
 def run_all(
     out_root: str | Path = "runs",
     *,
@@ -377,35 +416,94 @@ def run_all(
     progress: bool = True,
     names: Iterable[str] | None = None,
     echo: Callable[[str], None] = print,
+    jobs: int = 1,
 ) -> dict[str, Any]:
     """Run every registered study (or ``names``) into ``out_root/<study>`` and write the index.
 
     A study that crashes is recorded and the others still run. Returns ``{name: Results or error text}``.
+
+    ``jobs > 1`` runs that many studies at once, each in its own process (started with ``spawn``: JAX is
+    not fork-safe), longest-known first; their progress bars are off and each study's line is printed when it
+    finishes. A worker takes the parent's JAX precision and promotion settings (``jax_enable_x64`` and
+    others) and every study is deterministic given its config, so the results are those of ``jobs=1``
+    (``tests/test_runner.py``); the gain comes from compiling two studies' programs at once, which is what a
+    quick run spends most of its time on. The :class:`Results` returned for a study run in a worker are read
+    back from its ``results.json`` (:meth:`Results.load`; ``config`` is then a dict).
     """
     from . import discover
 
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, got {jobs!r}.")
     discover()
     out_root = Path(out_root)
+    # private studies (a leading underscore: tests, examples) run only when named
+    todo = sorted(names) if names is not None else [n for n in sorted(STUDIES) if not n.startswith("_")]
+    unknown = [n for n in todo if n not in STUDIES]
+    if unknown:
+        raise ValueError(f"names: unknown studies {unknown}; registered: {', '.join(sorted(STUDIES))}.")
     outcomes: dict[str, Any] = {}
     failures: dict[str, str] = {}
-    for name in sorted(names or STUDIES):
-        if name.startswith("_"):
-            continue
+
+    def finished(name: str, res: Results, seconds: float) -> None:
+        outcomes[name] = res
+        counted = res.counted
+        echo(
+            f"   {sum(c.passed for c in counted)}/{len(counted)} checks passed "
+            f"in {seconds:.1f} s -> {out_root / name / 'report.html'}"
+        )
+
+    def crashed(name: str, text: str) -> None:
+        failures[name] = text.split("\n", 1)[0]
+        outcomes[name] = failures[name]
+        echo(f"   CRASHED: {failures[name]}")
+        echo(text.split("\n", 1)[1] if "\n" in text else "")
+
+    if jobs == 1 or len(todo) <= 1:
+        for name in todo:
+            start = time.perf_counter()
+            echo(f"== {name}{' (quick)' if quick else ''}")
+            try:
+                res = run_study(name, out_dir=out_root / name, quick=quick, progress=progress)
+            except Exception as err:  # noqa: BLE001 - a crashing study must not stop the others
+                crashed(name, f"{type(err).__name__}: {err}\n{traceback.format_exc()}")
+                continue
+            finished(name, res, time.perf_counter() - start)
+    else:
+        import concurrent.futures as cf
+        import multiprocessing as mp
+
+        order = sorted(todo, key=lambda n: -_last_elapsed(out_root / n))
+        settings = _jax_settings()
         start = time.perf_counter()
-        echo(f"== {name}{' (quick)' if quick else ''}")
-        try:
-            res = run_study(name, out_dir=out_root / name, quick=quick, progress=progress)
-            outcomes[name] = res
-            counted = res.counted
-            echo(
-                f"   {sum(c.passed for c in counted)}/{len(counted)} checks passed "
-                f"in {time.perf_counter() - start:.1f} s -> {out_root / name / 'report.html'}"
-            )
-        except Exception as err:  # noqa: BLE001 - a crashing study must not stop the others
-            failures[name] = f"{type(err).__name__}: {err}"
-            outcomes[name] = failures[name]
-            echo(f"   CRASHED: {failures[name]}")
-            echo(traceback.format_exc())
+        echo(f"== {len(order)} studies{' (quick)' if quick else ''}, {min(jobs, len(order))} at a time")
+        with cf.ProcessPoolExecutor(min(jobs, len(order)), mp_context=mp.get_context("spawn")) as pool:
+            pending = {
+                pool.submit(
+                    _run_in_worker, n, STUDIES[n].config_cls.__module__, str(out_root / n), quick, settings
+                ): n
+                for n in order
+            }
+            for fut in cf.as_completed(pending):
+                name = pending[fut]
+                echo(f"== {name}{' (quick)' if quick else ''}")
+                try:
+                    error = fut.result()[1]
+                except Exception as err:  # noqa: BLE001 - e.g. a worker killed by the OS
+                    error = f"{type(err).__name__}: {err}\n"
+                if error is not None:
+                    crashed(name, error)
+                else:
+                    res = Results.load(out_root / name)
+                    finished(name, res, res.elapsed_s or time.perf_counter() - start)
+        outcomes = {n: outcomes[n] for n in todo}
     write_index(out_root, failures)
     echo(f"index: {out_root / 'index.html'}")
     return outcomes
+
+
+def _last_elapsed(out: Path) -> float:
+    """Seconds the last run into ``out`` took (0 when unknown): :func:`run_all` starts the longest first."""
+    try:
+        return float(read_json(out / "results.json").get("elapsed_s") or 0.0)
+    except (OSError, ValueError, AttributeError, TypeError):
+        return 0.0
