@@ -14,7 +14,8 @@ Protocol (docs/digits.md has the theory and every constant), one part each:
    distance to the real test digits.
 4. ``memorisation``: ratio ``d_1 / d_2`` (nearest / second-nearest training image) of network samples
    against samples of the memorising :class:`~diffsim.EmpiricalScore`.
-5. ``dsm``: the DSM loss of the network beside the exact empirical score, which minimises the objective.
+5. ``dsm``: the DSM loss of the network beside the exact empirical score, which minimises the objective
+   (``memorisation`` and ``dsm``: ``_digits_memorisation``).
 6.-9. ``class_windows``, ``sd_protocol``, ``guidance_sweep``, ``class_information``: the model-agnostic
    analyses on the trained UNet and classifier (``_digits_any_model``, ``_digits_any_model_info``).
 """
@@ -37,24 +38,29 @@ from ..analysis.sample_quality import (
     classifier_features,
     classifier_predict,
     frechet_distance,
-    memorisation_ratio,
     train_classifier,
 )
 from ..data.digits import load_digits
-from ..processes import VP
 from ..sampling import grids, simulate
 from ..scores import PARAMETRISATIONS
-from ..scores.empirical import EmpiricalScore
 from ..scores.nn import UNetScore
-from ..training import WEIGHTINGS, TrainConfig, dsm_loss_terms, train_or_load
+from ..training import WEIGHTINGS, TrainConfig, train_or_load
 from . import _digits_any_model as any_model, _digits_any_model_info as any_model_info
+from ._digits_memorisation import (
+    _keys,
+    _process,
+    checks_dsm,
+    checks_memorisation,
+    compute_dsm,
+    compute_memorisation,
+    figures_memorisation,
+)
 from ._figures import digits as figures
 from ._runner import Check, Figure, Part, PartContext, Study, check, register_study
 
 
 __all__ = ["STUDY", "Config"]
 
-MEMORISED = 1.0 / 3.0  # d1/d2 below this counts as a copy of a training image (Yoon et al. 2023)
 _PROCESSES = ("linear", "cosine", "ou")
 _CHANCE = 0.1
 
@@ -65,13 +71,6 @@ _NOTES = {
     "chance": "With w=0 only the null-token (unconditional) score is used, so the requested class "
     "is irrelevant and accuracy should equal the class frequency (~0.1); 3 binomial SE. "
     "Fails if the unconditional model is class-biased.",
-    "memorise": "The exact empirical score's reverse flow ends on training points (Karras et al. 2022, "
-    "eq. 57; Kadkhodaie et al. 2024), so d1/d2 ~ sigma(t_min) sqrt(d) / d2 << 1/3.",
-    "fd": "Unconditional memorising samples are uniform draws of training images, so their FD to the "
-    "test set matches that of random training subsets (with replacement) of the same size "
-    "({n}); tolerance 3 SD over 20 subsets.",
-    "dsm": "L(network) - L(empirical) on the training set with common noise; the empirical score is "
-    "the exact minimiser (Vincent 2011), so the gap is >= 0 up to 3 SE.",
 }
 
 
@@ -152,15 +151,6 @@ class Config:
     @property
     def n_generated(self) -> int:
         return self.n_per_class * len(self.classes)
-
-
-def _keys(config: Config) -> dict[str, jax.Array]:
-    names = ("classifier", "net", "train", "sample", "empirical", "dsm")
-    return dict(zip(names, jr.split(jr.key(config.seed), 6), strict=True))
-
-
-def _process(name: str):
-    return {"linear": VP.linear, "cosine": VP.cosine, "ou": VP.ou}[name]()
 
 
 # --- the evaluator: a small classifier on real digits and its penultimate features ----------------------
@@ -303,124 +293,6 @@ def checks_sampling(config: Config, r: Sampling) -> list[Check]:
 
 def figures_sampling(config: Config, r: Sampling) -> list[Figure]:
     return [*figures.samples(config, r), figures.accuracy_fd(config, r)]
-
-
-# --- memorisation: the exact empirical score copies training digits, the network does not ---------------
-@dataclass(frozen=True)
-class Memorisation:
-    """Memorised fractions and median ``d1/d2``, Fréchet distances of the memorising reference."""
-
-    reference: str
-    memorised_fraction: dict[str, float]
-    ratio_median: dict[str, float]
-    frechet_distance_empirical: float
-    frechet_distance_train_subsets: dict[str, float]
-    ratios: Any = field(
-        default=None, metadata={"json": False}
-    )  # d1/d2 per sample: network, empirical, real_test
-    empirical_samples: Any = field(default=None, metadata={"json": False})
-
-
-def _empirical_score(config: Config) -> EmpiricalScore:
-    x_train, y_train = load_digits().flat("train")
-    return EmpiricalScore(jnp.asarray(x_train), process=_process(config.process), labels=jnp.asarray(y_train))
-
-
-def compute_memorisation(config: Config, ctx: PartContext) -> Memorisation:
-    data = load_digits()
-    x_train, _ = data.flat("train")
-    x_test, _ = data.flat("test")
-    clf, feats_test = ctx.results["evaluator"].classifier, ctx.results["evaluator"].features_test
-    ref_method = "ddim" if "ddim" in config.samplers else config.samplers[0]
-    n_gen = config.n_generated
-    grid = grids.logsnr_uniform(_process(config.process), config.n_steps)
-    emp_traj = simulate(_empirical_score(config), ref_method, grid, n=n_gen, key=_keys(config)["empirical"])
-    emp_samples = np.clip(np.asarray(emp_traj.x), -1.0, 1.0)
-    w_ref = 1.0 if 1.0 in config.guidance else config.guidance[0]
-    ratios = {
-        "network": memorisation_ratio(ctx.results["sampling"].samples[(ref_method, w_ref)], x_train),
-        "empirical": memorisation_ratio(emp_samples, x_train),
-        "real_test": memorisation_ratio(x_test, x_train),
-    }
-    fd_emp = frechet_distance(np.asarray(classifier_features(clf, jnp.asarray(emp_samples))), feats_test)
-    rng = np.random.default_rng(config.seed)
-    feats_train = np.asarray(classifier_features(clf, jnp.asarray(x_train)))
-    fd_train = [frechet_distance(feats_train[rng.choice(len(x_train), n_gen)], feats_test) for _ in range(20)]
-    return Memorisation(
-        reference=f"{ref_method}, w={w_ref:g}",
-        memorised_fraction={k: float(np.mean(v < MEMORISED)) for k, v in ratios.items()},
-        ratio_median={k: float(np.median(v)) for k, v in ratios.items()},
-        frechet_distance_empirical=fd_emp,
-        frechet_distance_train_subsets={"mean": float(np.mean(fd_train)), "std": float(np.std(fd_train))},
-        ratios=ratios,
-        empirical_samples=emp_samples,
-    )
-
-
-def checks_memorisation(config: Config, r: Memorisation) -> list[Check]:
-    mem, fd_train = r.memorised_fraction, r.frechet_distance_train_subsets
-    copies = (
-        f"{r.reference}: memorised fraction of network samples {mem['network']:.3f} vs empirical "
-        f"{mem['empirical']:.3f} (real test digits: {mem['real_test']:.3f})."
-    )
-    fd_note, fd_tol = _NOTES["fd"].format(n=config.n_generated), round(3 * fd_train["std"] + 1e-6, 4)
-    names = [
-        "EmpiricalScore samples memorise (d1/d2 < 1/3)",
-        "network samples memorise less than the empirical score",
-        "FD(empirical-score samples) = FD(training subsets)",
-    ]
-    return [
-        check(names[0], 0.95, mem["empirical"], 0.0, relation="ge", note=_NOTES["memorise"]),
-        check(names[1], mem["empirical"], mem["network"], 0.0, relation="le", note=copies),
-        check(names[2], fd_train["mean"], r.frechet_distance_empirical, fd_tol, note=fd_note),
-    ]
-
-
-def figures_memorisation(config: Config, r: Memorisation) -> list[Figure]:
-    return [figures.memorisation(config, r, MEMORISED)]
-
-
-# --- the DSM loss: the empirical score minimises the training objective ---------------------------------
-@dataclass(frozen=True)
-class Dsm:
-    """DSM loss on the training set per time ``t``."""
-
-    loss: dict[str, dict[str, float]]  # per t: network, empirical, standard error of the paired difference
-
-
-@eqx.filter_jit
-def _dsm_terms(score, ts, x0, eps, tokens, weighting):
-    return dsm_loss_terms(score, ts, x0, eps, tokens, weighting=weighting)
-
-
-def compute_dsm(config: Config, ctx: PartContext) -> Dsm:
-    x_train, _ = load_digits().flat("train")
-    model, emp, k_dsm = ctx.results["model"].ema, _empirical_score(config), _keys(config)["dsm"]
-    null = jnp.full((x_train.shape[0], 1), 10, jnp.int32)
-    xt = jnp.asarray(x_train)
-    out = {}
-    for i, t in enumerate(config.dsm_times):
-        eps = jr.normal(jr.fold_in(k_dsm, i), xt.shape, xt.dtype)
-        ts = jnp.full((xt.shape[0],), t, xt.dtype)
-        l_net = np.asarray(_dsm_terms(model, ts, xt, eps, null, config.weighting))
-        l_emp = np.asarray(_dsm_terms(emp, ts, xt, eps, None, config.weighting))
-        diff = l_net - l_emp
-        out[f"{t:g}"] = {
-            "network": float(l_net.mean()),
-            "empirical": float(l_emp.mean()),
-            "se": float(np.std(diff) / math.sqrt(diff.size)),
-            "gap": float(diff.mean()),
-        }
-    return Dsm(out)
-
-
-def checks_dsm(config: Config, r: Dsm) -> list[Check]:
-    out = []
-    for t in config.dsm_times:
-        row = r.loss[f"{t:g}"]
-        name = f"empirical score minimises the training DSM loss (t={t:g})"
-        out.append(check(name, 0.0, row["gap"], round(3 * row["se"], 6), relation="ge", note=_NOTES["dsm"]))
-    return out
 
 
 _QUICK = dict(train_steps=250, base_channels=8, channel_mults=(1,), samplers=("ddim", "ddpm"), n_steps=10)
