@@ -39,7 +39,7 @@ from ..sampling import grids
 from ..scores.conditional import ConditionalMixture, TokenNetworkDenoiser
 from ..scores.token_conditioned import TokenConditionedScore
 from ._concepts_config import Config
-from ._concepts_saliency import (
+from ._concepts_saliency_maps import (
     _auc_checks,
     _forward_states,
     _maps_exact,
