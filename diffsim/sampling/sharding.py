@@ -35,7 +35,8 @@ from jaxtyping import Array, ArrayLike, Float, PyTree
 from .._types import SaveSpec
 from ..scores._base import AbstractScore
 from ._registry import AbstractSampler
-from ._run import prepare, prior_draws, run_chunk
+from ._run import prepare
+from ._scan import prior_draws, run_chunk
 from ._trajectory import Trajectory
 
 

@@ -38,13 +38,8 @@ from .._validation import as_float_array, check_key, check_positive_int, is_conc
 from ..scores._base import AbstractScore
 from ._noise import particle_keys
 from ._registry import AbstractAdaptiveSampler as AbstractAdaptiveSampler, AbstractSampler
-from ._run import (
-    DEFAULT_STEPS,
-    NOISE_SCHEMES as NOISE_SCHEMES,
-    prepare,
-    resolve_grid as resolve_grid,
-    run_chunked,
-)
+from ._resolve import DEFAULT_STEPS, resolve_grid as resolve_grid
+from ._run import NOISE_SCHEMES as NOISE_SCHEMES, prepare, run_chunked
 from ._trajectory import Trajectory as Trajectory
 
 
