@@ -11,9 +11,9 @@ on models whose ground truth is known. docs/information.md has the theory, every
 5. **ablation**: log-SNR samples x noise draws against the exact values.
 6. **digits**: class and a synthetic attribute on 8x8 digits, an analytic kernel-density model (exact
    pointwise MIs) and a trained token network on the same log-SNRs and noise draws.
-7.-10. **case studies** (``_information_cases.py``): CPID given a context token, synonyms, a homonym
-   resolved by a context word (and unresolved), co-hyponyms, a prompt intervention, and the bias sweep on a
-   trained token network, each against exact PID values.
+7.-10. **case studies** (``_information_cases.py``; part 10 in ``_information_bias.py``): CPID given a
+   context token, synonyms, a homonym resolved by a context word (and unresolved), co-hyponyms, a prompt
+   intervention, and the bias sweep on a trained token network, each against exact PID values.
 
 Parts 1, 4 and 5 (and the shared helpers) live in ``_information_pid.py``, parts 2 and 3 in
 ``_information_curves.py``, part 6 in ``_information_digits.py``; figures in ``_figures/information.py``.
@@ -26,15 +26,14 @@ from typing import Any
 
 from ..analysis.information import PID_MEASURES
 from ._figures import information as figures, information_cases as case_figures
+from ._information_bias import checks_trained_bias, compute_trained_bias
 from ._information_cases import (
     checks_cases,
     checks_cpid,
     checks_intervention,
-    checks_trained_bias,
     compute_cases,
     compute_cpid,
     compute_intervention,
-    compute_trained_bias,
 )
 from ._information_config import Config as Config
 from ._information_curves import (
