@@ -6,6 +6,7 @@ those of ``simulate``'s own compiled core. The vmapped sweep (one compiled call)
 single calls to 1e-12 in float64.
 """
 
+import functools
 from collections import defaultdict
 
 import equinox as eqx
@@ -202,3 +203,64 @@ def test_particle_offset_continues_the_population():
         ds.simulate(mix, "ddpm", 8, n=3, key=jr.key(3), particle_offset=-1)
     with pytest.raises(TypeError, match="particle_offset"):
         ds.simulate(mix, "ddpm", 8, n=3, key=jr.key(3), particle_offset=1.5)
+
+
+# --- sampler options: an option passed as a JAX array is traced ------------------------------------------
+ETAS = jnp.linspace(0.1, 1.0, 10)
+_OPTION_SAMPLERS = {
+    "ddim": ("eta", ETAS),
+    "euler_ancestral": ("eta", ETAS),
+    "dpmpp_2s_ancestral": ("eta", ETAS),
+    "dpmpp_2m_sde": ("eta", ETAS),
+    "dpmpp_3m_sde": ("eta", ETAS),
+    "heun": ("churn", jnp.linspace(0.5, 5.0, 10)),
+    "pc": ("snr", jnp.linspace(0.05, 0.3, 10)),
+}
+
+
+def _with_option(method, value):
+    name = _OPTION_SAMPLERS[method][0]
+    return ds.simulate(MIX, method, 12, x=X0, key=KEY, **{name: value}).x
+
+
+@pytest.mark.filterwarnings("ignore:Heun churn moves")  # the churned first step is clamped to t_max
+@pytest.mark.parametrize("method", list(_OPTION_SAMPLERS))
+def test_sampler_option_as_array_is_traced_and_equals_the_python_number(method):
+    """A loop over ten option values passed as arrays compiles once; each result equals the call with the
+    Python number (a compile-time constant, the default path) to 1e-12; one vmapped sweep equals the loop."""
+    values = _OPTION_SAMPLERS[method][1]
+    arrays = [jnp.asarray(v) for v in np.asarray(values)]  # (indexing `values` would itself compile)
+    jax.block_until_ready(_with_option(method, arrays[0]))
+    before = _compiles()
+    loop = [np.asarray(_with_option(method, v)) for v in arrays]
+    assert _compiles() == before, f"{method}: an option passed as an array recompiled"
+    for v, got in zip(np.asarray(values)[::3], loop[::3], strict=True):
+        np.testing.assert_allclose(got, np.asarray(_with_option(method, float(v))), rtol=0, atol=1e-12)
+    swept = sweep(functools.partial(_OPTION_FNS[method]), values)
+    np.testing.assert_allclose(np.asarray(swept), np.stack(loop), rtol=0, atol=1e-12)
+    assert np.ptp(np.stack(loop)[:, :, 0].mean(1)) > 0  # the option matters
+
+
+_OPTION_FNS = {m: functools.partial(_with_option, m) for m in _OPTION_SAMPLERS}
+
+
+def test_zero_option_traced_in_a_sweep_adds_exactly_no_noise():
+    """Inside a sweep an option is traced, so the kernel keeps its noisy structure; at eta = 0 the noise it
+    adds is exactly zero, so the result is the deterministic DDIM's."""
+    swept = sweep(_OPTION_FNS["ddim"], jnp.array([0.0, 0.5]))
+    np.testing.assert_allclose(
+        np.asarray(swept[0]), np.asarray(_with_option("ddim", 0.0)), rtol=0, atol=1e-12
+    )
+
+
+def test_sampler_option_bad_input():
+    from diffsim.sampling import get_sampler
+
+    with pytest.raises(ValueError, match="eta"):
+        get_sampler("ddim", eta=jnp.asarray(1.5))
+    with pytest.raises(ValueError, match="`eta` must be a scalar"):
+        get_sampler("ddim", eta=jnp.array([0.1, 0.2]))
+    with pytest.raises(ValueError, match="contradicts"):
+        get_sampler("euler_ancestral", eta=0.0, noisy=True)
+    with pytest.raises(ValueError, match="churn"):
+        get_sampler("heun", churn=jnp.asarray(-1.0))

@@ -44,9 +44,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array
 
+from .._validation import is_concrete
 from ..processes import DiscreteSchedule
 from ._noise import normal_like, split_noise
-from ._registry import AbstractFixedSampler, State
+from ._registry import AbstractFixedSampler, State, check_option, resolve_noisy
 
 
 __all__ = [
@@ -92,18 +93,21 @@ class DDIM(AbstractFixedSampler):
     ``eta = 1`` is DDPM's ancestral step (the exact Gaussian posterior ``q(x_{t_next} | x_t, x0_hat)``).
     """
 
-    eta: float = 0.0
+    eta: float | Array = 0.0
+    noisy: bool | None = eqx.field(default=None, static=True, repr=False)  # eta > 0; set from eta
     name: ClassVar[str] = "ddim"
     order: ClassVar[float] = 1.0  # pathwise with eta = 0, weak otherwise
     stochastic: ClassVar[bool] = False  # with the default eta = 0; see is_stochastic()
     noise_draws: ClassVar[int] = 0
 
+    def __post_init__(self):
+        self.noisy = resolve_noisy(self.noisy, self.eta, "eta")
+
     def __check_init__(self):
-        if not (0.0 <= float(self.eta) <= 1.0):
-            raise ValueError(f"DDIM `eta` must lie in [0, 1], got {self.eta}.")
+        check_option(self.eta, lambda v: 0.0 <= v <= 1.0, f"DDIM `eta` must lie in [0, 1], got {self.eta}.")
 
     def is_stochastic(self) -> bool:
-        return float(self.eta) > 0.0
+        return self.noisy
 
     def draws_per_step(self) -> int:
         return int(self.is_stochastic())
@@ -118,7 +122,7 @@ class DDIM(AbstractFixedSampler):
         c = self.eta * (s_n / s) * jnp.sqrt(p.transition_var(t_next, t))
         det = jnp.sqrt(jnp.maximum(s_n**2 - c**2, 0.0))
         x_next = a_n * x0 + det * eps
-        if float(self.eta) > 0.0:
+        if self.noisy:
             x_next = x_next + c * normal_like(key, x)
         return State(x_next)
 
@@ -126,7 +130,7 @@ class DDIM(AbstractFixedSampler):
 class DDPM(DDIM):
     """Ancestral sampling (Ho et al. 2020): :class:`DDIM` with ``eta = 1``."""
 
-    eta: float = 1.0
+    eta: float | Array = 1.0
     name: ClassVar[str] = "ddpm"
     order: ClassVar[float] = 1.0  # weak
     stochastic: ClassVar[bool] = True
@@ -180,39 +184,47 @@ class Heun(AbstractFixedSampler):
       at ``sigma_hat``. Use it with ``final_denoise=True`` to reproduce k-diffusion.
     """
 
-    churn: float = 0.0
-    s_tmin: float = 0.0
-    s_tmax: float = math.inf
-    s_noise: float = 1.0
-    gamma: float = 0.0  # set by configure()
+    churn: float | Array = 0.0
+    s_tmin: float | Array = 0.0
+    s_tmax: float | Array = math.inf
+    s_noise: float | Array = 1.0
+    gamma: float | Array = 0.0  # set by configure()
     convention: str = eqx.field(default="diffsim", static=True)
+    noisy: bool | None = eqx.field(default=None, static=True, repr=False)  # churn > 0; set from churn
     name: ClassVar[str] = "heun"
     order: ClassVar[float] = 2.0  # pathwise, without churn
     stochastic: ClassVar[bool] = False  # with the default churn = 0; see is_stochastic()
     noise_draws: ClassVar[int] = 0
 
+    def __post_init__(self):
+        self.noisy = resolve_noisy(self.noisy, self.churn, "churn")
+
     def __check_init__(self):
-        if float(self.churn) < 0:
-            raise ValueError(f"Heun `churn` must be >= 0, got {self.churn}.")
+        check_option(self.churn, lambda v: v >= 0, f"Heun `churn` must be >= 0, got {self.churn}.")
         if self.convention not in ("diffsim", "k_diffusion"):
             raise ValueError(
                 f"Heun `convention` must be 'diffsim' or 'k_diffusion', got {self.convention!r}."
             )
 
     def is_stochastic(self) -> bool:
-        return float(self.churn) > 0.0
+        return self.noisy
 
     def draws_per_step(self) -> int:
         return int(self.is_stochastic())
 
     def configure(self, n_steps: int) -> Heun:
         steps = n_steps + 1 if self.convention == "k_diffusion" else n_steps
-        gamma = min(float(self.churn) / steps, math.sqrt(2.0) - 1.0)
+        if isinstance(self.churn, (int, float)):  # a Python number: gamma is a compile-time constant
+            gamma = min(float(self.churn) / steps, math.sqrt(2.0) - 1.0)
+        else:  # an array (traced in simulate): gamma too, so a sweep over churn compiles once
+            gamma = jnp.minimum(jnp.asarray(self.churn) / steps, math.sqrt(2.0) - 1.0)
         return eqx.tree_at(lambda h: h.gamma, self, gamma)
 
     def check_grid(self, score, ts) -> None:
         """Called by ``simulate`` with the concrete grid: say when churn moves a particle past ``t_max``."""
-        if not self.is_stochastic() or self.gamma <= 0:
+        if not self.is_stochastic() or not is_concrete((self.gamma, self.s_tmin, self.s_tmax)):
+            return
+        if float(self.gamma) <= 0:
             return
         p = score.process
         sig = np.exp(-0.5 * np.asarray(p.log_snr(ts[:-1]), dtype=np.float64))
@@ -339,7 +351,7 @@ class PredictorCorrector(AbstractFixedSampler):
     and ``|z|^2`` by ``d``: ``eps = 2 r (snr sigma_t)^2``, per particle, bounded and batch independent.
     """
 
-    snr: float = 0.16
+    snr: float | Array = 0.16
     n_corrector: int = eqx.field(default=1, static=True)
     name: ClassVar[str] = "pc"
     order: ClassVar[float] = 1.0  # weak
@@ -347,8 +359,7 @@ class PredictorCorrector(AbstractFixedSampler):
     noise_draws: ClassVar[int] = 2  # with the default n_corrector = 1; see draws_per_step()
 
     def __check_init__(self):
-        if float(self.snr) <= 0:
-            raise ValueError(f"PC `snr` must be positive, got {self.snr}.")
+        check_option(self.snr, lambda v: v > 0, f"PC `snr` must be positive, got {self.snr}.")
         if self.n_corrector < 0:
             raise ValueError(f"PC `n_corrector` must be >= 0, got {self.n_corrector}.")
 

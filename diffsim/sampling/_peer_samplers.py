@@ -46,7 +46,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from ..scores._base import AbstractScore
 from ._noise import normal_like
-from ._registry import AbstractFixedSampler, State
+from ._registry import AbstractFixedSampler, State, check_option, resolve_noisy
 
 
 __all__ = [
@@ -92,11 +92,9 @@ def ancestral_step(
     return down, up
 
 
-def _check_eta(name: str, eta: float, s_noise: float) -> None:
-    if not float(eta) >= 0.0:
-        raise ValueError(f"{name} `eta` must be >= 0, got {eta}.")
-    if not float(s_noise) >= 0.0:
-        raise ValueError(f"{name} `s_noise` must be >= 0, got {s_noise}.")
+def _check_eta(name: str, eta: float | Array, s_noise: float | Array) -> None:
+    check_option(eta, lambda v: v >= 0.0, f"{name} `eta` must be >= 0, got {eta}.")
+    check_option(s_noise, lambda v: v >= 0.0, f"{name} `s_noise` must be >= 0, got {s_noise}.")
 
 
 # --- ancestral samplers ----------------------------------------------------------------------------------
@@ -111,8 +109,9 @@ class EulerAncestral(AbstractFixedSampler):
     default, as in k-diffusion) is DDPM's ancestral step. Weak order 1.
     """
 
-    eta: float = 1.0
-    s_noise: float = 1.0
+    eta: float | Array = 1.0
+    s_noise: float | Array = 1.0
+    noisy: bool | None = eqx.field(default=None, static=True, repr=False)  # eta > 0; set from eta
     name: ClassVar[str] = "euler_ancestral"
     order: ClassVar[float] = 1.0  # weak; pathwise 1 with eta = 0
     stochastic: ClassVar[bool] = True  # with the default eta = 1; see is_stochastic()
@@ -121,8 +120,11 @@ class EulerAncestral(AbstractFixedSampler):
     def __check_init__(self):
         _check_eta("euler_ancestral", self.eta, self.s_noise)
 
+    def __post_init__(self):
+        self.noisy = resolve_noisy(self.noisy, self.eta, "eta")
+
     def is_stochastic(self) -> bool:
-        return float(self.eta) > 0.0
+        return self.noisy
 
     def draws_per_step(self) -> int:
         return int(self.is_stochastic())
@@ -162,8 +164,9 @@ class DPMPP2SAncestral(AbstractFixedSampler):
     (``tests/test_sampler_orders.py``).
     """
 
-    eta: float = 1.0
-    s_noise: float = 1.0
+    eta: float | Array = 1.0
+    s_noise: float | Array = 1.0
+    noisy: bool | None = eqx.field(default=None, static=True, repr=False)  # eta > 0; set from eta
     name: ClassVar[str] = "dpmpp_2s_ancestral"
     order: ClassVar[float] = 2.0  # weak (see the docstring)
     stochastic: ClassVar[bool] = True
@@ -172,8 +175,11 @@ class DPMPP2SAncestral(AbstractFixedSampler):
     def __check_init__(self):
         _check_eta("dpmpp_2s_ancestral", self.eta, self.s_noise)
 
+    def __post_init__(self):
+        self.noisy = resolve_noisy(self.noisy, self.eta, "eta")
+
     def is_stochastic(self) -> bool:
-        return float(self.eta) > 0.0
+        return self.noisy
 
     def draws_per_step(self) -> int:
         return int(self.is_stochastic())
@@ -225,8 +231,9 @@ class DPMPP2MSDE(AbstractFixedSampler):
     is the deterministic part's).
     """
 
-    eta: float = 1.0
-    s_noise: float = 1.0
+    eta: float | Array = 1.0
+    s_noise: float | Array = 1.0
+    noisy: bool | None = eqx.field(default=None, static=True, repr=False)  # eta > 0; set from eta
     solver_type: str = eqx.field(default="midpoint", static=True)
     name: ClassVar[str] = "dpmpp_2m_sde"
     order: ClassVar[float] = 1.0  # weak
@@ -238,8 +245,11 @@ class DPMPP2MSDE(AbstractFixedSampler):
         if self.solver_type not in ("midpoint", "heun"):
             raise ValueError(f"`solver_type` must be 'midpoint' or 'heun', got {self.solver_type!r}.")
 
+    def __post_init__(self):
+        self.noisy = resolve_noisy(self.noisy, self.eta, "eta")
+
     def is_stochastic(self) -> bool:
-        return float(self.eta) > 0.0
+        return self.noisy
 
     def draws_per_step(self) -> int:
         return int(self.is_stochastic())
@@ -290,8 +300,9 @@ class DPMPP3MSDE(AbstractFixedSampler):
     e^{-eta h}``. ``eta = 0`` is the deterministic third-order multistep DPM-Solver++(3M). Weak order 1.
     """
 
-    eta: float = 1.0
-    s_noise: float = 1.0
+    eta: float | Array = 1.0
+    s_noise: float | Array = 1.0
+    noisy: bool | None = eqx.field(default=None, static=True, repr=False)  # eta > 0; set from eta
     name: ClassVar[str] = "dpmpp_3m_sde"
     order: ClassVar[float] = 1.0  # weak
     stochastic: ClassVar[bool] = True
@@ -300,8 +311,11 @@ class DPMPP3MSDE(AbstractFixedSampler):
     def __check_init__(self):
         _check_eta("dpmpp_3m_sde", self.eta, self.s_noise)
 
+    def __post_init__(self):
+        self.noisy = resolve_noisy(self.noisy, self.eta, "eta")
+
     def is_stochastic(self) -> bool:
-        return float(self.eta) > 0.0
+        return self.noisy
 
     def draws_per_step(self) -> int:
         return int(self.is_stochastic())

@@ -130,6 +130,45 @@ class AbstractSampler(eqx.Module):
         return type(self).noise_draws
 
 
+def option_is_positive(value: Any, name: str = "option") -> bool:
+    """Whether a numeric sampler option (DDIM's ``eta``, Heun's ``churn``) makes the sampler draw noise:
+    ``value > 0`` when it is concrete, ``True`` when it is traced (an option swept inside ``jit``/``vmap``,
+    where a zero value then adds exactly zero noise). The result is static: it fixes the kernel's structure
+    (whether a step draws noise), while the option's value stays an array leaf when it is one."""
+    if isinstance(value, jax.core.Tracer):
+        return True
+    if np.ndim(value) != 0:
+        raise ValueError(f"sampler option `{name}` must be a scalar, got shape {np.shape(value)}.")
+    return bool(np.asarray(value) > 0)
+
+
+def resolve_noisy(noisy: bool | None, value: Any, name: str) -> bool:
+    """The static ``noisy`` flag of a sampler with option ``name = value``: derived from the value
+    (:func:`option_is_positive`) when ``noisy`` is ``None``; when given, it must agree with a concrete value
+    (``noisy=True`` lets a traced value that may be 0 keep the stochastic kernel, which then adds zero noise).
+    """
+    derived = option_is_positive(value, name)
+    if noisy is None:
+        return derived
+    if not isinstance(noisy, bool):
+        raise TypeError(f"`noisy` must be a bool or None, got {type(noisy).__name__}.")
+    if not isinstance(value, jax.core.Tracer) and noisy != derived:
+        raise ValueError(
+            f"`noisy={noisy}` contradicts `{name}={value}` (noise is drawn exactly when {name} > 0)."
+        )
+    return noisy
+
+
+def check_option(value: Any, ok: Callable[[float], bool], message: str) -> None:
+    """Raise ``ValueError(message)`` when a concrete option fails ``ok`` (a traced one is not checked)."""
+    if isinstance(value, jax.core.Tracer):
+        return
+    if np.ndim(value) != 0:
+        raise ValueError(f"{message} (a scalar is expected, got shape {np.shape(value)})")
+    if not ok(float(value)):
+        raise ValueError(message)
+
+
 class AbstractFixedSampler(AbstractSampler):
     """A fixed-grid kernel run by ``simulate`` inside ``lax.scan``: ``init`` / ``step`` / ``position``.
 
