@@ -28,7 +28,8 @@ import numpy as np
 import pytest
 
 import diffsim as ds
-from diffsim.sampling import SAMPLER_REGISTRY, StepNoise, get_sampler
+from diffsim.analysis.convergence import gaussian_law_error, gaussian_pathwise_error, scan_sampler
+from diffsim.sampling import SAMPLER_REGISTRY, get_sampler
 from diffsim.sampling._peer_samplers import LMSState
 
 
@@ -67,21 +68,9 @@ def _pathwise_errors(method, p, ns):
     return errs
 
 
-def _run(sampler, score, grid, state, zs):
-    """``sampler``'s own kernel scanned over ``grid`` from ``state``, step ``j`` drawing the normal ``zs[j]``
-    (through :class:`StepNoise`, which ``normal_like`` reads as it reads a key)."""
-
-    def body(st, inp):
-        z, t, t_next = inp
-        return sampler.step(StepNoise(z[None]), st, t, t_next, score), None
-
-    state, _ = jax.lax.scan(body, state, (zs, grid[:-1], grid[1:]))
-    return sampler.position(state)
+_run = scan_sampler  # the analysis layer's driver: the kernel scanned with explicit normals
 
 
-# ---------------------------------------------------------------------------------------------------------
-# deterministic samplers: pathwise order on the closed-form PF-ODE map
-# ---------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("proc", sorted(PROCS))
 def test_unipc_pathwise_order(proc):
     """UniPC(bh2) is order 3 (its class ``order``): UniC-2 raises the order-2 predictor by one (Zhao et al.
@@ -169,12 +158,28 @@ def _exact_output_law(method, p, n):
 
 
 def _law_errors(method, p, ns):
-    mean_true, var_true = _marginal(p, p.t_min)
-    out = []
-    for n in ns:
-        mean, var = _exact_output_law(method, p, n)
-        out.append(abs(mean - float(mean_true)) + abs(var - float(var_true)))
-    return out
+    return [gaussian_law_error(_gauss1(p), method, ds.grids.logsnr_uniform(p, n)) for n in ns]
+
+
+@pytest.mark.parametrize("method", ["dpmpp_2m_sde", "ddim"])
+def test_gaussian_law_error_is_the_error_of_the_exact_moments(method):
+    """``gaussian_law_error`` (analysis layer) = |mean - m| + |var - v| from this file's own moments, and
+    ``gaussian_pathwise_error`` = the max error against this file's closed-form map."""
+    p, n = PROCS["vp"], 8
+    mean, var = _exact_output_law(method, p, n)
+    m, v = _marginal(p, p.t_min)
+    want = abs(mean - float(m)) + abs(var - float(v))
+    got = gaussian_law_error(_gauss1(p), method, ds.grids.logsnr_uniform(p, n))
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    grid, x = ds.grids.logsnr_uniform(p, 16), p.prior_std * jr.normal(jr.key(2), (4, 2))
+    out = ds.simulate(_gauss(p), "heun", grid, x=x, key=jr.key(1)).x
+    want = float(jnp.max(jnp.abs(out - _exact_pf_map(p, x, p.t_max, p.t_min))))
+    np.testing.assert_allclose(gaussian_pathwise_error(_gauss(p), "heun", grid, x), want, rtol=1e-12)
+    with pytest.raises(ValueError, match="one-component"):
+        two = ds.GaussianMixture(jnp.ones(2) / 2, jnp.zeros((2, 1)), jnp.ones((2, 1)))
+        gaussian_law_error(two, method, jnp.array([1.0, 0.5]))
+    with pytest.raises(ValueError, match="1-D"):
+        gaussian_law_error(_gauss(p), method, ds.grids.logsnr_uniform(p, 4))
 
 
 # method -> (steps in the asymptotic regime, order measured on the Gaussian)

@@ -12,8 +12,14 @@ from collections.abc import Sequence
 import numpy as np
 from jaxtyping import ArrayLike, Bool, Float, Real
 
+from ._gaussian_law import (
+    gaussian_law_error as gaussian_law_error,
+    gaussian_pathwise_error as gaussian_pathwise_error,
+    scan_sampler as scan_sampler,
+)
 
-__all__ = ["fit_order", "significant_tail"]
+
+__all__ = ["fit_order", "gaussian_law_error", "gaussian_pathwise_error", "scan_sampler", "significant_tail"]
 
 
 def fit_order(
