@@ -31,14 +31,15 @@ __all__ = ["gaussian_law_error", "gaussian_pathwise_error", "scan_sampler"]
 
 
 def scan_sampler(
-    sampler: Any, score: Any, grid: Float[Array, " n"], state: Any, normals: Float[Array, "m ..."]
+    sampler: Any, score: Any, grid: Float[Array, " n"], state: Any, normals: Float[Array, "m draws ..."]
 ) -> Array:
-    """``sampler``'s own kernel scanned over ``grid`` from ``state``, step ``j`` drawing the normal
-    ``normals[j]`` (through :class:`~diffsim.sampling.StepNoise`, which the kernels read as a key)."""
+    """``sampler``'s own kernel scanned over ``grid`` from ``state``, step ``j`` drawing the normals
+    ``normals[j]`` (``draws = sampler.draws_per_step()`` of them, at least one, each of the particle's shape;
+    through :class:`~diffsim.sampling.StepNoise`, which the kernels read as a key)."""
 
     def body(st, inp):
         z, t, t_next = inp
-        return sampler.step(StepNoise(z[None]), st, t, t_next, score), None
+        return sampler.step(StepNoise(z), st, t, t_next, score), None
 
     state, _ = jax.lax.scan(body, state, (normals, grid[:-1], grid[1:]))
     return sampler.position(state)
@@ -103,7 +104,7 @@ def gaussian_law_error(score: GaussianMixture, method: str, grid: Float[ArrayLik
     def out(x0, zs):
         return scan_sampler(sampler, score, grid, sampler.init(grid[0], x0), zs)[0]
 
-    x0, zs = jnp.full((1,), m0), jnp.zeros((n, 1), grid.dtype)
+    x0, zs = jnp.full((1,), m0), jnp.zeros((n, max(sampler.draws_per_step(), 1), 1), grid.dtype)
     jx, jz = jax.jacrev(out, argnums=(0, 1))(x0, zs)
     mean, var = out(x0, zs), jx[0] ** 2 * v0 + jnp.sum(jz**2)
     m_true, v_true = marginal(grid[-1])
