@@ -38,6 +38,7 @@ from ..data import sampler_test_mixture
 from ..sampling import SAMPLER_REGISTRY, grids, simulate
 from ._figures import samplers as figures
 from ._runner import Check, Figure, Part, PartContext, Study, check, register_study
+from ._samplers_gaussian import compute_gaussian, gaussian_checks
 
 
 def _fixed_grid_samplers() -> tuple[dict[str, float], dict[str, float]]:
@@ -80,6 +81,7 @@ class Config:
     n_energy: int = 3_000
     n_entropy: int = 200_000
     order_tolerance: float = 0.3
+    gaussian_order_tolerance: float = 0.1
     seed: int = 0
 
     def __post_init__(self):
@@ -213,13 +215,15 @@ def _parts(config: Config) -> list[Part]:
             convergence_figures,
         )
 
-    return [part(dim) for dim in config.dims]
+    return [part(dim) for dim in config.dims] + [Part("gaussian", compute_gaussian, gaussian_checks)]
 
 
 def _answer(config: Config, results: dict[str, Convergence]) -> str:
     finest = config.steps[-1]
     parts = []
     for r in results.values():
+        if not isinstance(r, Convergence):
+            continue
         errs = ", ".join(
             f"{s} {r.runs[f'{s}/{finest}']['pathwise_error']:.2g}" for s in config.samplers if s in ODE_ORDERS
         )
