@@ -367,3 +367,50 @@ def test_run_all_rejects_bad_jobs_and_unknown_names(tmp_path):
         run_all(tmp_path, jobs=0, names=[])
     with pytest.raises(ValueError, match="names: unknown studies"):
         run_all(tmp_path, names=["no-such-study"])
+
+
+#: numeric config fields for which -1 (and 0 for integers) is a legitimate value: seeds, locations, shifts,
+#: a digit label, counts that may be zero
+_NUMBERS_ANY_SIGN = {
+    "seed",
+    "info_lo",
+    "info_hi",
+    "schedule_lam",
+    "random_centre",
+    "random_offset",
+    "logsnr_loc",
+    "normal_shift",
+    "warmup_steps=0",
+    "n_plot_trajectories=0",
+    "latent_digit=0",
+}
+
+
+def test_every_numeric_study_field_is_validated_by_its_config():
+    """-1 (and 0 for an integer) in any numeric field of any study config is rejected when the config is
+    built, by an error naming the field, unless the field legitimately takes it (the list above)."""
+    import typing
+
+    from diffsim.studies import build_config, discover
+
+    discover()
+    unvalidated, unnamed = [], []
+    for name, spec in sorted(STUDIES.items()):
+        if name.startswith("_"):
+            continue
+        hints = typing.get_type_hints(spec.config_cls)
+        for f in dataclasses.fields(spec.config_cls):
+            if hints[f.name] not in (int, float):
+                continue
+            for bad in (-1, 0) if hints[f.name] is int else (-1.0,):
+                if f.name in _NUMBERS_ANY_SIGN or f"{f.name}={bad}" in _NUMBERS_ANY_SIGN:
+                    continue
+                try:
+                    build_config(spec, {f.name: bad})
+                except ValueError as err:
+                    if f"`{f.name}`" not in str(err) and f.name not in str(err):
+                        unnamed.append(f"{name}.{f.name}={bad}: {err}")
+                else:
+                    unvalidated.append(f"{name}.{f.name}={bad}")
+    assert not unvalidated, f"accepted: {unvalidated}"
+    assert not unnamed, f"errors not naming the field: {unnamed}"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ._config import check_fields
+
 
 _PROCESSES = ("linear", "cosine", "ou")
 _POSITIVE = (
@@ -82,6 +84,12 @@ class Config:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {v!r}.")
+        check_fields(
+            self,
+            counts=("auc_step",),
+            positive=("std", "digits_bandwidth", "n_se", "emergence_tolerance"),
+            nonnegative=("guidance", "pointing_threshold", "iou_threshold", "randomisation_threshold"),
+        )
         if self.process not in _PROCESSES:
             raise ValueError(f"`process` must be one of {_PROCESSES}, got {self.process!r}.")
         if len(self.separations) < 2 or len(self.separations) > 4 or min(self.separations) <= 0:

@@ -12,7 +12,40 @@ from collections.abc import Iterable
 from typing import Any
 
 
-__all__ = ["build_config", "parse_overrides"]
+__all__ = ["build_config", "check_fields", "parse_overrides"]
+
+
+def check_fields(
+    config: Any,
+    *,
+    counts: Iterable[str] = (),
+    positive: Iterable[str] = (),
+    nonnegative: Iterable[str] = (),
+    fractions: Iterable[str] = (),
+) -> None:
+    """Validate a study config's numeric fields, raising ``ValueError`` that names the field (never an
+    internal argument of the function the field is passed to later): ``counts`` positive integers,
+    ``positive`` numbers > 0, ``nonnegative`` numbers >= 0, ``fractions`` numbers in [0, 1)."""
+
+    def value(name: str) -> Any:
+        v = getattr(config, name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError(f"`{name}` must be a number, got {v!r}.")
+        return v
+
+    for name in counts:
+        v = value(name)
+        if not isinstance(v, int) or v < 1:
+            raise ValueError(f"`{name}` must be a positive integer, got {v!r}.")
+    for name in positive:
+        if not value(name) > 0:
+            raise ValueError(f"`{name}` must be positive, got {getattr(config, name)!r}.")
+    for name in nonnegative:
+        if not value(name) >= 0:
+            raise ValueError(f"`{name}` must be >= 0, got {getattr(config, name)!r}.")
+    for name in fractions:
+        if not 0 <= value(name) < 1:
+            raise ValueError(f"`{name}` must lie in [0, 1), got {getattr(config, name)!r}.")
 
 
 def _parse_value(text: str, annotation: Any, key: str) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..data.synthetic import GATES
+from ._config import check_fields
 
 
 _POSITIVE = (
@@ -81,6 +82,14 @@ class Config:
     cache_dir: str = ""
 
     def __post_init__(self):
+        check_fields(
+            self,
+            counts=("digits_depth",),
+            positive=(
+                "logsnr_scale gate_std gate_separation block_std block_separation digits_bandwidth n_se"
+            ).split(),
+            nonnegative=("tolerance_floor_bits", "logsnr_clip"),
+        )
         for name in _POSITIVE.split():
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:

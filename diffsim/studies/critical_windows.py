@@ -37,6 +37,7 @@ import numpy as np
 
 from ..data import hierarchy_2d, random_two_clusters
 from . import _critical_windows_follow_up as follow_up, _critical_windows_items as items
+from ._config import check_fields
 from ._critical_windows_symmetric import (
     checks_sde_vs_ode,
     checks_symmetric,
@@ -100,8 +101,17 @@ class Config:
             )
         if not self.dims or min(self.dims) < 1:
             raise ValueError("`dims` must be positive integers.")
-        if self.n_verify < 1 or self.n_t_hats < 8 or self.hierarchy_n_t_hats < 8 or self.random_n_t_hats < 8:
-            raise ValueError("`n_verify` >= 1 and every `*n_t_hats` >= 8 are required.")
+        check_fields(
+            self,
+            counts=(
+                "n_verify n_outer n_outer_unreduced n_inner hierarchy_n_outer hierarchy_n_gh random_n_outer "
+                "random_n_inner bound_samples n_particles n_steps clone_times clone_particles clone_steps"
+            ).split(),
+            positive=("ode_separation", "clone_separation"),
+        )
+        for name in ("n_t_hats", "hierarchy_n_t_hats", "random_n_t_hats"):
+            if getattr(self, name) < 8:
+                raise ValueError(f"`{name}` must be >= 8, got {getattr(self, name)!r}.")
         if len(self.hierarchy) != 2 or not self.hierarchy[0] > self.hierarchy[1] > 0:
             raise ValueError("`hierarchy` must be (A, B) with A > B > 0.")
         if abs(sum(self.hierarchy_weights) - 1.0) > 1e-9 or min(self.hierarchy_weights) <= 0:

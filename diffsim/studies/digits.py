@@ -46,6 +46,7 @@ from ..scores import PARAMETRISATIONS
 from ..scores.nn import UNetScore
 from ..training import WEIGHTINGS, TrainConfig, train_or_load
 from . import _digits_any_model as any_model, _digits_any_model_info as any_model_info
+from ._config import check_fields
 from ._digits_memorisation import (
     _keys,
     _process,
@@ -129,6 +130,12 @@ class Config:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {v!r}.")
+        check_fields(
+            self,
+            positive=("learning_rate",),
+            nonnegative=("warmup_steps",),
+            fractions=("ema_decay", "token_dropout"),
+        )
         if self.parametrisation not in PARAMETRISATIONS:
             raise ValueError(
                 f"`parametrisation` must be one of {PARAMETRISATIONS}, got {self.parametrisation!r}."

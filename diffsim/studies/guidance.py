@@ -40,6 +40,7 @@ from ..analysis.guidance import GuidanceSweep, conditional_prior_translation_err
 from ..data import guidance_cases
 from ..scores.mixture import GaussianMixture
 from . import _guidance_split as guidance_split
+from ._config import check_fields
 from ._figures import guidance as figures
 from ._guidance_cases import BOX_2D_WIDTH, case_checks, case_metrics, case_notes, case_sweep
 from ._guidance_search import (
@@ -83,6 +84,7 @@ class Config:
     seed: int = 0
 
     def __post_init__(self):
+        check_fields(self, counts=("flow_rate_steps", "search_trials"), positive=("radius",))
         for nm in ("scales", "scales_2d"):
             sc = getattr(self, nm)
             if len(sc) < 2 or any(b <= a for a, b in itertools.pairwise(sc)):

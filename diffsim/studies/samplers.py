@@ -36,6 +36,7 @@ from ..analysis.convergence import fit_order, significant_tail
 from ..analysis.metrics import energy_distance, mode_weight_error
 from ..data import sampler_test_mixture
 from ..sampling import SAMPLER_REGISTRY, grids, simulate
+from ._config import check_fields
 from ._figures import samplers as figures
 from ._runner import Check, Figure, Part, PartContext, Study, check, register_study
 from ._samplers_gaussian import compute_gaussian, gaussian_checks
@@ -85,6 +86,11 @@ class Config:
     seed: int = 0
 
     def __post_init__(self):
+        check_fields(
+            self,
+            counts=("n_components", "n_particles", "n_energy", "n_entropy"),
+            positive=("order_tolerance", "gaussian_order_tolerance"),
+        )
         unknown = [s for s in self.samplers if s not in ODE_ORDERS and s not in SDE_WEAK_ORDERS]
         if unknown:
             raise ValueError(f"Config.samplers: unknown or unsupported samplers {unknown}.")

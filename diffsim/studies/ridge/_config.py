@@ -9,6 +9,7 @@ import numpy as np
 from ...analysis import ridge
 from ...data.ridge import TRAINING_SETS
 from ...sampling import grids, simulate
+from .._config import check_fields
 
 
 _POSITIVE = (
@@ -94,6 +95,9 @@ class Config:
     seed: int = 0
 
     def __post_init__(self):
+        check_fields(self, positive=("tube_scale", "gap_threshold"), nonnegative=("n_plot_trajectories",))
+        if isinstance(self.latent_digit, bool) or not 0 <= self.latent_digit <= 9:
+            raise ValueError(f"`latent_digit` must be a digit 0-9, got {self.latent_digit!r}.")
         for name in ("sets", "rf_sets"):
             unknown = set(getattr(self, name)) - set(TRAINING_SETS)
             if unknown:
