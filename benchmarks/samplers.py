@@ -15,6 +15,11 @@ The problem is k-diffusion's: a ``K``-component spherical Gaussian mixture in ``
   ``tests/test_peers.py`` does) on the same sigmas, with the mixture denoiser in matrix form in torch,
   ``torch.randn_like`` as ``noise_sampler`` (k-diffusion's default Brownian tree needs ``torchsde``), under
   ``no_grad`` with as many threads as JAX gets. UniPC is not in k-diffusion (it is diffusers'): no peer.
+- ``diffusers`` (when installed): the scheduler's own loop (``EulerAncestralDiscreteScheduler``,
+  ``DPMSolverMultistepScheduler(algorithm_type="sde-dpmsolver++")``, ``UniPCMultistepScheduler(bh2)``,
+  ``LMSDiscreteScheduler``) on its default discrete schedule with ``n`` timesteps and the same mixture
+  denoiser as an epsilon model; timed only (its grid is diffusers' own), DPM-Solver++(2S) ancestral and
+  (3M) SDE have no diffusers scheduler.
 
 All routes make the same number of model calls (``n`` per run, ``2n - 1`` for DPM-Solver++(2S)); the
 time per step is the best of ``--reps`` interleaved repetitions divided by ``n``, after a warm-up call
@@ -185,6 +190,64 @@ def build_k_diffusion(kd, method, prob, sigmas, x0, seed=0):
     return run
 
 
+#: diffsim sampler -> (diffusers scheduler class name, constructor options)
+DIFFUSERS_SCHEDULERS = {
+    "euler_ancestral": ("EulerAncestralDiscreteScheduler", {}),
+    "dpmpp_2m_sde": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}),
+    "unipc": ("UniPCMultistepScheduler", {"solver_type": "bh2"}),
+    "dpmpp_2s_ancestral": None,
+    "dpmpp_3m_sde": None,
+    "lms": ("LMSDiscreteScheduler", {}),
+}
+
+
+_TAKES_GENERATOR = ("EulerAncestralDiscreteScheduler", "DPMSolverMultistepScheduler")
+
+
+def load_diffusers():
+    """``(diffusers module, None)`` or ``(None, reason)``."""
+    if torch is None:
+        return None, "torch is not installed"
+    try:
+        import diffusers
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        return None, f"diffusers is not installed ({err})"
+    return diffusers, None
+
+
+def build_diffusers(dm, method, prob, steps, x0, seed=0):
+    """The diffusers scheduler's own loop (``set_timesteps``, ``scale_model_input``, ``step``) with the
+    mixture denoiser in matrix form in torch turned into the epsilon prediction the scheduler expects, on
+    the scheduler's default 1000-step discrete VP schedule and ``steps`` timesteps. Same number of model
+    calls as diffsim, a different grid (diffusers' schedulers live on their discrete schedule): this route
+    is timed, not compared number for number (``tests/test_peers.py`` does that)."""
+    name, opts = DIFFUSERS_SCHEDULERS[method]
+    sched = getattr(dm, name)(**opts)
+    sched.set_timesteps(steps)
+    den = _denoiser_terms(torch, prob)
+    alphas_cumprod = sched.alphas_cumprod.to(torch.float32)
+    sigma_space = name in ("EulerAncestralDiscreteScheduler", "LMSDiscreteScheduler")
+
+    def eps(x_in, t):
+        a2 = alphas_cumprod[int(t)]
+        a, s = a2.sqrt(), (1.0 - a2).sqrt()
+        # x_in = a x0 + s eps: the data-space denoiser at y = x_in / a, noise level (s / a)^2
+        return (x_in - a * den(x_in / a, (s / a) ** 2)) / s
+
+    def run():
+        sched.set_timesteps(steps)  # resets the scheduler's step index and history
+        gen = torch.Generator().manual_seed(seed)
+        x = torch.from_numpy(np.array(x0)) / SIGMA_MAX * sched.init_noise_sigma
+        with torch.no_grad():
+            for t in sched.timesteps:
+                x_in = sched.scale_model_input(x, t) if sigma_space else x
+                kw = {"generator": gen} if name in _TAKES_GENERATOR else {}
+                x = sched.step(eps(x_in, t), t, x, **kw).prev_sample
+        return x.numpy()
+
+    return run
+
+
 def _block(out):
     return jax.block_until_ready(out) if not isinstance(out, np.ndarray) else out
 
@@ -214,6 +277,7 @@ def device_name() -> str:
 
 def run_benchmark(n: int, d: int, k: int, steps: int, reps: int, samplers=SAMPLERS, log=print) -> dict:
     kd, kd_reason = load_k_diffusion()
+    dm, dm_reason = load_diffusers()
     if torch is not None:
         torch.set_num_threads(_n_threads())
     prob = make_problem(d, k)
@@ -227,6 +291,8 @@ def run_benchmark(n: int, d: int, k: int, steps: int, reps: int, samplers=SAMPLE
             routes["fused_scan"] = build_fused_euler_ancestral(prob, sigmas, x0)
         if kd is not None and method in KD_NAMES:
             routes["k_diffusion"] = build_k_diffusion(kd, method, prob, sigmas, x0)
+        if dm is not None and DIFFUSERS_SCHEDULERS.get(method):
+            routes["diffusers"] = build_diffusers(dm, method, prob, steps, x0)
         res = time_routes(routes, reps)
         nfe = 2 * steps - 1 if method == "dpmpp_2s_ancestral" else steps
         per_step = {r: res["best_s"][r] / steps for r in routes}
@@ -244,6 +310,10 @@ def run_benchmark(n: int, d: int, k: int, steps: int, reps: int, samplers=SAMPLE
             rec["k_diffusion"] = "no k-diffusion sampler (UniPC is diffusers')"
         elif kd is None:
             rec["k_diffusion"] = f"skipped: {kd_reason}"
+        if not DIFFUSERS_SCHEDULERS.get(method):
+            rec["diffusers"] = "no diffusers scheduler for this sampler"
+        elif dm is None:
+            rec["diffusers"] = f"skipped: {dm_reason}"
         log(f"{method}: " + ", ".join(f"{r} {1e3 * t:.3f} ms/step" for r, t in per_step.items()))
         records.append(rec)
     return {
@@ -268,8 +338,8 @@ def to_markdown(data: dict) -> str:
         f"(VE 80 -> 0.002) and the step to 0, float32, best of {p['reps']}.",
         "",
         "| sampler | model calls | diffsim (ms/step) | fused scan (ms/step) | k-diffusion (ms/step) "
-        "| fused / diffsim | k-diffusion / diffsim |",
-        "|---|---|---|---|---|---|---|",
+        "| diffusers (ms/step) | fused / diffsim | k-diffusion / diffsim | diffusers / diffsim |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in data["records"]:
         t, q = r["time_per_step_s"], r["ratio_to_diffsim"]
@@ -282,7 +352,8 @@ def to_markdown(data: dict) -> str:
 
         lines.append(
             f"| `{r['sampler']}` | {r['model_calls']} | {ms('diffsim')} | {ms('fused_scan')} | "
-            f"{ms('k_diffusion')} | {ratio('fused_scan')} | {ratio('k_diffusion')} |"
+            f"{ms('k_diffusion')} | {ms('diffusers')} | {ratio('fused_scan')} | {ratio('k_diffusion')} | "
+            f"{ratio('diffusers')} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -231,3 +231,12 @@ def test_samplers_benchmark_smoke(tmp_path):
         assert recs["lms"]["max_abs_diff_k_diffusion"] < 1e-4
     else:
         assert recs["lms"]["k_diffusion"].startswith("skipped")
+    for name in ("euler_ancestral", "dpmpp_2m_sde", "unipc", "lms"):  # the diffusers schedulers' loops
+        rec = recs[name]
+        if "diffusers" in rec["time_per_step_s"]:
+            assert rec["time_per_step_s"]["diffusers"] > 0
+            # another grid, the same mixture: the output means are of one size (timing, not parity)
+            assert abs(rec["mean_output"]["diffusers"] - rec["mean_output"]["diffsim"]) < 1.0
+        else:
+            assert rec["diffusers"].startswith("skipped")
+    assert recs["dpmpp_3m_sde"]["diffusers"].startswith("no diffusers scheduler")
