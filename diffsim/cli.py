@@ -8,6 +8,7 @@ study crashed under ``run all``."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import sys
@@ -16,8 +17,8 @@ from pathlib import Path
 from .studies import (
     STUDIES,
     RunLockedError,
+    compilation_cache,
     discover,
-    enable_compilation_cache,
     get_study,
     parse_overrides,
     run_all,
@@ -62,8 +63,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise SystemExit("error: --jobs applies to 'run all' (one study runs in one process).")
     if args.jobs is None:
         args.jobs = _default_jobs()
-    if not args.no_compile_cache:
-        enable_compilation_cache()
+    with contextlib.nullcontext() if args.no_compile_cache else compilation_cache():
+        return _run(args, progress)
+
+
+def _run(args: argparse.Namespace, progress: bool) -> int:
     if args.study == "all":
         if args.set:
             raise SystemExit(

@@ -179,6 +179,24 @@ def test_run_study_writes_outputs_and_resumes(tmp_path):
     STUDIES.pop("_toy-sweep")
 
 
+def test_cli_compilation_cache_is_scoped_to_the_command(tmp_path, monkeypatch):
+    """``diffsim run`` caches compiled programs in ``$JAX_COMPILATION_CACHE_DIR`` while it runs and leaves
+    JAX's settings and the environment as it found them (``main`` also runs inside other programs)."""
+    import jax
+
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "cache"))
+    register("_toy-sweep", Sweep, quick=dict(values=(1.0,)), description="test-only study")(_toy_run)
+    try:
+        before = jax.config.jax_compilation_cache_dir
+        assert main(["run", "_toy-sweep", "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+        assert jax.config.jax_compilation_cache_dir == before
+        assert "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ
+        assert (tmp_path / "cache").is_dir()
+        assert main(["run", "_toy-sweep", "--out", str(tmp_path / "o2"), "--no-compile-cache"]) == 0
+    finally:
+        STUDIES.pop("_toy-sweep", None)
+
+
 @pytest.mark.slow
 def test_run_all_quick_smoke(tmp_path):
     """The main job's quick preset, in a fresh process exactly as a user runs it."""

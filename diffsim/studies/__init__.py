@@ -11,8 +11,8 @@ import importlib
 import pkgutil
 
 from ._compilation_cache import (
+    compilation_cache as compilation_cache,
     default_compilation_cache_dir as default_compilation_cache_dir,
-    enable_compilation_cache as enable_compilation_cache,
 )
 from ._runner import (
     STUDIES as STUDIES,

@@ -12,10 +12,12 @@ never a wrong number.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
-__all__ = ["default_compilation_cache_dir", "enable_compilation_cache"]
+__all__ = ["compilation_cache", "default_compilation_cache_dir"]
 
 
 def default_compilation_cache_dir() -> Path:
@@ -26,15 +28,18 @@ def default_compilation_cache_dir() -> Path:
     return Path(base) / "diffsim" / "jax"
 
 
-def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path | None:
-    """Turn JAX's persistent compilation cache on in this process, at ``path`` (default
-    :func:`default_compilation_cache_dir`), for every program it compiles from now on.
+@contextmanager
+def compilation_cache(path: str | os.PathLike | None = None) -> Iterator[Path | None]:
+    """JAX's persistent compilation cache at ``path`` (default :func:`default_compilation_cache_dir`) for
+    every program compiled inside the ``with`` block, and for processes started inside it (the workers of
+    ``run_all(jobs=N)``, through the ``JAX_*`` environment variables). On exit the previous settings and
+    environment come back and JAX's cache is reset, so nothing outside the block is cached (no global
+    state left behind: ``diffsim.cli.main`` is also called inside other programs and tests).
 
-    Also sets the ``JAX_*`` environment variables, so that processes started from this one (the workers of
-    ``run_all(jobs=N)``) use the same cache. Returns the directory, or ``None`` (cache left off, with a
-    warning) when the directory cannot be created.
+    Yields the directory, or ``None`` (cache left off, with a warning) when it cannot be created.
     """
     import jax
+    from jax.experimental.compilation_cache import compilation_cache as jax_cache
 
     cache_dir = Path(path) if path is not None else default_compilation_cache_dir()
     try:
@@ -44,15 +49,29 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path | No
 
         warnings.warn(
             f"compilation cache {cache_dir}: cannot create it ({err.strerror or err}); running without it.",
-            stacklevel=2,
+            stacklevel=3,
         )
-        return None
+        yield None
+        return
     settings = {
         "jax_compilation_cache_dir": str(cache_dir),
         "jax_persistent_cache_min_compile_time_secs": 0.0,
         "jax_persistent_cache_min_entry_size_bytes": 0,
     }
-    for name, value in settings.items():
-        jax.config.update(name, value)
-        os.environ[name.upper()] = str(value)
-    return cache_dir
+    old_values = {name: getattr(jax.config, name) for name in settings}
+    old_env = {name.upper(): os.environ.get(name.upper()) for name in settings}
+    try:
+        for name, value in settings.items():
+            jax.config.update(name, value)
+            os.environ[name.upper()] = str(value)
+        jax_cache.reset_cache()  # a cache JAX set up earlier in this process would ignore the new settings
+        yield cache_dir
+    finally:
+        for name, value in old_values.items():
+            jax.config.update(name, value)
+        for name, value in old_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        jax_cache.reset_cache()
