@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from ..sampling import StepNoise, get_sampler
+from ..sampling import StepNoise, get_sampler, simulate
 from ..scores.mixture import GaussianMixture
 
 
@@ -65,8 +65,6 @@ def gaussian_pathwise_error(
         grid: a decreasing time grid.
         x: starting points at ``grid[0]``, shape ``(N, d)``.
     """
-    from ..sampling import simulate
-
     _check_gaussian(score)
     grid, x = jnp.asarray(grid), jnp.asarray(x)
     p = score.process

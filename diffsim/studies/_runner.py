@@ -387,6 +387,11 @@ def _jax_settings() -> dict[str, Any]:
     return {name: getattr(jax.config, name) for name in _INHERITED_JAX_CONFIG}
 
 
+def _error_text(err: Exception) -> str:
+    """A crashed study's record: ``"Type: message"``, then the traceback on the following lines."""
+    return f"{type(err).__name__}: {err}\n{traceback.format_exc()}"
+
+
 def _run_in_worker(
     name: str, module: str, out_dir: str, quick: bool, settings: dict[str, Any]
 ) -> tuple[str, str | None]:
@@ -406,7 +411,7 @@ def _run_in_worker(
         run_study(name, out_dir=out_dir, quick=quick, progress=False)
         return name, None
     except Exception as err:  # noqa: BLE001 - a crashing study must not stop the others
-        return name, f"{type(err).__name__}: {err}\n{traceback.format_exc()}"
+        return name, _error_text(err)
 
 
 def run_all(
@@ -465,7 +470,7 @@ def run_all(
             try:
                 res = run_study(name, out_dir=out_root / name, quick=quick, progress=progress)
             except Exception as err:  # noqa: BLE001 - a crashing study must not stop the others
-                crashed(name, f"{type(err).__name__}: {err}\n{traceback.format_exc()}")
+                crashed(name, _error_text(err))
                 continue
             finished(name, res, time.perf_counter() - start)
     else:
