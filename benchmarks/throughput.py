@@ -192,9 +192,9 @@ def _jax_batch_score(problem: Problem):
     d = problem.d
 
     def score(a, s2, x):
-        prec = 1.0 / (a * a * var + s2)  # (K,)
-        quad = prec * (jnp.sum(x * x, axis=-1, keepdims=True) - 2.0 * a * mm(x, mu.T) + a * a * mu2)
-        logits = log_w + 0.5 * d * jnp.log(prec) - 0.5 * quad
+        prec = (1.0 / (a * a * var + s2))[None, :]  # (1, K): broadcast over particles explicitly
+        quad = prec * (jnp.sum(x * x, axis=-1, keepdims=True) - 2.0 * a * mm(x, mu.T) + a * a * mu2[None, :])
+        logits = log_w[None, :] + 0.5 * d * jnp.log(prec) - 0.5 * quad
         r = jax.nn.softmax(logits, axis=-1)
         rp = r * prec
         return a * mm(rp, mu) - x * jnp.sum(rp, axis=-1, keepdims=True)

@@ -8,9 +8,13 @@ the whole package (``TYPECHECKED``) with beartype (``diffsim._typecheck.typechec
 annotation — shapes and dtypes included — is checked on every call during the tests. Set the
 environment variable ``DIFFSIM_TYPECHECK=0`` to run the suite without the hook (e.g. to time it).
 
-Strict promotion (as Equinox and Lineax test): ``DIFFSIM_STRICT_PROMOTION=rank`` makes implicit rank
-promotion an error (``jax_numpy_rank_promotion="raise"``), ``DIFFSIM_STRICT_PROMOTION=dtype`` turns on
-strict dtype promotion (``jax_numpy_dtype_promotion="strict"``), ``DIFFSIM_STRICT_PROMOTION=1`` both.
+Strict promotion (as Equinox and Lineax test): implicit rank promotion is an error in every test
+(``jax_numpy_rank_promotion="raise"``: an ``(N, d)`` array meets a ``(d,)`` one only through an explicit
+``x[None, :]`` or ``broadcast_to``, so a batch passed where one point is expected cannot broadcast
+silently). ``DIFFSIM_STRICT_PROMOTION=1`` (or ``dtype``) adds strict dtype promotion
+(``jax_numpy_dtype_promotion="strict"``), not yet the default: optax's optimisers and the deliberate
+float32-particles / float64-process mixing of the samplers raise under it. ``DIFFSIM_STRICT_PROMOTION=0``
+turns the rank check off.
 """
 
 import os
@@ -30,9 +34,9 @@ import pytest  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
-#: strict promotion, opt-in (see the module docstring): ``rank``, ``dtype`` or ``1`` (both)
-_STRICT = os.environ.get("DIFFSIM_STRICT_PROMOTION", "0")
-if _STRICT in ("1", "rank"):
+#: strict promotion (see the module docstring): ``rank`` (default), ``dtype`` or ``1`` (both), ``0`` (off)
+_STRICT = os.environ.get("DIFFSIM_STRICT_PROMOTION", "rank")
+if _STRICT in ("1", "rank", "dtype"):
     jax.config.update("jax_numpy_rank_promotion", "raise")
 if _STRICT in ("1", "dtype"):
     jax.config.update("jax_numpy_dtype_promotion", "strict")

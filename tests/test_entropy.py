@@ -76,7 +76,7 @@ def test_knn_distances_match_brute_force():
 @pytest.mark.parametrize("d, tol", [(1, 0.05), (2, 0.07), (4, 0.09), (8, 0.09)])
 def test_knn_entropy_gaussian_closed_form(d, tol):
     scales = jnp.linspace(0.5, 2.0, d)
-    x = jr.normal(jr.key(d), (10_000, d)) * scales
+    x = jr.normal(jr.key(d), (10_000, d)) * scales[None, :]
     truth = gaussian_entropy(scales**2)
     h = knn_entropy(x)
     assert abs(float(h - truth)) < tol, (float(h), float(truth))
@@ -184,7 +184,7 @@ def test_sampler_map_entropy_is_exact_for_linear_maps(gauss2d):
         return ds.simulate(gauss2d, "ddim", grid, x=zz, key=jr.key(0)).x
 
     eye = jnp.eye(2)
-    cols = jnp.stack([run(z[:1] + eye[i]) - run(z[:1]) for i in range(2)], -1)[0]
+    cols = jnp.stack([run(z[:1] + eye[i][None, :]) - run(z[:1]) for i in range(2)], -1)[0]
     chex.assert_trees_all_close(logdet, jnp.full((3,), jnp.linalg.slogdet(cols)[1]), atol=1e-8)
     h = 0.5 * 2 * LOG_2PI_E + logdet[0]
     chex.assert_trees_all_close(h, gaussian_entropy(cols @ cols.T), atol=1e-10)

@@ -330,7 +330,7 @@ def test_unguided_pf_ode_maps_conditional_prior_exactly(sym3d):
     x_t, _ = cond.sample(jr.key(3), 64, t=p.t_max)
     guided = guidance.guided_mixture(sym3d, 0, 1.0)
     out = ds.flow(guided, x_t, p.t_max, p.t_min, rtol=1e-9, atol=1e-9)
-    expect = x_t + (p.alpha(p.t_min) - p.alpha(p.t_max)) * sym3d.means[0]
+    expect = x_t + (p.alpha(p.t_min) - p.alpha(p.t_max)) * sym3d.means[0][None, :]
     chex.assert_trees_all_close(out, expect, atol=1e-7)
     # zero divergence along the path: the output density equals the Gaussian prior density shifted
     div = jax.vmap(lambda x: guided.velocity_divergence(0.3, x))(x_t)
@@ -350,7 +350,7 @@ def test_unguided_discrete_ddim_is_the_exact_affine_map(sym3d):
         out = ds.simulate(guided, "ddim", grid, x=x_t, key=jr.key(0)).x
         a, s = p.alpha(grid), p.sigma(grid)
         factor = jnp.prod(a[1:] * a[:-1] + s[1:] * s[:-1])
-        expect = a[-1] * mu + factor * (x_t - a[0] * mu)
+        expect = a[-1] * mu[None, :] + factor * (x_t - a[0] * mu[None, :])
         chex.assert_trees_all_close(out, expect, atol=1e-10)
         gaps.append(1.0 - float(factor))
     # the contraction 1 - prod cos(dtheta) ~ sum dtheta^2 / 2 is first order in the step: 20x more steps

@@ -76,7 +76,7 @@ def test_conversions_agree_with_mixture_posterior_mean():
         a, s2 = p.alpha(t), p.sigma2(t)
         r = gm.posterior(t, x)
         var = jnp.array([0.2, 0.6])
-        post_means = gm.means + (a * var / (a**2 * var + s2))[:, None] * (x - a * gm.means)
+        post_means = gm.means + (a * var / (a**2 * var + s2))[:, None] * (x[None, :] - a * gm.means)
         x0_exact = r @ post_means
         s = gm.score(t, x)
         chex.assert_trees_all_close(convert_parametrisation(p, t, x, s, "score", "x0"), x0_exact, rtol=1e-10)

@@ -431,7 +431,7 @@ GAUSS = {"linear": ds.VP.linear(), "ve": ds.VE(0.01, 20.0)}
 def _exact_pf_map(p, x, s, t):
     cs = p.alpha(s) ** 2 * LAM + p.sigma2(s)
     ct = p.alpha(t) ** 2 * LAM + p.sigma2(t)
-    return p.alpha(t) * MU + jnp.sqrt(ct / cs) * (x - p.alpha(s) * MU)
+    return p.alpha(t) * MU[None, :] + jnp.sqrt(ct / cs)[None, :] * (x - p.alpha(s) * MU[None, :])
 
 
 @pytest.mark.parametrize("proc", sorted(GAUSS))

@@ -22,7 +22,7 @@ def _exact_pf_map(p, x, s, t):
     """PF-ODE map of N(mu, diag(LAM)): x_t - a_t mu = sqrt(c_t / c_s) (x_s - a_s mu), c = a^2 lam + s^2."""
     cs = p.alpha(s) ** 2 * LAM + p.sigma2(s)
     ct = p.alpha(t) ** 2 * LAM + p.sigma2(t)
-    return p.alpha(t) * MU + jnp.sqrt(ct / cs) * (x - p.alpha(s) * MU)
+    return p.alpha(t) * MU[None, :] + jnp.sqrt(ct / cs)[None, :] * (x - p.alpha(s) * MU[None, :])
 
 
 @pytest.mark.parametrize("proc", sorted(GAUSS_PROCESSES))

@@ -438,8 +438,8 @@ class RandomFeatureMoments(eqx.Module):
         batch axes of ``readout``, e.g. a stack of read-outs along a flow, are kept)."""
         a = self._check(readout)
         quad = self._quad(a)
-        lin = jnp.sum(a * self.V, axis=-1)
-        return (quad - 2.0 * math.sqrt(self.width) * lin + self.C) / self.dim
+        lin = jnp.sum(a * jnp.broadcast_to(self.V, a.shape), axis=-1)  # leading batch axes explicit
+        return (quad - 2.0 * math.sqrt(self.width) * lin + jnp.broadcast_to(self.C, quad.shape)) / self.dim
 
     def loss(self, readout: Float[ArrayLike, "*b d p"]) -> Float[Array, "*b"]:
         """``L(A)``, equal to :func:`dsm_objective` on the same training set."""
@@ -450,8 +450,9 @@ class RandomFeatureMoments(eqx.Module):
         optimum (the paper's training error), per output coordinate."""
         a = self._check(readout)
         quad = self._quad(a)
-        lin = jnp.sum(a * self.V_ref, axis=-1)
-        return jnp.maximum(quad - 2.0 * math.sqrt(self.width) * lin + self.C_ref, 0.0) / self.dim
+        lin = jnp.sum(a * jnp.broadcast_to(self.V_ref, a.shape), axis=-1)
+        offset = jnp.broadcast_to(self.C_ref, quad.shape)
+        return jnp.maximum(quad - 2.0 * math.sqrt(self.width) * lin + offset, 0.0) / self.dim
 
     def readout_at(self, readout0: Float[ArrayLike, "d p"], tau: ArrayLike) -> Float[Array, "*tau d p"]:
         r"""Gradient-flow read-out ``A(tau)`` from ``A(0) = readout0`` (closed form, any ``tau >= 0``;
@@ -505,7 +506,8 @@ def _readout_at(mom: RandomFeatureMoments, a0, tau):
         z = 2.0 * lam * tt
         # (1 - e^{-2 lam tau}) / lam = 2 tau phi(z), phi(z) = -expm1(-z)/z, phi(0) = 1
         gain = jnp.where(z > 1e-12, -jnp.expm1(-z) / jnp.where(z > 1e-12, lam, 1.0), 2.0 * tt)
-        return sp * (b0 * jnp.exp(-z) + vq * gain) @ q.T
+        # rows of b0, vq are the d read-out rows; the per-eigenvalue factors broadcast along them
+        return sp * (b0 * jnp.exp(-z)[None, :] + vq * gain[None, :]) @ q.T
 
     return one(tau) if tau.ndim == 0 else jax.vmap(one)(tau)
 
@@ -516,7 +518,7 @@ def _readout_limit(mom: RandomFeatureMoments, a0, rcond):
     lam, q = mom.eigvals, mom.eigvecs
     keep = lam > rcond * jnp.max(lam)
     b0 = a0 @ q / sp
-    b_inf = jnp.where(keep, (mom.V @ q) / jnp.where(keep, lam, 1.0), b0)
+    b_inf = jnp.where(keep[None, :], (mom.V @ q) / jnp.where(keep, lam, 1.0)[None, :], b0)
     return sp * b_inf @ q.T
 
 
