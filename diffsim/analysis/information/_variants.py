@@ -91,8 +91,14 @@ class ConditionVariants(eqx.Module):
     :meth:`from_conds` (one :class:`~diffsim.scores.adapters.CallableScore` and ``M`` conds).
     :meth:`eps` returns the ``(M, d)`` noise predictions at ``(t, x)``.
 
-    Fields: ``scores`` (the variants, general path; None on the batched path), ``template`` and
-    ``conds`` (batched path: the shared model and the conds stacked to ``(M, ...)``), ``names``.
+    Args:
+        scores: the ``M`` variant scores (general path); ``None`` on the batched path.
+        template: the shared :class:`~diffsim.scores.adapters.CallableScore` (batched path); ``None`` on the
+            general path.
+        conds: the conds stacked to ``(M, ...)`` (batched path); ``None`` on the general path.
+        names: labels of the ``M`` variants.
+        n_variants: ``M``.
+        dim: the flattened dimension ``d`` of a point.
     """
 
     scores: tuple[AbstractScore, ...] | None
