@@ -280,11 +280,13 @@ def record_x0(
         probes: concept probes (:class:`~diffsim.analysis.probes.ConceptProbe`) applied to ``x0_hat``.
         exact: an analytic mixture for the exact posteriors (needed with ``exact_slots``).
         exact_slots: token slots whose exact posteriors to record.
-        given_tokens: ``(n,)`` token values conditioned on in the exact posteriors (default zeros).
-        given_mask: ``(n,)`` which slots of ``given_tokens`` are conditioned on (default none).
+        given_tokens (ArrayLike | None): ``(n,)`` token values conditioned on in the exact posteriors
+            (default zeros).
+        given_mask (ArrayLike | None): ``(n,)`` which slots of ``given_tokens`` are conditioned on (default
+            none).
         keep_x0: keep ``x0_hat`` (with no probes and no exact slots it must be ``True``).
         chunk_size: particles per chunk in :func:`diffsim.simulate` (memory only).
-        **method_options: passed to the sampler.
+        **method_options (Any): passed to the sampler.
     """
     stats = x0_statistics(
         score,

@@ -90,7 +90,7 @@ class ConceptProbe(eqx.Module):
     ``softmax(W z + b)``, when ``hidden = 0``) on standardised inputs ``z = (x - mean) / std`` (mean and
     std of the training data). Trained by :func:`train_probe`; applied to predicted clean samples.
 
-    Args:
+    Attributes:
         mean: ``(d,)`` the training data's mean.
         std: ``(d,)`` the training data's standard deviation (floored at ``1e-3`` by :func:`train_probe`).
         layers: the ``(W, b)`` pairs of the layers, input first: one pair for a linear probe, two with a

@@ -42,8 +42,9 @@ class LogSNRScheme(eqx.Module):
         clip: the logistic is truncated to ``loc +- clip * scale``.
         lo: lower end of the integrated log-SNR interval.
         hi: upper end of the integrated log-SNR interval.
-        nodes: the fixed nodes, shape ``(L,)``, for ``"gauss_legendre"`` and ``"fixed"``; ``None`` otherwise.
-        node_weights: their weights, shape ``(L,)``; ``None`` for the random kinds.
+        nodes (ArrayLike | None): the fixed nodes, shape ``(L,)``, for ``"gauss_legendre"`` and ``"fixed"``;
+            ``None`` otherwise.
+        node_weights (ArrayLike | None): their weights, shape ``(L,)``; ``None`` for the random kinds.
     """
 
     kind: str = eqx.field(static=True)

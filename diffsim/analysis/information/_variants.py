@@ -92,13 +92,15 @@ class ConditionVariants(eqx.Module):
     :meth:`eps` returns the ``(M, d)`` noise predictions at ``(t, x)``.
 
     Args:
-        scores: the ``M`` variant scores (general path); ``None`` on the batched path.
-        template: the shared :class:`~diffsim.scores.adapters.CallableScore` (batched path); ``None`` on the
-            general path.
-        conds: the conds stacked to ``(M, ...)`` (batched path); ``None`` on the general path.
-        names: labels of the ``M`` variants.
-        n_variants: ``M``.
-        dim: the flattened dimension ``d`` of a point.
+        scores (tuple[AbstractScore, ...] | None): the ``M`` variant scores (general path); ``None`` on the
+            batched path.
+        template (CallableScore | None): the shared :class:`~diffsim.scores.adapters.CallableScore`
+            (batched path); ``None`` on the general path.
+        conds (PyTree | None): the conds stacked to ``(M, ...)`` (batched path); ``None`` on the general
+            path.
+        names (Sequence[str]): labels of the ``M`` variants.
+        n_variants (int): ``M``.
+        dim (int): the flattened dimension ``d`` of a point.
     """
 
     scores: tuple[AbstractScore, ...] | None

@@ -29,7 +29,7 @@ class RidgeStats(eqx.Module):
     An Equinox module rather than a closure, so that runs with different scores of the same structure
     share one compiled sampler (its arrays are traced, not hashed).
 
-    Args:
+    Attributes:
         reference: the score whose ridge geometry is recorded.
         score: the sampler's score whose drift and error are decomposed; ``None`` for ``reference``.
         gap_threshold: eigengap threshold of the mask (a scalar array).

@@ -71,7 +71,7 @@ class ConditionEffectFn(eqx.Module):
     r"""``x_t -> x0_hat(t, x_t | c) - x0_hat(t, x_t | u)`` (or the ``eps_hat`` difference): the
     conditioning's effect on the prediction at a fixed time (see :func:`prediction_fn`).
 
-    Args:
+    Attributes:
         conditional: the conditional score ``c``.
         unconditional: the unconditional (or negative-prompt) score ``u``.
         t: the fixed time, a scalar array.

@@ -24,7 +24,7 @@ class ConditionalFn(eqx.Module):
     """``x_t -> x0_hat(t, x_t)`` or ``eps_hat(t, x_t)`` of a score at a fixed time (a pytree: changing the
     time or the tokens does not recompile the saliency methods). Build it with :func:`conditional_fn`.
 
-    Args:
+    Attributes:
         score: the (possibly token-conditioned or guided) score.
         t: the fixed time, a scalar array.
         output: ``"x0"`` for ``x0_hat``, anything else for ``eps_hat``.
@@ -42,7 +42,7 @@ class ConditionalFn(eqx.Module):
 class TokenEffectFn(eqx.Module):
     r"""``x_t -> eps_hat(t, x_t | y_S) - eps_hat(t, x_t | y_{S \ k})`` (see :func:`token_effect_fn`).
 
-    Args:
+    Attributes:
         full: the score conditioned on ``y_S``.
         less: the score conditioned on ``y_{S \ k}``.
         t: the fixed time, a scalar array.
@@ -62,7 +62,7 @@ class ConditionalTokensFn(eqx.Module):
     over samples with different tokens (``insertion_deletion(..., context=tokens)``). Build it with
     :func:`conditional_tokens_fn`.
 
-    Args:
+    Attributes:
         model: the conditional denoiser.
         process: the process of ``x_t`` (maps ``t`` to log-SNR and rescales ``x_t``).
         t: the fixed time, a scalar array.
