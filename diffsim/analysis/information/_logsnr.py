@@ -37,8 +37,8 @@ class LogSNRScheme(eqx.Module):
         n: number of log-SNR nodes ``L`` (positive).
         stratified: draw one uniform per stratum ``[l/n, (l+1)/n)`` instead of ``n`` independent ones
             (random kinds only).
-        loc: location of the logistic (midpoint of ``[lo, hi]`` for the other kinds).
-        scale: scale of the logistic (``hi - lo`` for the other kinds).
+        loc: location of the logistic (the centre of the nodes for the other kinds, informational).
+        scale: scale of the logistic (the nodes' range for the other kinds, informational).
         clip: the logistic is truncated to ``loc +- clip * scale``.
         lo: lower end of the integrated log-SNR interval.
         hi: upper end of the integrated log-SNR interval.

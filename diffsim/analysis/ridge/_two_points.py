@@ -109,8 +109,8 @@ def two_point_tube_entry_time(
         y_T: ``(N,)`` the starting normal coordinates.
 
     Returns:
-        ``(N,)`` entry times (``h_{t*}`` is capped just below 1, so a path starting inside the tube gets a
-        large finite time).
+        ``(N,)`` entry times (``h_{t*}`` is capped just below 1, so they are finite; a path that starts
+        inside the tube gets ``t* >= T``).
     """
     h_star = radius**2 * h_T / np.asarray(y_T, float) ** 2
     return -0.5 * np.log1p(-np.minimum(h_star, 1 - 1e-12))
