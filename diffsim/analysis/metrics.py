@@ -184,7 +184,8 @@ def mode_assignment(mixture, x: Float[Array | np.ndarray, "N d"], t: float = 0.0
     """Maximum-posterior component of each point under an analytic mixture at time ``t``.
 
     Args:
-        mixture: an analytic mixture score with ``posterior(t, x)`` (e.g. :class:`~diffsim.GaussianMixture`).
+        mixture (AbstractAnalyticScore): an analytic mixture score with ``posterior(t, x)`` (e.g.
+            :class:`~diffsim.GaussianMixture`).
         x: points, shape ``(N, d)``.
         t: the time at which the posterior is taken (default 0: the data).
 
@@ -204,7 +205,8 @@ def mode_weight_error(
     of ``w`` for exact samples, whatever the overlap); otherwise hard maximum-posterior counts.
 
     Args:
-        mixture: an analytic mixture score with ``posterior``, ``weights`` and ``n_components``.
+        mixture (GaussianMixture): an analytic mixture with ``posterior``, ``weights`` and ``n_components``
+            (a :class:`~diffsim.GaussianMixture` or a conditional mixture).
         x: samples, shape ``(N, d)``.
         soft: mean responsibilities (default ``True``) or hard counts (``False``).
 

@@ -31,7 +31,7 @@ class DigitClassifier(eqx.Module):
     Args:
         dim: input dimension ``d`` (flattened image).
         n_classes: number of classes (output logits).
-        key: PRNG key for the initial weights.
+        key (jax.Array): PRNG key for the initial weights.
     """
 
     l1: Dense

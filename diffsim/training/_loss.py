@@ -161,7 +161,7 @@ def sample_times(
         t_max: upper end; ``None`` (default): ``process.t_max``.
         stratified: one draw per stratum ``[i/n, (i+1)/n)`` in random order (default ``True``); ``False``
             draws ``n`` independent uniforms.
-        dtype: the times' dtype; ``None`` (default): JAX's default float.
+        dtype (jnp.dtype | None): the times' dtype; ``None`` (default): JAX's default float.
 
     Returns:
         The times, shape ``(n,)``.
