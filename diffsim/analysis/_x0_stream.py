@@ -56,7 +56,9 @@ class FeatureStatistics(eqx.Module):
     Each feature takes ONE flat point ``(d,)`` and returns an array (``vmap`` handles the batch); a model on
     images reshapes it (``phi(x.reshape(event_shape))``).
 
-    Args:
+    Constructor arguments, kept as the instance's fields:
+
+    Attributes:
         score: the score whose denoiser gives ``x0_hat``.
         features: the feature functions ``phi(x0) -> array``, one per name, in the order of ``names``.
         names: the features' names (static); empty keeps only ``x0``.

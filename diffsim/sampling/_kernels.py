@@ -92,7 +92,9 @@ class DDIM(AbstractFixedSampler):
     ``eta = 0`` is the first-order exponential integrator of the PF-ODE (= Euler in ``(x/a, s/a)``);
     ``eta = 1`` is DDPM's ancestral step (the exact Gaussian posterior ``q(x_{t_next} | x_t, x0_hat)``).
 
-    Args:
+    Constructor arguments, kept as the instance's fields:
+
+    Attributes:
         eta: stochasticity in ``[0, 1]`` (default 0, deterministic); a Python number or a JAX scalar (traced,
             so a sweep over it compiles once).
         noisy: whether the kernel draws noise (static); ``None`` (default) derives it from ``eta > 0``; set
@@ -137,7 +139,9 @@ class DDIM(AbstractFixedSampler):
 class DDPM(DDIM):
     """Ancestral sampling (Ho et al. 2020): :class:`DDIM` with ``eta = 1``.
 
-    Args:
+    Constructor arguments, kept as the instance's fields:
+
+    Attributes:
         eta: stochasticity in ``[0, 1]``, default 1 (the ancestral step); other values give :class:`DDIM`'s
             step.
         noisy: whether the kernel draws noise (static); ``None`` (default) derives it from ``eta > 0``; set
@@ -198,7 +202,9 @@ class Heun(AbstractFixedSampler):
       sigma_last <= s_tmax`` (k-diffusion churns it whenever ``s_tmin <= sigma_min``), then the denoiser
       at ``sigma_hat``. Use it with ``final_denoise=True`` to reproduce k-diffusion.
 
-    Args:
+    Constructor arguments, kept as the instance's fields:
+
+    Attributes:
         churn: total churn ``S_churn >= 0`` (default 0: deterministic Heun); spread over the steps as
             ``gamma`` above.
         s_tmin: lowest ``sigma_tilde`` at which a step is churned (default 0).
@@ -335,7 +341,9 @@ class DPMSolver2M(AbstractFixedSampler):
     diffusers' ``DPMSolverMultistepScheduler`` (2M) is this sampler with ``lower_order_final=False``
     (diffusers lowers the order of its second-to-last step only for solver order 3).
 
-    Args:
+    Constructor arguments, kept as the instance's fields:
+
+    Attributes:
         lower_order_final: use the first-order update (``D = x0_hat``) on the last grid step (default
             ``False``).
         n_steps: the grid's number of steps; leave at 0, :meth:`configure` sets it (used only with
@@ -383,7 +391,9 @@ class PredictorCorrector(AbstractFixedSampler):
     by its bound ``d / sigma_t^2`` (the Fisher information of any law smoothed by ``N(0, sigma_t^2 I)``)
     and ``|z|^2`` by ``d``: ``eps = 2 r (snr sigma_t)^2``, per particle, bounded and batch independent.
 
-    Args:
+    Constructor arguments, kept as the instance's fields:
+
+    Attributes:
         snr: the corrector's signal-to-noise ratio ``> 0`` (default 0.16); a Python number or a JAX scalar.
         n_corrector: Langevin corrector steps per grid step, ``>= 0`` (default 1; 0 is Euler-Maruyama).
             Each costs one score evaluation and one normal draw.

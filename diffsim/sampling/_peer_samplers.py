@@ -116,7 +116,9 @@ class EulerAncestral(AbstractFixedSampler):
     DDIM's ``c / alpha_next``) for VP and VE, under the name users of k-diffusion know; ``eta = 1`` (the
     default, as in k-diffusion) is DDPM's ancestral step. Weak order 1.
 
-    Args:
+    Constructor arguments, kept as the instance's fields:
+
+    Attributes:
         eta: ancestral noise factor ``>= 0`` (default 1) passed to :func:`ancestral_step`; 0 is the
             deterministic Euler step in ``sigma``; a Python number or a JAX scalar.
         s_noise: scale ``>= 0`` of the added ``sigma_up z`` noise (default 1).
@@ -179,7 +181,9 @@ class DPMPP2SAncestral(AbstractFixedSampler):
     argument makes Euler ancestral weak order 1. Measured on a Gaussian from the exact output law: 2.0
     (``tests/test_sampler_orders.py``).
 
-    Args:
+    Constructor arguments, kept as the instance's fields:
+
+    Attributes:
         eta: ancestral noise factor ``>= 0`` (default 1) passed to :func:`ancestral_step`; 0 is the
             deterministic DPM-Solver++(2S); a Python number or a JAX scalar.
         s_noise: scale ``>= 0`` of the added ``sigma_up z`` noise (default 1).
@@ -254,7 +258,9 @@ class DPMPP2MSDE(AbstractFixedSampler):
     DPM-Solver++(2M). Weak order 1 (the noise term is the exact OU increment; the multistep correction
     is the deterministic part's).
 
-    Args:
+    Constructor arguments, kept as the instance's fields:
+
+    Attributes:
         eta: SDE factor ``>= 0`` in ``e = eta h`` (default 1, the SDE solver); 0 is the deterministic
             DPM-Solver++(2M); a Python number or a JAX scalar.
         s_noise: scale ``>= 0`` of the added noise term (default 1).
@@ -332,7 +338,9 @@ class DPMPP3MSDE(AbstractFixedSampler):
     (first step: no correction; second: ``phi_2 (D - D_1) / r0``). ``e^{-g} = (sigma_next / sigma)
     e^{-eta h}``. ``eta = 0`` is the deterministic third-order multistep DPM-Solver++(3M). Weak order 1.
 
-    Args:
+    Constructor arguments, kept as the instance's fields:
+
+    Attributes:
         eta: SDE factor ``>= 0`` in ``g = (1 + eta) h`` (default 1); 0 is the deterministic
             DPM-Solver++(3M); a Python number or a JAX scalar.
         s_noise: scale ``>= 0`` of the added noise term (default 1).
@@ -514,7 +522,9 @@ class LMS(AbstractFixedSampler):
     local slopes of 3 to 3.8 up to a few hundred steps, then falling to 2.0 (VE, 1024-4096 steps), and 4.0
     with exact starting values (``tests/test_sampler_orders.py``).
 
-    Args:
+    Constructor arguments, kept as the instance's fields:
+
+    Attributes:
         lms_order: the highest Adams-Bashforth order used, an int in ``[1, 6]`` (default 4, k-diffusion's);
             the first steps self-start at orders ``1, 2, ...`` up to it.
     """

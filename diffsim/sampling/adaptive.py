@@ -76,7 +76,9 @@ class AdaptiveODE(AbstractAdaptiveSampler):
     """PF-ODE solved by an adaptive Runge-Kutta method (``tsit5`` default, ``dopri5``, ``dopri8``, ...)
     with a PID step-size controller. ``rtol``/``atol`` are passed as arrays (no recompiles).
 
-    Args:
+    Constructor arguments, kept as the instance's fields:
+
+    Attributes:
         solver: the Diffrax Runge-Kutta method: ``"tsit5"``, ``"dopri5"``, ``"dopri8"``, ``"heun"`` or
             ``"bosh3"`` (default ``"tsit5"``).
         rtol: relative tolerance of the PID step-size controller, ``> 0`` (default ``1e-5``).
@@ -124,7 +126,9 @@ class AdaptiveODE(AbstractAdaptiveSampler):
 class Tsit5(AdaptiveODE):
     """:class:`AdaptiveODE` with Tsitouras' 5(4) method (``"tsit5"``).
 
-    Args:
+    Constructor arguments, kept as the instance's fields:
+
+    Attributes:
         solver: the Diffrax Runge-Kutta method: ``"tsit5"``, ``"dopri5"``, ``"dopri8"``, ``"heun"`` or
             ``"bosh3"``; must be ``"tsit5"`` (the default) under this name.
         rtol: relative tolerance of the PID step-size controller, ``> 0`` (default ``1e-5``).
@@ -139,7 +143,9 @@ class Tsit5(AdaptiveODE):
 class Dopri5(AdaptiveODE):
     """:class:`AdaptiveODE` with Dormand-Prince 5(4) (``"dopri5"``).
 
-    Args:
+    Constructor arguments, kept as the instance's fields:
+
+    Attributes:
         solver: the Diffrax Runge-Kutta method: ``"tsit5"``, ``"dopri5"``, ``"dopri8"``, ``"heun"`` or
             ``"bosh3"``; must be ``"dopri5"`` (the default) under this name.
         rtol: relative tolerance of the PID step-size controller, ``> 0`` (default ``1e-5``).
@@ -155,7 +161,9 @@ class Dopri5(AdaptiveODE):
 class Dopri8(AdaptiveODE):
     """:class:`AdaptiveODE` with Dormand-Prince 8(7) (``"dopri8"``).
 
-    Args:
+    Constructor arguments, kept as the instance's fields:
+
+    Attributes:
         solver: the Diffrax Runge-Kutta method: ``"tsit5"``, ``"dopri5"``, ``"dopri8"``, ``"heun"`` or
             ``"bosh3"``; must be ``"dopri8"`` (the default) under this name.
         rtol: relative tolerance of the PID step-size controller, ``> 0`` (default ``1e-5``).
@@ -211,7 +219,9 @@ class DiffraxSDE(AbstractAdaptiveSampler):
     Brownian path: ``"virtual"`` (``VirtualBrownianTree``, consistent under refinement: use it for
     strong-convergence studies) or ``"unsafe"`` (``UnsafeBrownianPath``: fast, fixed steps only).
 
-    Args:
+    Constructor arguments, kept as the instance's fields:
+
+    Attributes:
         solver: ``"euler"`` (default, Euler-Maruyama), ``"heun"``, ``"sea"``, ``"shark"`` or ``"sra1"``.
         brownian: ``"virtual"`` (default) or ``"unsafe"``, the Brownian path (above).
     """
