@@ -64,7 +64,14 @@ def checks_enabled() -> bool:
 
 
 def set_checks(enabled: bool) -> bool:
-    """Turn checked mode on or off; returns the previous setting."""
+    """Turn checked mode on or off; returns the previous setting.
+
+    Args:
+        enabled: the new setting (converted with ``bool``); it applies to code traced afterwards.
+
+    Returns:
+        The setting before the call, so that it can be restored.
+    """
     global _ENABLED
     previous = _ENABLED
     _ENABLED = bool(enabled)
@@ -73,7 +80,11 @@ def set_checks(enabled: bool) -> bool:
 
 @contextlib.contextmanager
 def checked(enabled: bool = True) -> Iterator[None]:
-    """Context manager running its body with checked mode on (or off with ``enabled=False``)."""
+    """Context manager running its body with checked mode on (or off with ``enabled=False``).
+
+    Args:
+        enabled: the setting inside the ``with`` block; the previous one is restored on exit, also on error.
+    """
     previous = set_checks(enabled)
     try:
         yield

@@ -15,13 +15,24 @@ import numpy as np
 
 
 def is_concrete(x: Any) -> bool:
-    """True when ``x`` holds concrete values (not a JAX tracer inside a transformation)."""
+    """True when ``x`` holds concrete values (not a JAX tracer inside a transformation).
+
+    Args:
+        x: any value or pytree; it is concrete when none of its leaves is a ``jax.core.Tracer``.
+    """
     leaves = jax.tree_util.tree_leaves(x)
     return not any(isinstance(leaf, jax.core.Tracer) for leaf in leaves)
 
 
 def as_float_array(x: Any, name: str, *, ndim: int | tuple[int, ...] | None = None) -> jax.Array:
-    """Convert ``x`` to a floating JAX array, checking its rank and finiteness when concrete."""
+    """Convert ``x`` to a floating JAX array, checking its rank and finiteness when concrete.
+
+    Args:
+        x: numbers (array, sequence or scalar); integers and booleans are cast to the default float dtype;
+            strings, ``None`` and complex values raise ``TypeError``.
+        name: the argument's name, used in error messages.
+        ndim: the allowed rank, or a tuple of allowed ranks; ``None`` accepts any rank.
+    """
     if isinstance(x, (str, bytes)) or x is None:
         raise TypeError(f"`{name}` must be an array of numbers, got {type(x).__name__}.")
     if np.iscomplexobj(x):
@@ -58,7 +69,13 @@ def check_finite(x: Any, name: str) -> None:
 
 
 def check_positive_int(n: Any, name: str, *, minimum: int = 1) -> int:
-    """Return ``n`` as a Python int, raising if it is not an integer ``>= minimum``."""
+    """Return ``n`` as a Python int, raising if it is not an integer ``>= minimum``.
+
+    Args:
+        n: the value; Python or NumPy integers only (``bool`` and floats raise ``TypeError``).
+        name: the argument's name, used in error messages.
+        minimum: the smallest value accepted (``ValueError`` below it); default 1.
+    """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"`{name}` must be an integer, got {type(n).__name__}.")
     if n < minimum:
@@ -77,7 +94,15 @@ def check_probability(x: float, name: str, *, open_interval: bool = True) -> flo
 
 
 def check_key(key: Any, name: str = "key") -> jax.Array:
-    """Check ``key`` is a JAX PRNG key (new-style typed or legacy uint32[2])."""
+    """Check ``key`` is a JAX PRNG key (new-style typed or legacy uint32[2]).
+
+    Args:
+        key: the key; ``None``, integers, batches of keys and other arrays raise.
+        name: the argument's name, used in error messages.
+
+    Returns:
+        ``key`` as a JAX array, unchanged.
+    """
     if key is None:
         raise TypeError(f"`{name}` is required: pass a PRNG key such as `jax.random.key(0)`.")
     if isinstance(key, (int, np.integer)):

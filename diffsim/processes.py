@@ -106,6 +106,11 @@ class AbstractProcess(eqx.Module):
 
     Subclasses implement :meth:`log_alpha`, :meth:`sigma2`, :meth:`beta`, :meth:`t_from_log_snr`,
     :meth:`transition_var`, :meth:`prior_std`. Everything else derives from these.
+
+    Attributes:
+        t_min: the smallest time reverse samplers integrate down to (``t_min > 0``).
+        t_max: the time at which reverse samplers start from the prior (``t_min < t_max``).
+        name: short class-level name of the process family (``"vp"``, ``"ve"``), used in ``repr``.
     """
 
     t_min: eqx.AbstractVar[float]
@@ -225,7 +230,12 @@ class AbstractProcess(eqx.Module):
 # VP schedules
 # =====================================================================================================
 class AbstractSchedule(eqx.Module):
-    """A noise-rate schedule ``beta(t) > 0`` with integral ``B(t) = \\int_0^t beta`` and its inverse."""
+    """A noise-rate schedule ``beta(t) > 0`` with integral ``B(t) = \\int_0^t beta`` and its inverse.
+
+    Attributes:
+        name: short class-level name of the schedule (``"constant"``, ``"linear"``, ``"cosine"``,
+            ``"discrete"``), used in ``repr``.
+    """
 
     name: eqx.AbstractClassVar[str]
 
@@ -243,7 +253,11 @@ class AbstractSchedule(eqx.Module):
 
 
 class ConstantSchedule(AbstractSchedule):
-    """``beta(t) = beta``. With ``beta = 2`` this is the OU process ``dx = -x dt + sqrt(2) dW``."""
+    """``beta(t) = beta``. With ``beta = 2`` this is the OU process ``dx = -x dt + sqrt(2) dW``.
+
+    Attributes:
+        beta: the constant rate (``> 0``); :meth:`VP.ou` uses 2.
+    """
 
     beta: float
     name: ClassVar[str] = "constant"
@@ -259,7 +273,12 @@ class ConstantSchedule(AbstractSchedule):
 
 
 class LinearSchedule(AbstractSchedule):
-    """``beta(t) = beta_min + t (beta_max - beta_min)`` on ``t in [0, 1]`` (DDPM; score_sde ``VPSDE``)."""
+    """``beta(t) = beta_min + t (beta_max - beta_min)`` on ``t in [0, 1]`` (DDPM; score_sde ``VPSDE``).
+
+    Attributes:
+        beta_min: the rate at ``t = 0`` (:meth:`VP.linear` defaults to 0.1).
+        beta_max: the rate at ``t = 1`` (:meth:`VP.linear` defaults to 20).
+    """
 
     beta_min: float
     beta_max: float
@@ -284,6 +303,9 @@ class CosineSchedule(AbstractSchedule):
 
     ``B(t) = -log alpha_bar(t)`` and ``beta(t) = pi/(1+s) tan(pi/2 (t+s)/(1+s))``, which diverges at
     ``t = 1``; DPM-Solver therefore stops at ``t_max = 0.9946``.
+
+    Attributes:
+        s: the small offset ``s > 0`` of the cosine (:meth:`VP.cosine` defaults to 0.008).
     """
 
     s: float
@@ -311,6 +333,10 @@ class DiscreteSchedule(AbstractSchedule):
     Following DPM-Solver (Lu et al. 2022), step ``n`` sits at ``t_n = (n + 1)/N`` and ``B(t) = -log
     alpha_bar`` is interpolated linearly in ``t``, anchored at ``B(0) = 0``; hence ``beta(t)`` is piecewise
     constant and ``B`` is inverted exactly by linear interpolation.
+
+    Attributes:
+        knots_t: increasing knot times ``(N + 1,)``: ``0, 1/N, ..., 1``.
+        knots_b: ``B`` at the knots ``(N + 1,)``: ``0, -log alpha_bar_0, ..., -log alpha_bar_{N-1}``.
     """
 
     knots_t: Float[Array, " N1"]
@@ -336,6 +362,11 @@ class VP(AbstractProcess):
     ``alpha(t) = exp(-B(t)/2)`` and ``sigma(t)^2 = 1 - exp(-B(t))`` with ``B = \int_0^t beta``. The prior
     is ``N(0, I)``. Build one with :meth:`ou`, :meth:`linear`, :meth:`cosine`, :meth:`from_betas` or
     :meth:`from_alpha_bar`.
+
+    Attributes:
+        schedule: the rate ``beta(t)`` and its integral ``B(t)`` (an :class:`AbstractSchedule`).
+        t_min: the smallest time reverse samplers reach (static; ``0 < t_min < t_max``).
+        t_max: the time reverse samplers start from ``N(0, I)`` (static).
     """
 
     schedule: AbstractSchedule
@@ -456,6 +487,14 @@ class VE(AbstractProcess):
 
     ``g(t)^2 = 2 log(r) sigma_min^2 r^{2t}`` equals score_sde's ``VESDE``. The prior is
     ``N(0, sigma(t_max)^2 I)``. The default ``t_min = log(2)/(2 log r)`` is where ``sigma = sigma_min``.
+
+    Args:
+        sigma_min: the noise scale ``> 0`` that sets ``sigma(t)``; default 0.01.
+        sigma_max: the noise scale ``> sigma_min``; ``sigma(1) = sqrt(sigma_max^2 - sigma_min^2)``;
+            default 50.
+        t_min: the smallest time reverse samplers reach; ``None`` takes ``log(2)/(2 log r)``, where
+            ``sigma(t_min) = sigma_min``.
+        t_max: the time reverse samplers start from the prior; default 1.
     """
 
     sigma_min: float = eqx.field(static=True)
@@ -527,6 +566,13 @@ def alpha_bar_to_time(process: AbstractProcess, alpha_bar: ArrayOrSequence) -> A
 
     For OU this is ``t = -1/2 log alpha_bar`` (the map used by Biroli et al. 2024 and Li & Chen 2024 to
     read DDPM steps as OU times). Only meaningful for VP processes.
+
+    Args:
+        process: a :class:`VP` process (a VE process raises ``TypeError``).
+        alpha_bar: one value or an array of values in ``(0, 1]``.
+
+    Returns:
+        The times ``t`` with ``alpha(t)^2 = alpha_bar``, with the shape of ``alpha_bar``.
     """
     if not isinstance(process, VP):
         raise TypeError("alpha_bar_to_time needs a VP process (alpha is identically 1 for VE).")
@@ -535,13 +581,29 @@ def alpha_bar_to_time(process: AbstractProcess, alpha_bar: ArrayOrSequence) -> A
 
 
 def time_to_alpha_bar(process: AbstractProcess, t: ArrayLike) -> Array:
-    """``alpha(t)^2`` (DDPM's cumulative ``alpha_bar``) at continuous time ``t``."""
+    """``alpha(t)^2`` (DDPM's cumulative ``alpha_bar``) at continuous time ``t``.
+
+    Args:
+        process: any process (identically 1 for :class:`VE`).
+        t: a time or an array of times.
+
+    Returns:
+        ``process.alpha_bar(t)``, with the shape of ``t``.
+    """
     return process.alpha_bar(t)
 
 
 def to_betas(process: AbstractProcess, ts: ArrayLike) -> Array:
     """Discrete DDPM betas for a continuous VP process on an increasing grid ``ts`` (``ts[0] = 0`` first
-    step from data): ``beta_k = 1 - alpha_bar(t_k) / alpha_bar(t_{k-1})``, computed as ``-expm1(-dB)``."""
+    step from data): ``beta_k = 1 - alpha_bar(t_k) / alpha_bar(t_{k-1})``, computed as ``-expm1(-dB)``.
+
+    Args:
+        process: a :class:`VP` process (anything else raises ``TypeError``).
+        ts: strictly increasing times ``(K + 1,)``.
+
+    Returns:
+        The ``K`` betas ``(K,)``, one per interval of ``ts``.
+    """
     if not isinstance(process, VP):
         raise TypeError("to_betas needs a VP process.")
     ts = as_float_array(ts, "ts", ndim=1)

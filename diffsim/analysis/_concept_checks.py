@@ -46,7 +46,12 @@ def step_time(grid: ArrayLike, step: int) -> float:
     """The time ``grid[step]`` of a sampler's grid, validating that ``step`` is a grid index.
 
     Raises ``ValueError`` for a step outside ``0 .. len(grid) - 1`` (negative indices are not accepted:
-    "step" counts from the start of the grid, the noise end of a reverse grid)."""
+    "step" counts from the start of the grid, the noise end of a reverse grid).
+
+    Args:
+        grid: the sampler's time grid, 1-D with at least 2 times.
+        step: a grid index in ``0 .. len(grid) - 1``.
+    """
     ts = np.asarray(grid, float)
     if ts.ndim != 1 or ts.size < 2:
         raise ValueError(f"`grid` must be a 1-D array of at least 2 times, got shape {ts.shape}.")

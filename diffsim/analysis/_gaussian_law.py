@@ -35,7 +35,19 @@ def scan_sampler(
 ) -> Array:
     """``sampler``'s own kernel scanned over ``grid`` from ``state``, step ``j`` drawing the normals
     ``normals[j]`` (``draws = sampler.draws_per_step()`` of them, at least one, each of the particle's shape;
-    through :class:`~diffsim.sampling.StepNoise`, which the kernels read as a key)."""
+    through :class:`~diffsim.sampling.StepNoise`, which the kernels read as a key).
+
+    Args:
+        sampler: a fixed-grid sampler instance, already configured for the grid
+            (``get_sampler(name).configure(len(grid) - 1)``).
+        score: the score passed to every ``step``.
+        grid: the time grid, shape ``(m + 1,)``.
+        state: the kernel state at ``grid[0]``, e.g. ``sampler.init(grid[0], x)`` for one particle ``x``.
+        normals: the step normals, shape ``(m, draws, ...)`` with ``...`` the particle's shape.
+
+    Returns:
+        ``sampler.position`` of the final state (the particle at ``grid[-1]``).
+    """
 
     def body(st, inp):
         z, t, t_next = inp
@@ -64,6 +76,9 @@ def gaussian_pathwise_error(
         method: a registered deterministic sampler name.
         grid: a decreasing time grid.
         x: starting points at ``grid[0]``, shape ``(N, d)``.
+
+    Returns:
+        ``max |x_sampler - x_exact|`` over particles and coordinates, a float.
     """
     _check_gaussian(score)
     grid, x = jnp.asarray(grid), jnp.asarray(x)
@@ -84,6 +99,9 @@ def gaussian_law_error(score: GaussianMixture, method: str, grid: Float[ArrayLik
         score: a one-component 1-D :class:`~diffsim.GaussianMixture`.
         method: a registered fixed-grid sampler name (stochastic or not).
         grid: a decreasing time grid.
+
+    Returns:
+        ``|mean - m| + |var - v|``, a float.
     """
     _check_gaussian(score)
     if score.means.shape[1] != 1:

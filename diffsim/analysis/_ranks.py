@@ -38,7 +38,16 @@ def auroc(scores: ArrayLike, labels: ArrayLike) -> float:
     ``(R_+ - n_+ (n_+ + 1)/2) / (n_+ n_-)`` with average ranks for ties. NaN when a class is absent.
 
     With probabilities ``(N, A)`` and integer labels, the macro average of the one-vs-rest AUROCs of the
-    classes present (both as positives and negatives)."""
+    classes present (both as positives and negatives).
+
+    Args:
+        scores: scores ``(N,)`` (higher means positive), or class probabilities ``(N, A)``.
+        labels: binary labels ``(N,)`` (1 positive, anything else negative) with 1-D ``scores``; integer
+            class labels ``(N,)`` in ``[0, A)`` with 2-D ``scores``.
+
+    Returns:
+        The AUROC in ``[0, 1]`` (a float), NaN when a class is absent.
+    """
     s = np.asarray(scores, float)
     y = np.asarray(labels)
     if s.ndim == 2:
@@ -61,7 +70,16 @@ def auroc(scores: ArrayLike, labels: ArrayLike) -> float:
 
 def spearman(a: ArrayLike, b: ArrayLike, axis: int = -1) -> np.ndarray:
     """Spearman rank correlation of ``a`` and ``b`` along ``axis`` (Pearson correlation of average ranks);
-    NaN where either is constant."""
+    NaN where either is constant.
+
+    Args:
+        a: values, any shape broadcastable with ``b``.
+        b: values.
+        axis: the axis along which the ranks are taken and correlated (default -1).
+
+    Returns:
+        The correlations, the broadcast shape without ``axis`` (a 0-d array for 1-D inputs).
+    """
     x, y = np.broadcast_arrays(np.asarray(a, float), np.asarray(b, float))
     x, y = np.moveaxis(x, axis, -1), np.moveaxis(y, axis, -1)
     rx, ry = _ranks(x), _ranks(y)

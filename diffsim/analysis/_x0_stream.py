@@ -55,6 +55,14 @@ class FeatureStatistics(eqx.Module):
 
     Each feature takes ONE flat point ``(d,)`` and returns an array (``vmap`` handles the batch); a model on
     images reshapes it (``phi(x.reshape(event_shape))``).
+
+    Constructor arguments, kept as the instance's fields:
+
+    Attributes:
+        score: the score whose denoiser gives ``x0_hat``.
+        features: the feature functions ``phi(x0) -> array``, one per name, in the order of ``names``.
+        names: the features' names (static); empty keeps only ``x0``.
+        keep_x0: also return ``x0_hat`` under the key ``"x0"`` (static).
     """
 
     score: AbstractScore
@@ -78,10 +86,13 @@ class FeatureStatistics(eqx.Module):
 class X0Stream:
     """What :func:`stream_x0` kept (numpy arrays).
 
-    - ``ts`` ``(S,)`` the saved times, ``log_snr`` ``(S,)`` their log-SNR;
-    - ``features`` ``{name: (S, N, ...)}`` each feature of ``x0_hat`` at each saved step;
-    - ``x0`` ``(S, N, d)`` the predicted clean samples (``None`` unless ``keep_x0``);
-    - ``x`` ``(N, d)`` the final states; ``nfe`` model evaluations per particle of the sampler.
+    Attributes:
+        ts: the saved times, shape ``(S,)``.
+        log_snr: their log-SNR ``log(alpha_t^2 / sigma_t^2)``, shape ``(S,)``.
+        features: ``{name: (S, N, ...)}``, each feature of ``x0_hat`` at each saved step.
+        x0: the predicted clean samples, shape ``(S, N, d)`` (``None`` unless ``keep_x0``).
+        x: the final states, shape ``(N, d)``.
+        nfe: model evaluations per particle of the sampler.
     """
 
     ts: np.ndarray
@@ -184,13 +195,16 @@ def stream_x0(
 class EmergenceCurves:
     """Emergence of each feature along the saved steps (numpy; module docstring).
 
-    - ``log_snr``, ``ts`` ``(S,)``;
-    - ``curves`` ``{name: (S,)}`` agreement with the final label (classifiers) or explained fraction
-      (features);
-    - ``chance`` ``{name: float}`` the chance level used (the labels' majority rate unless given; 0 for
-      features);
-    - ``emergence`` ``{name: float}`` the emergence log-SNR (``nan`` if the curve ends below the level);
-    - ``labels`` ``{name: (N,)}`` the labels used (classifiers only); ``level``.
+    Attributes:
+        log_snr: the saved steps' log-SNR, shape ``(S,)``.
+        ts: the saved times, shape ``(S,)``.
+        curves: ``{name: (S,)}``, agreement with the final label (classifiers) or explained fraction
+            (features).
+        chance: ``{name: float}``, the chance level used (the labels' majority rate unless given; 0 for
+            features).
+        emergence: ``{name: float}``, the emergence log-SNR (``nan`` if the curve ends below the level).
+        labels: ``{name: (N,)}``, the labels used (classifiers only).
+        level: the emergence level of the normalised curves, in ``(0, 1)``.
     """
 
     log_snr: np.ndarray

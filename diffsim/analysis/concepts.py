@@ -156,11 +156,14 @@ __all__ = [
 class X0Record(eqx.Module):
     """What :func:`record_x0` kept along a trajectory (numpy arrays).
 
-    - ``ts`` ``(S,)`` saved times and ``log_snr`` ``(S,)``;
-    - ``x0`` ``(S, N, d)`` predicted clean samples (``None`` with ``keep_x0=False``);
-    - ``probs`` ``{probe name: (S, N, A)}`` probe probabilities of ``x0_hat``;
-    - ``exact`` ``{slot: (S, N, A_slot)}`` exact posteriors ``p(y_slot | x_t, y_given)`` (analytic models);
-    - ``x`` ``(N, d)`` final states.
+    Attributes:
+        ts: ``(S,)`` saved times.
+        log_snr: ``(S,)`` the process's log-SNR at the saved times.
+        x0: ``(S, N, d)`` predicted clean samples (``None`` with ``keep_x0=False``).
+        probs: ``{probe name: (S, N, A)}`` probe probabilities of ``x0_hat`` (empty without probes).
+        exact: ``{slot: (S, N, A_slot)}`` exact posteriors ``p(y_slot | x_t, y_given)`` (analytic models;
+            empty without ``exact_slots``).
+        x: ``(N, d)`` final states.
     """
 
     ts: np.ndarray
@@ -184,7 +187,22 @@ def x0_statistics(
     r"""A per-particle statistic ``stats(t, x_t) -> dict`` for :func:`diffsim.simulate`: Tweedie's
     ``x0_hat = score.denoise(t, x_t)`` (key ``"x0"``, unless ``keep_x0=False``), each probe's probabilities
     of ``x0_hat`` (``"probs"``) and, with an analytic ``exact`` model, ``p(y_k | x_t, y_given)`` for
-    ``k`` in ``exact_slots`` (``"exact"``). Probes trained on another dimension raise ``ValueError``."""
+    ``k`` in ``exact_slots`` (``"exact"``). Probes trained on another dimension raise ``ValueError``.
+
+    Args:
+        score: the sampled score (its ``denoise`` gives ``x0_hat``).
+        probes: concept probes (:class:`~diffsim.analysis.probes.ConceptProbe`) applied to ``x0_hat``, with
+            distinct names.
+        exact: an analytic mixture of the same dimension for the exact posteriors; needed when
+            ``exact_slots`` is non-empty.
+        exact_slots: token slots whose exact posterior ``p(y_k | x_t, y_given)`` to record; empty for none.
+        given_tokens: ``(n,)`` token values conditioned on in the exact posteriors (default zeros).
+        given_mask: ``(n,)`` which slots of ``given_tokens`` are conditioned on (default none).
+        keep_x0: also return ``x0_hat`` itself (key ``"x0"``).
+
+    Returns:
+        The function ``stats(t, x) -> dict`` of one particle ``x`` ``(d,)``.
+    """
     if not isinstance(score, AbstractScore):
         raise TypeError(f"`score` must be an AbstractScore, got {type(score).__name__}.")
     probes = tuple(probes)
@@ -249,7 +267,27 @@ def record_x0(
 ) -> X0Record:
     """Run ``simulate(score, method, grid, save=save, stats=x0_statistics(...), save_states=False)`` and
     return an :class:`X0Record` (predicted clean samples, probe probabilities and exact posteriors at the
-    saved steps). Memory is bounded by the saved steps, not the grid."""
+    saved steps). Memory is bounded by the saved steps, not the grid.
+
+    Args:
+        score: the sampled score.
+        method: a sampler name of the registry (default ``"ddim"``).
+        grid: times, a number of steps or ``None`` (the sampler's default), as in :func:`diffsim.simulate`.
+        key: PRNG key of the run.
+        n: number of particles drawn from the prior (when ``x`` is ``None``).
+        x: starting points ``(N, d)`` at ``grid[0]``, or ``None`` to draw ``n`` from the prior.
+        save: the saved steps: ``"all"`` (default), ``"final"``, an int stride or grid indices.
+        probes: concept probes (:class:`~diffsim.analysis.probes.ConceptProbe`) applied to ``x0_hat``.
+        exact: an analytic mixture for the exact posteriors (needed with ``exact_slots``).
+        exact_slots: token slots whose exact posteriors to record.
+        given_tokens (ArrayLike | None): ``(n,)`` token values conditioned on in the exact posteriors
+            (default zeros).
+        given_mask (ArrayLike | None): ``(n,)`` which slots of ``given_tokens`` are conditioned on (default
+            none).
+        keep_x0: keep ``x0_hat`` (with no probes and no exact slots it must be ``True``).
+        chunk_size: particles per chunk in :func:`diffsim.simulate` (memory only).
+        **method_options (Any): passed to the sampler.
+    """
     stats = x0_statistics(
         score,
         probes=probes,
@@ -288,9 +326,17 @@ def record_x0(
 
 
 class TokenInformationRate(eqx.Module):
-    r"""``rho_k(lambda)`` for ``N`` points (numpy): ``log_snr`` ``(L,)``, ``weights`` ``(L,)`` (trapezoid),
-    ``rate`` ``(N, L)``, ``rate_coords`` ``(N, L, d)`` per coordinate (or None), ``integral`` ``(N,)`` ``=
-    sum_l w_l rho_k(lambda_l) = i^o(x; y_k | y_rest)``; ``slot``, ``given`` (the other conditioned slots)."""
+    r"""``rho_k(lambda)`` for ``N`` points (numpy; returned by :func:`token_information_rate`).
+
+    Attributes:
+        log_snr: ``(L,)`` the log-SNR values.
+        weights: ``(L,)`` their trapezoid weights.
+        rate: ``(N, L)`` the information rate of each point.
+        rate_coords: ``(N, L, d)`` the rate per coordinate (``None`` without ``coordinate_curves``).
+        integral: ``(N,)`` ``sum_l w_l rho_k(lambda_l) = i^o(x; y_k | y_given)``.
+        slot: the token slot ``k``.
+        given: the other conditioned slots.
+    """
 
     log_snr: np.ndarray
     weights: np.ndarray
@@ -327,6 +373,18 @@ def token_information_rate(
     ``n_noise`` draws per log-SNR shared by both conditions (common random numbers; Kong et al. 2024's
     orthogonal CMI integrand). Built on :func:`diffsim.analysis.information.mmse_curves` with a fixed
     (trapezoid) log-SNR rule, so ``integral`` is ``i^o(x; y_k | y_given)``.
+
+    Args:
+        model: the conditional denoiser.
+        x: the points, shape ``(N, d)``.
+        tokens: ``(N, n)`` each point's own token values.
+        key: PRNG key of the noise draws.
+        slot: the token slot ``k`` whose rate is measured.
+        log_snr: the log-SNR values (finite, non-empty; flattened).
+        given: the other conditioned slots (distinct, without ``slot``); ``None`` (default) for all others.
+        n_noise: noise draws per log-SNR.
+        coordinate_curves: also return the per-coordinate rate.
+        chunk_size: points evaluated at once (memory only; ``None`` chooses).
     """
     model = _check_model(model)
     if (
@@ -383,7 +441,13 @@ def correlation_over_steps(
 ) -> dict[str, Any]:
     """The "correlation quantification": per-sample Spearman correlation over steps between a relevance
     curve (e.g. a token's attention relevance at each step) and the token's information rate at the same
-    steps (``(N, S)`` or ``(S,)``, broadcast). Returns ``{"per_sample": (N,), "mean", "se", "n"}``."""
+    steps (``(N, S)`` or ``(S,)``, broadcast). Returns ``{"per_sample": (N,), "mean", "se", "n"}``: the
+    mean and its standard error are over the samples with a finite correlation, ``n`` their number.
+
+    Args:
+        relevance: ``(N, S)`` or ``(S,)`` relevance at each of ``S >= 3`` steps.
+        rate: ``(N, S)`` or ``(S,)`` information rate at the same steps.
+    """
     r = np.atleast_2d(np.asarray(relevance, float))
     q = np.atleast_2d(np.asarray(rate, float))
     if r.shape[-1] != q.shape[-1]:
@@ -420,6 +484,21 @@ def information_density(
       (``v`` = eigenvalues of the data covariance by default); its integral is the non-Gaussianity
       ``h_G - h(x)``;
     - ``kind="tokens"``: ``sum_k rho_k(lambda)``, the tokens' information rates (each given the others).
+
+    Args:
+        model: the conditional denoiser.
+        x: data points, shape ``(N, d)``.
+        tokens: ``(N, n)`` their token values (only ``kind="tokens"`` conditions on them).
+        key: PRNG key of the noise draws.
+        log_snr: the log-SNR values (flattened).
+        kind: ``"gap"`` (default) or ``"tokens"``.
+        n_noise: noise draws per log-SNR.
+        variances: ``v`` of the Gaussian base (``kind="gap"``), scalar or ``(d,)``; ``None`` for the
+            eigenvalues of the covariance of ``x``.
+        chunk_size: points evaluated at once (memory only; ``None`` chooses).
+
+    Returns:
+        ``(L,)`` the density at ``log_snr`` (numpy).
     """
     model = _check_model(model)
     xs = np.asarray(as_float_array(x, "x", ndim=2))

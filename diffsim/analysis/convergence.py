@@ -29,7 +29,17 @@ def fit_order(
     last: int = 3,
 ) -> float:
     """Slope of ``-log(error)`` vs ``log(steps)`` (least squares) over the finest ``last`` usable step counts;
-    NaN when fewer than two points are usable or an error is not positive."""
+    NaN when fewer than two points are usable or an error is not positive.
+
+    Args:
+        steps: the numbers of steps, increasing (finest last), shape ``(m,)``.
+        errors: the errors at those step counts, shape ``(m,)``.
+        mask: which points are usable (e.g. :func:`significant_tail`); ``None`` (default): all.
+        last: how many of the finest usable points to fit (default 3).
+
+    Returns:
+        The fitted order ``p`` (a float).
+    """
     steps, errors = np.asarray(steps, float), np.asarray(errors, float)
     if steps.shape != errors.shape or steps.ndim != 1:
         raise ValueError(
@@ -50,7 +60,17 @@ def significant_tail(
 ) -> Bool[np.ndarray, " m"]:
     """Mask of the contiguous run of step counts, ending at the finest, whose signed gap exceeds ``n_se``
     standard errors with the sign of the finest such gap (pre-asymptotic sign changes, as in DDPM's variance
-    deficit at coarse grids, end the run)."""
+    deficit at coarse grids, end the run).
+
+    Args:
+        gaps: the signed (weak) errors at increasing step counts, shape ``(m,)``.
+        ses: their Monte-Carlo standard errors, shape ``(m,)``.
+        n_se: how many standard errors a gap must exceed (default 4).
+
+    Returns:
+        A boolean mask, shape ``(m,)``, to pass to :func:`fit_order`; all ``False`` when no gap is
+        significant.
+    """
     gaps, ses = np.asarray(gaps, float), np.asarray(ses, float)
     above = np.abs(gaps) > n_se * ses
     mask = np.zeros(gaps.shape, bool)

@@ -82,7 +82,16 @@ def _check_pair(x, y):
 def mean_pairwise_distance(
     x: Float[Array | np.ndarray, "N d"], y: Float[Array | np.ndarray, "M d"], *, chunk: int = 1024
 ) -> Array:
-    """``E|X - Y|`` over all pairs of the two samples."""
+    """``E|X - Y|`` over all pairs of the two samples.
+
+    Args:
+        x: first sample, shape ``(N, d)``, ``N >= 2``.
+        y: second sample, shape ``(M, d)``, ``M >= 2`` (cast to ``x``'s dtype).
+        chunk: rows of ``x`` per block of the distance matrix (default 1024; memory ``chunk x M``).
+
+    Returns:
+        The mean Euclidean distance, a scalar.
+    """
     x, y = _check_pair(x, y)
     return _pair_sum(x, y, _dist, chunk, False) / float(x.shape[0] * y.shape[0])
 
@@ -90,7 +99,16 @@ def mean_pairwise_distance(
 def energy_distance(
     x: Float[Array | np.ndarray, "N d"], y: Float[Array | np.ndarray, "M d"], *, chunk: int = 1024
 ) -> Array:
-    r"""Energy distance ``2 E|X-Y| - E|X-X'| - E|Y-Y'|`` (within-sample terms as U-statistics)."""
+    r"""Energy distance ``2 E|X-Y| - E|X-X'| - E|Y-Y'|`` (within-sample terms as U-statistics).
+
+    Args:
+        x: first sample, shape ``(N, d)``, ``N >= 2``.
+        y: second sample, shape ``(M, d)``, ``M >= 2`` (cast to ``x``'s dtype).
+        chunk: rows of ``x`` per block of the distance matrix (default 1024; memory ``chunk x M``).
+
+    Returns:
+        The energy distance estimate, a scalar (unbiased, so it may be slightly negative when ``P = Q``).
+    """
     x, y = _check_pair(x, y)
     chunk = check_positive_int(chunk, "chunk")
     n, m = x.shape[0], y.shape[0]
@@ -114,7 +132,18 @@ def mmd(
     bandwidth: float | None = None,
     chunk: int = 1024,
 ) -> Array:
-    r"""Unbiased ``MMD^2`` with a Gaussian kernel of width ``bandwidth`` (median heuristic by default)."""
+    r"""Unbiased ``MMD^2`` with a Gaussian kernel of width ``bandwidth`` (median heuristic by default).
+
+    Args:
+        x: first sample, shape ``(N, d)``, ``N >= 2``.
+        y: second sample, shape ``(M, d)``, ``M >= 2`` (cast to ``x``'s dtype).
+        bandwidth: the kernel width ``h > 0`` in ``exp(-|x - y|^2 / (2 h^2))``; ``None`` (default): the
+            median heuristic ``sqrt(median |z_i - z_j|^2 / 2)`` on the first 2000 points of each sample.
+        chunk: rows of ``x`` per block of the distance matrix (default 1024; memory ``chunk x M``).
+
+    Returns:
+        The ``MMD^2`` estimate, a scalar (may be slightly negative).
+    """
     x, y = _check_pair(x, y)
     h = _median_bandwidth(x, y) if bandwidth is None else float(bandwidth)
     if not h > 0:
@@ -130,7 +159,16 @@ def mmd(
 def wasserstein_1d(
     x: Float[Array | np.ndarray, " N"], y: Float[Array | np.ndarray, " M"], p: float = 1.0
 ) -> Array:
-    """``W_p`` between two 1-D samples via the quantile coupling (interpolated when sizes differ)."""
+    """``W_p`` between two 1-D samples via the quantile coupling (interpolated when sizes differ).
+
+    Args:
+        x: first sample, shape ``(N,)``.
+        y: second sample, shape ``(M,)``.
+        p: the order ``p >= 1`` (default 1).
+
+    Returns:
+        ``W_p``, a scalar.
+    """
     x = jnp.sort(as_float_array(x, "x", ndim=1))
     y = jnp.sort(as_float_array(y, "y", ndim=1))
     if not p >= 1:
@@ -143,7 +181,17 @@ def wasserstein_1d(
 
 
 def mode_assignment(mixture, x: Float[Array | np.ndarray, "N d"], t: float = 0.0) -> Int[Array, " N"]:
-    """Maximum-posterior component of each point under an analytic mixture at time ``t``."""
+    """Maximum-posterior component of each point under an analytic mixture at time ``t``.
+
+    Args:
+        mixture (AbstractAnalyticScore): an analytic mixture score with ``posterior(t, x)`` (e.g.
+            :class:`~diffsim.GaussianMixture`).
+        x: points, shape ``(N, d)``.
+        t: the time at which the posterior is taken (default 0: the data).
+
+    Returns:
+        The component indices, shape ``(N,)``.
+    """
     x = as_float_array(x, "x", ndim=2)
     return jax.vmap(lambda xi: jnp.argmax(mixture.posterior(t, xi)))(x)
 
@@ -155,6 +203,15 @@ def mode_weight_error(
 
     With ``soft=True`` frequencies are mean posterior responsibilities at ``t = 0`` (an unbiased estimate
     of ``w`` for exact samples, whatever the overlap); otherwise hard maximum-posterior counts.
+
+    Args:
+        mixture (GaussianMixture): an analytic mixture with ``posterior``, ``weights`` and ``n_components``
+            (a :class:`~diffsim.GaussianMixture` or a conditional mixture).
+        x: samples, shape ``(N, d)``.
+        soft: mean responsibilities (default ``True``) or hard counts (``False``).
+
+    Returns:
+        ``(freq, err)``: the frequencies, shape ``(K,)``, and ``max_k |f_k - w_k|``, a scalar.
     """
     x = as_float_array(x, "x", ndim=2)
     if soft:
@@ -167,7 +224,16 @@ def mode_weight_error(
 def expected_calibration_error(
     probs: Float[Array | np.ndarray, "N C"], labels: Int[Array | np.ndarray, " N"], n_bins: int = 15
 ) -> Array:
-    """Expected calibration error of the top-class confidence (equal-width bins)."""
+    """Expected calibration error of the top-class confidence (equal-width bins).
+
+    Args:
+        probs: predicted class probabilities, shape ``(N, C)``.
+        labels: true integer classes, shape ``(N,)``.
+        n_bins: number of equal-width confidence bins on ``[0, 1]`` (default 15).
+
+    Returns:
+        ``sum_b |sum_{i in b} conf_i - sum_{i in b} correct_i| / N``, a scalar in ``[0, 1]``.
+    """
     probs = as_float_array(probs, "probs", ndim=2)
     labels = jnp.asarray(labels)
     n_bins = check_positive_int(n_bins, "n_bins")

@@ -57,7 +57,20 @@ def exact_token_posterior(
 ) -> tuple[Float[Array, " A"], ...]:
     r"""Exact marginal posteriors ``p(y_k | x_t = x, y_S)`` of the token ``slots`` under an analytic
     :class:`ConditionalMixture` (the component responsibilities at ``x_lambda = (a/alpha_t) x``, summed over
-    components sharing a token value). One point ``x`` (traceable; ``vmap`` for batches)."""
+    components sharing a token value). One point ``x`` (traceable; ``vmap`` for batches).
+
+    Args:
+        model: the analytic token mixture.
+        process: the forward process ``x`` was noised by (gives ``alpha_t`` and ``lambda(t)``).
+        t: the time of ``x``, a scalar.
+        x: one noisy point ``x_t``, shape ``(d,)``.
+        slots: the token slots whose marginal posteriors to return.
+        tokens: ``(n,)`` token values conditioned on (default zeros; only the masked slots matter).
+        mask: ``(n,)`` which slots of ``tokens`` are conditioned on; ``None`` (default) for none.
+
+    Returns:
+        One ``(A_k,)`` probability vector per slot in ``slots``.
+    """
     n = model.n_tokens
     tok = jnp.zeros(n, jnp.int32) if tokens is None else jnp.asarray(tokens, jnp.int32)
     msk = jnp.zeros(n, bool) if mask is None else jnp.asarray(mask, bool)
@@ -76,6 +89,14 @@ class ConceptProbe(eqx.Module):
     r"""A softmax classifier of clean data: ``p(y | x) = softmax(W_2 silu(W_1 z) + b)`` (or linear,
     ``softmax(W z + b)``, when ``hidden = 0``) on standardised inputs ``z = (x - mean) / std`` (mean and
     std of the training data). Trained by :func:`train_probe`; applied to predicted clean samples.
+
+    Attributes:
+        mean: ``(d,)`` the training data's mean.
+        std: ``(d,)`` the training data's standard deviation (floored at ``1e-3`` by :func:`train_probe`).
+        layers: the ``(W, b)`` pairs of the layers, input first: one pair for a linear probe, two with a
+            hidden layer; the last bias has length ``A`` (the number of classes).
+        name: label of the probe (the key of its probabilities in
+            :func:`~diffsim.analysis.concepts.record_x0`).
     """
 
     mean: Float[Array, " d"]
@@ -139,7 +160,21 @@ def train_probe(
     cross-entropy (:func:`diffsim.training.fit_classifier` on the probe's layers, one compiled scan;
     ``hidden = 0`` gives a linear probe). ``input_noise`` adds
     Gaussian noise of that std to the inputs of each batch (a mild regulariser). Deterministic given
-    ``key``."""
+    ``key``.
+
+    Args:
+        x: clean training data, shape ``(N, d)``.
+        labels: ``(N,)`` non-negative integer class labels.
+        key: PRNG key of the initialisation and the minibatches.
+        n_classes: number of classes ``A >= 2``; ``None`` (default) for ``max(labels) + 1``.
+        hidden: width of the hidden SiLU layer; ``0`` (default) for a linear probe.
+        steps: optimiser steps.
+        batch_size: minibatch size (capped at ``N``).
+        learning_rate: AdamW learning rate (positive).
+        weight_decay: AdamW weight decay (non-negative).
+        input_noise: std of the Gaussian noise added to each batch's inputs (non-negative; default ``0``).
+        name: the probe's name.
+    """
     key = check_key(key)
     xs = as_float_array(x, "x", ndim=2)
     y = np.asarray(labels)
@@ -196,10 +231,15 @@ def train_probe(
 class ConceptCurve:
     """A concept's detectability along the saved steps of a trajectory.
 
-    ``log_snr``, ``ts`` ``(S,)``; ``accuracy`` ``(S,)`` (argmax = label); ``auroc`` ``(S,)``;
-    ``true_prob`` ``(S,)`` mean probability of the label; ``expected_accuracy`` ``(S,)`` mean max
-    probability (equal to the accuracy in expectation when the probabilities are calibrated, e.g. the exact
-    posterior along an exact reverse process); ``chance`` (largest class frequency of the labels).
+    Attributes:
+        log_snr: ``(S,)`` log-SNR of the saved steps.
+        ts: ``(S,)`` their times (NaN when not given to :func:`concept_curve`).
+        accuracy: ``(S,)`` fraction of samples whose argmax class is the label.
+        auroc: ``(S,)`` AUROC of the probabilities against the labels.
+        true_prob: ``(S,)`` mean probability of the label.
+        expected_accuracy: ``(S,)`` mean max probability (equal to the accuracy in expectation when the
+            probabilities are calibrated, e.g. the exact posterior along an exact reverse process).
+        chance: largest class frequency of the labels.
     """
 
     log_snr: np.ndarray
@@ -219,7 +259,14 @@ def concept_curve(
 ) -> ConceptCurve:
     """Accuracy, AUROC, mean label probability and expected accuracy of ``probs`` (probabilities of each
     class at each saved step, from a probe on ``x0_hat`` or an exact posterior) against ``labels`` (usually
-    the concept of the final sample)."""
+    the concept of the final sample).
+
+    Args:
+        probs: ``(S, N, A)`` class probabilities at each saved step.
+        labels: ``(N,)`` integer labels in ``0..A-1``.
+        log_snr: ``(S,)`` log-SNR of the saved steps.
+        ts: ``(S,)`` their times, or ``None`` (stored as NaN).
+    """
     p = np.asarray(probs, float)
     y = np.asarray(labels)
     if p.ndim != 3:
@@ -255,6 +302,15 @@ def emergence_time(
     ``nan`` if the curve ends below the level; the first log-SNR if it never falls below it.
 
     For AUROC curves use ``chance=0.5``; for accuracy the default chance is the curve's majority rate.
+
+    Args:
+        curve: a :class:`ConceptCurve` (its ``field`` is read) or a raw 1-D curve.
+        log_snr: the log-SNRs of a raw curve (required then; ignored for a :class:`ConceptCurve`).
+        level: the normalised level in ``(0, 1)`` (default one half).
+        chance: the curve's chance value; ``None`` for ``curve.chance`` (``0.5`` for ``field="auroc"``) or
+            ``0`` for a raw curve.
+        ceiling: the curve's maximum value (default ``1``); must exceed ``chance``.
+        field: the :class:`ConceptCurve` field read (``"accuracy"``, ``"auroc"``, ``"true_prob"``, ...).
     """
     if not 0.0 < level < 1.0:
         raise ValueError(f"`level` must lie in (0, 1), got {level}.")
@@ -305,6 +361,17 @@ def bayes_accuracy(
     The log-likelihood ratio is ``z = alpha s sum_i x_i / v`` with ``v = alpha^2 std^2 + sigma^2``, so
     ``z | y ~ N(+-kappa/2, kappa)``, ``kappa = s^2 m / (std^2 + e^{-lambda})``; with ``L = logit(p1) + z``,
     ``E max p = sum_y p(y) E[max(sigmoid(L), 1 - sigmoid(L)) | y]``.
+
+    Args:
+        log_snr: log-SNR values ``lambda``, any shape.
+        separation: ``s``, the distance between the two classes' per-pixel means.
+        n_pixels: ``m``, the number of pixels in the token's region.
+        std: the data's per-pixel noise std.
+        p1: prior probability of ``y = 1`` (default one half).
+        n_quad: Gauss-Hermite nodes.
+
+    Returns:
+        The expected accuracy, shaped like ``log_snr``.
     """
     lam = np.asarray(log_snr, float)
     kappa = separation**2 * n_pixels / (std**2 + np.exp(-lam))

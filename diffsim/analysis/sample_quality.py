@@ -26,7 +26,13 @@ __all__ = [
 
 
 class DigitClassifier(eqx.Module):
-    """MLP ``d -> 128 -> 64 -> n_classes`` (SiLU); :meth:`features` is the 64-d penultimate layer."""
+    """MLP ``d -> 128 -> 64 -> n_classes`` (SiLU); :meth:`features` is the 64-d penultimate layer.
+
+    Args:
+        dim: input dimension ``d`` (flattened image).
+        n_classes: number of classes (output logits).
+        key (jax.Array): PRNG key for the initial weights.
+    """
 
     l1: Dense
     l2: Dense
@@ -50,7 +56,19 @@ def train_classifier(
 ) -> DigitClassifier:
     """Train :class:`DigitClassifier` with AdamW (lr 1e-3, weight decay 1e-4, batch 256, Gaussian input
     noise of std 0.05) on ``(x, y)`` with :func:`diffsim.training.fit_classifier`; deterministic given
-    ``key``."""
+    ``key``.
+
+    Args:
+        x: training images, flattened, shape ``(N, d)``.
+        y: integer labels in ``[0, n_classes)``, shape ``(N,)``.
+        key: PRNG key, split into the initialisation and training keys.
+        steps: optimiser steps (default 1500).
+        batch: batch size (default 256).
+        n_classes: number of classes (default 10).
+
+    Returns:
+        The trained :class:`DigitClassifier`.
+    """
     k_init, k_train = jr.split(key)
     model = DigitClassifier(x.shape[1], n_classes, key=k_init)
     fit = dict(learning_rate=1e-3, weight_decay=1e-4, input_noise=0.05)
@@ -75,6 +93,13 @@ def frechet_distance(f1: Float[np.ndarray, "N k"], f2: Float[np.ndarray, "M k"])
         FD = |m_1 - m_2|^2 + tr(C_1 + C_2 - 2 (C_1^{1/2} C_2 C_1^{1/2})^{1/2}),
 
     with symmetric square roots by eigendecomposition (float64, negative round-off eigenvalues clipped).
+
+    Args:
+        f1: first feature set, shape ``(N, k)`` (e.g. :func:`classifier_features` of generated images).
+        f2: second feature set, shape ``(M, k)`` (e.g. of real images).
+
+    Returns:
+        The Fréchet distance, a float.
     """
     a, b = np.asarray(f1, np.float64), np.asarray(f2, np.float64)
     m1, m2 = a.mean(0), b.mean(0)
@@ -91,7 +116,15 @@ def frechet_distance(f1: Float[np.ndarray, "N k"], f2: Float[np.ndarray, "M k"])
 
 def memorisation_ratio(samples: Float[np.ndarray, "N d"], train: Float[np.ndarray, "M d"]) -> np.ndarray:
     """``d_1 / d_2`` per sample: Euclidean distance to the nearest training image over the distance to the
-    second nearest (near 0: a copy of one training image; near 1: equidistant from several)."""
+    second nearest (near 0: a copy of one training image; near 1: equidistant from several).
+
+    Args:
+        samples: generated images, flattened, shape ``(N, d)``.
+        train: the training images, shape ``(M, d)``, ``M >= 2``.
+
+    Returns:
+        The ratios, shape ``(N,)`` (float64).
+    """
     s, t = np.asarray(samples, np.float64), np.asarray(train, np.float64)
     d2 = np.sum(s**2, 1)[:, None] + np.sum(t**2, 1)[None, :] - 2 * s @ t.T
     d = np.sqrt(np.clip(d2, 0, None))

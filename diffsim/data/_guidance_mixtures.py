@@ -26,7 +26,13 @@ from ..scores import GaussianMixture
 @dataclass(frozen=True)
 class GuidanceCase:
     """A mixture, the target label ``y`` and whether Wu et al.'s comparison theorem covers the case
-    (``within_theorem``: two components, or collinear means with the target at an end)."""
+    (``within_theorem``: two components, or collinear means with the target at an end).
+
+    Args:
+        mixture: the labelled mixture under ``VP.ou()``.
+        label: the target label ``y`` (a component index of ``mixture``).
+        within_theorem: whether Wu et al.'s comparison theorem covers the case.
+    """
 
     mixture: GaussianMixture
     label: int
@@ -45,6 +51,14 @@ def guidance_cases(radius: float = 2.0, high_dim: int = 8, seed: int = 0) -> dic
     - ``symd``: the same along a random unit direction in ``d = high_dim`` (NumPy ``default_rng(seed)``);
     - ``collinear_middle`` / ``collinear_end``: :func:`collinear_three`, target the middle / right one;
     - ``obtuse2d``: target ``(0, 0)``, others ``(-3, 1)``, ``(3, 1)`` (violates the angle condition).
+
+    Args:
+        radius: the distance ``r`` of the two means from the origin in ``sym1d`` and ``symd``.
+        high_dim: the dimension ``d`` of ``symd``.
+        seed: the NumPy seed of ``symd``'s random direction.
+
+    Returns:
+        A dict from case name to :class:`GuidanceCase`, all components with identity covariance.
     """
     r = radius
     p = VP.ou()
@@ -83,7 +97,13 @@ def designed_split_mixture() -> GaussianMixture:
 def mixture_1d(
     weights: Sequence[float], means: Sequence[float], variances: Sequence[float]
 ) -> GaussianMixture:
-    """A float32 1-D mixture under ``VP.ou()`` (one variance per component)."""
+    """A float32 1-D mixture under ``VP.ou()`` (one variance per component).
+
+    Args:
+        weights: the ``K`` component weights (summing to 1).
+        means: the ``K`` scalar means.
+        variances: the ``K`` variances (``> 0``).
+    """
     return GaussianMixture(
         jnp.asarray(weights, jnp.float32),
         jnp.asarray(np.asarray(means)[:, None], jnp.float32),
@@ -97,7 +117,12 @@ def random_three_component_1d(
 ) -> tuple[GaussianMixture, np.ndarray, np.ndarray, np.ndarray, int]:
     """One random three-component 1-D mixture: sorted means uniform in ``[-4, 4]``, variances one (or
     log-uniform in ``[0.1, 4]`` with ``unequal_variances``), weights ``Dirichlet(2, 2, 2)`` and a uniform
-    target. Returns ``(mixture, means, variances, weights, target)``, drawn from ``rng`` in that order."""
+    target. Returns ``(mixture, means, variances, weights, target)``, drawn from ``rng`` in that order.
+
+    Args:
+        rng: the NumPy generator the means, variances, weights and target are drawn from (it advances).
+        unequal_variances: draw log-uniform variances in ``[0.1, 4]``; ``False`` sets them all to one.
+    """
     mu = np.sort(rng.uniform(-4.0, 4.0, 3))
     if unequal_variances:
         var = np.exp(rng.uniform(math.log(0.1), math.log(4.0), 3))

@@ -13,6 +13,11 @@ def sampler_test_mixture(dim: int, n_components: int, seed: int) -> GaussianMixt
     or diagonal (higher-dimensional) covariances, the means at radius ``3 sqrt(min(d, 4) / 2)``.
 
     Deterministic in ``(dim, n_components, seed)`` (NumPy ``default_rng(seed + 1000 dim)``).
+
+    Args:
+        dim: the dimension ``d >= 1``; ``d = 2`` gets full covariances, any other ``d`` diagonal ones.
+        n_components: the number of components ``K >= 1``.
+        seed: the NumPy seed (combined with ``dim`` as above).
     """
     if dim < 1 or n_components < 1:
         raise ValueError(

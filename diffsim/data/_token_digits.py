@@ -26,15 +26,18 @@ __all__ = ["TokenDigits", "kde_token_mixture", "token_digits", "token_frequencie
 
 @dataclass(frozen=True, eq=False)
 class TokenDigits:
-    """Flattened 8x8 digits with tokens ``(class, attribute)``.
+    """Flattened 8x8 digits with tokens ``(class, attribute)``, as built by :func:`token_digits`.
 
-    - ``x_train`` ``(N, 64)``, ``tokens_train`` ``(N, 2)`` int32: every training digit, the attribute
-      switched on at random with probability 1/2;
-    - ``x_test`` ``(n, 64)``, ``tokens_test`` ``(n, 2)`` int32: the first ``n`` test digits, the attribute
-      alternating off/on;
-    - ``support`` ``(n, 64)`` bool: the pixels the attribute changes on each test digit (its counterfactual
-      support, :func:`~diffsim.data.digits.apply_attributes`);
-    - ``attribute``: the attribute's name; ``alphabet_sizes`` ``(10, 2)``; ``names`` ``("class", attribute)``.
+    Attributes:
+        x_train: ``(N, 64)``: every training digit, the attribute switched on at random with probability 1/2.
+        tokens_train: ``(N, 2)`` int32: the ``(class, attribute)`` tokens of ``x_train``.
+        x_test: ``(n, 64)``: the first ``n`` test digits, the attribute alternating off/on.
+        tokens_test: ``(n, 2)`` int32: the ``(class, attribute)`` tokens of ``x_test``.
+        support: ``(n, 64)`` bool: the pixels the attribute changes on each test digit (its counterfactual
+            support, :func:`~diffsim.data.digits.apply_attributes`).
+        attribute: the attribute's name.
+        alphabet_sizes: ``(10, 2)``.
+        names: ``("class", attribute)``.
     """
 
     x_train: Float[np.ndarray, "N 64"]
@@ -57,7 +60,13 @@ def token_digits(attribute: str = "bar", n_test: int = 16, *, seed: int = 0) -> 
     """The 8x8 digits (:func:`~diffsim.data.digits.load_digits`, its default split) with tokens ``(class,
     attribute)``: training attributes drawn with ``numpy.random.default_rng(seed)`` (one uniform per training
     image, on when below 1/2), the first ``min(n_test, N_test)`` test digits with the attribute alternating
-    off/on."""
+    off/on.
+
+    Args:
+        attribute: the attribute's name, as :func:`~diffsim.data.digits.apply_attributes` knows it.
+        n_test: how many test digits to keep (a positive integer; capped at the test split's size).
+        seed: the NumPy seed of the training attributes.
+    """
     n_test = check_positive_int(n_test, "n_test")
     data = load_digits()
     x_train, c_train = data.flat("train")
@@ -85,7 +94,18 @@ def kde_token_mixture(
 ) -> ConditionalMixture:
     """Kernel-density conditional mixture of a training set: equal weights ``1/N``, means ``x``, isotropic
     variance ``bandwidth^2``, component ``i`` tagged with ``tokens[i]``. Its conditionals ``p(x | y_S)`` are
-    the KDEs of the training points with those tokens, so every pointwise information is exact."""
+    the KDEs of the training points with those tokens, so every pointwise information is exact.
+
+    Args:
+        x: the ``N`` training points ``(N, d)``.
+        tokens: their integer token tuples ``(N, n)``, slot ``j`` in ``0..alphabet_sizes[j] - 1``.
+        bandwidth: the kernel standard deviation (``> 0``).
+        alphabet_sizes: the ``n`` alphabet sizes ``(A_1, ..., A_n)``.
+        names: the ``n`` slot names; ``None`` names them ``y1, y2, ...``.
+
+    Returns:
+        A :class:`~diffsim.scores.conditional.ConditionalMixture` with ``N`` components.
+    """
     x = np.asarray(x)
     bandwidth = float(bandwidth)
     if not bandwidth > 0:
@@ -96,7 +116,15 @@ def kde_token_mixture(
 
 def token_frequencies(tokens: Int[ArrayLike, "N 2"], alphabet_sizes: Sequence[int]) -> np.ndarray:
     """Empirical joint law ``p(y_1, y_2)`` of two token columns, shape ``alphabet_sizes`` (the token prior a
-    token network needs for Bayes' rule)."""
+    token network needs for Bayes' rule).
+
+    Args:
+        tokens: integer tokens ``(N, 2)``; only the first two columns are counted.
+        alphabet_sizes: the two alphabet sizes ``(A_1, A_2)``.
+
+    Returns:
+        The normalised counts, a NumPy array of shape ``(A_1, A_2)``.
+    """
     tok = np.asarray(tokens)
     prior = np.zeros(tuple(alphabet_sizes))
     np.add.at(prior, (tok[:, 0], tok[:, 1]), 1.0)

@@ -21,7 +21,12 @@ __all__ = ["hierarchy_2d", "random_two_clusters", "symmetric_two_gaussians"]
 
 
 def symmetric_two_gaussians(r: float, d: int) -> GaussianMixture:
-    """``1/2 N(+r e_1, I_d) + 1/2 N(-r e_1, I_d)`` under the OU process (component 0 at ``+r e_1``)."""
+    """``1/2 N(+r e_1, I_d) + 1/2 N(-r e_1, I_d)`` under the OU process (component 0 at ``+r e_1``).
+
+    Args:
+        r: the distance of each mean from the origin along ``e_1``.
+        d: the dimension.
+    """
     means = np.zeros((2, d))
     means[0, 0], means[1, 0] = r, -r
     return GaussianMixture([0.5, 0.5], means, 1.0, process=VP.ou())
@@ -33,6 +38,11 @@ def hierarchy_2d(
     """Four ``N(., I_2)`` components at ``(a, b), (a, -b), (-a, b), (-a, -b)`` with ``weights`` (OU process).
 
     With ``a > b > 0`` the coarse feature is the sign of ``x_1`` and the fine one the sign of ``x_2``.
+
+    Args:
+        a: the coarse offset along ``x_1``.
+        b: the fine offset along ``x_2``.
+        weights: the four component weights, in the order of the means above.
     """
     means = np.array([[a, b], [a, -b], [-a, b], [-a, -b]])
     return GaussianMixture(np.asarray(weights), means, 1.0, process=VP.ou())
@@ -43,7 +53,14 @@ def random_two_clusters(
 ) -> GaussianMixture:
     """Two clusters of two components in ``R^dim``: means ``±centre u ± offset v`` plus ``N(0, 0.3^2)``
     jitter (``u, v`` random orthonormal directions), covariances ``Q diag(U[0.5, 2]) Q^T`` with random
-    rotations ``Q``, weights ``Dirichlet(8, 8, 8, 8)``; all drawn from ``numpy.random.default_rng(seed)``."""
+    rotations ``Q``, weights ``Dirichlet(8, 8, 8, 8)``; all drawn from ``numpy.random.default_rng(seed)``.
+
+    Args:
+        dim: the dimension ``d``.
+        centre: the distance of the two clusters from the origin along ``u``.
+        offset: the distance of each component from its cluster's centre along ``v``.
+        seed: the NumPy seed of every random draw.
+    """
     rng = np.random.default_rng(seed)
     d = dim
     u = rng.normal(size=d)

@@ -37,6 +37,16 @@ def concept_mixture(
     resolves near ``lambda ~ -log(s_j^2 m / 4) + log(1 + ...)``. Built on
     :func:`diffsim.data.synthetic.block_structured` (unit separation, then each block scaled by ``s_j`` and
     its coordinates placed on region ``j``). ``support`` maps each token name to its region's pixel mask.
+
+    Args:
+        separations: the per-token separations ``s_j > 0`` (at least two, at most one per region); token
+            ``j`` is named ``"y{j+1}"``.
+        image_shape: ``(H, W)``.
+        block_shape: the region shape ``(h, w)``; it must tile ``image_shape``.
+        std: the per-pixel standard deviation of every component.
+        prior: the joint token law, shape ``(2,) * len(separations)``, non-negative and summing to one;
+            ``None`` is uniform. Token tuples of zero probability get no component.
+        process: the forward process of the mixture; ``None`` takes :meth:`~diffsim.processes.VP.ou`.
     """
     seps = [float(s) for s in separations]
     if not seps or any(not (s > 0 and math.isfinite(s)) for s in seps):

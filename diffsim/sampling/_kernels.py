@@ -91,6 +91,15 @@ class DDIM(AbstractFixedSampler):
 
     ``eta = 0`` is the first-order exponential integrator of the PF-ODE (= Euler in ``(x/a, s/a)``);
     ``eta = 1`` is DDPM's ancestral step (the exact Gaussian posterior ``q(x_{t_next} | x_t, x0_hat)``).
+
+    Constructor arguments, kept as the instance's fields:
+
+    Attributes:
+        eta: stochasticity in ``[0, 1]`` (default 0, deterministic); a Python number or a JAX scalar (traced,
+            so a sweep over it compiles once).
+        noisy: whether the kernel draws noise (static); ``None`` (default) derives it from ``eta > 0``; set
+            ``True`` to keep the stochastic kernel for a traced ``eta`` that may be 0 (then it adds zero
+            noise). A value contradicting a concrete ``eta`` raises ``ValueError``.
     """
 
     eta: float | Array = 0.0
@@ -128,7 +137,17 @@ class DDIM(AbstractFixedSampler):
 
 
 class DDPM(DDIM):
-    """Ancestral sampling (Ho et al. 2020): :class:`DDIM` with ``eta = 1``."""
+    """Ancestral sampling (Ho et al. 2020): :class:`DDIM` with ``eta = 1``.
+
+    Constructor arguments, kept as the instance's fields:
+
+    Attributes:
+        eta: stochasticity in ``[0, 1]``, default 1 (the ancestral step); other values give :class:`DDIM`'s
+            step.
+        noisy: whether the kernel draws noise (static); ``None`` (default) derives it from ``eta > 0``; set
+            ``True`` to keep the stochastic kernel for a traced ``eta`` that may be 0 (then it adds zero
+            noise). A value contradicting a concrete ``eta`` raises ``ValueError``.
+    """
 
     eta: float | Array = 1.0
     name: ClassVar[str] = "ddpm"
@@ -182,6 +201,20 @@ class Heun(AbstractFixedSampler):
       with ``simulate(final_denoise=True)`` the last step to ``sigma = 0`` is churned too when ``s_tmin <=
       sigma_last <= s_tmax`` (k-diffusion churns it whenever ``s_tmin <= sigma_min``), then the denoiser
       at ``sigma_hat``. Use it with ``final_denoise=True`` to reproduce k-diffusion.
+
+    Constructor arguments, kept as the instance's fields:
+
+    Attributes:
+        churn: total churn ``S_churn >= 0`` (default 0: deterministic Heun); spread over the steps as
+            ``gamma`` above.
+        s_tmin: lowest ``sigma_tilde`` at which a step is churned (default 0).
+        s_tmax: highest ``sigma_tilde`` at which a step is churned (default ``inf``).
+        s_noise: scale of the churn noise ``S_noise`` (default 1).
+        gamma: the per-step churn factor; leave at 0, :meth:`configure` sets it from ``churn`` and the grid.
+        convention: ``"diffsim"`` (default) or ``"k_diffusion"``, how churn is counted (above).
+        noisy: whether the kernel draws noise (static); ``None`` (default) derives it from ``churn > 0``; set
+            ``True`` to keep the stochastic kernel for a traced ``churn`` that may be 0 (then it adds zero
+            noise). A value contradicting a concrete ``churn`` raises ``ValueError``.
     """
 
     churn: float | Array = 0.0
@@ -307,6 +340,14 @@ class DPMSolver2M(AbstractFixedSampler):
     (``final_sigmas_type="zero"``), which is ``simulate(..., final_denoise=True)`` here; with that,
     diffusers' ``DPMSolverMultistepScheduler`` (2M) is this sampler with ``lower_order_final=False``
     (diffusers lowers the order of its second-to-last step only for solver order 3).
+
+    Constructor arguments, kept as the instance's fields:
+
+    Attributes:
+        lower_order_final: use the first-order update (``D = x0_hat``) on the last grid step (default
+            ``False``).
+        n_steps: the grid's number of steps; leave at 0, :meth:`configure` sets it (used only with
+            ``lower_order_final``).
     """
 
     lower_order_final: bool = eqx.field(default=False, static=True)
@@ -349,6 +390,13 @@ class PredictorCorrector(AbstractFixedSampler):
     (near modes), and a batch average makes particles depend on each other. We therefore replace ``|s|^2``
     by its bound ``d / sigma_t^2`` (the Fisher information of any law smoothed by ``N(0, sigma_t^2 I)``)
     and ``|z|^2`` by ``d``: ``eps = 2 r (snr sigma_t)^2``, per particle, bounded and batch independent.
+
+    Constructor arguments, kept as the instance's fields:
+
+    Attributes:
+        snr: the corrector's signal-to-noise ratio ``> 0`` (default 0.16); a Python number or a JAX scalar.
+        n_corrector: Langevin corrector steps per grid step, ``>= 0`` (default 1; 0 is Euler-Maruyama).
+            Each costs one score evaluation and one normal draw.
     """
 
     snr: float | Array = 0.16

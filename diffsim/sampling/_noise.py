@@ -27,20 +27,37 @@ class StepNoise(NamedTuple):
     ``simulate(..., noise="counter")`` passes this in place of the per-particle key; the helpers
     :func:`normal_like` and :func:`split_noise` hand out its rows in order, so a kernel written with them
     works with either source of randomness.
+
+    Attributes:
+        z: the normals, shape ``(n_draws, d)``; row ``i`` is the step's ``i``-th draw.
     """
 
     z: Array
 
 
 def normal_like(key: Key[Array, ""] | StepNoise, x: Float[Array, " d"]) -> Float[Array, " d"]:
-    """A standard normal vector shaped like ``x``: from ``key``, or the next row of a :class:`StepNoise`."""
+    """A standard normal vector shaped like ``x``: from ``key``, or the next row of a :class:`StepNoise`.
+
+    Args:
+        key: a PRNG key (draws ``jr.normal(key, x.shape)``) or a :class:`StepNoise` (returns its first row).
+        x: the vector whose shape ``(d,)`` and dtype the draw takes.
+    """
     if isinstance(key, StepNoise):
         return key.z[0].astype(x.dtype)
     return jr.normal(key, x.shape, dtype=x.dtype)
 
 
 def split_noise(key: Key[Array, ""] | StepNoise, n: int) -> list:
-    """``n`` independent noise sources from one: ``jr.split`` for keys, the rows of a :class:`StepNoise`."""
+    """``n`` independent noise sources from one: ``jr.split`` for keys, the rows of a :class:`StepNoise`.
+
+    Args:
+        key: a PRNG key or a :class:`StepNoise` with at least ``n`` rows.
+        n: how many sources; a :class:`StepNoise` yields one single-row :class:`StepNoise` per row
+            ``0 .. n - 1``.
+
+    Returns:
+        A list of ``n`` keys or single-row :class:`StepNoise`, each usable with :func:`normal_like`.
+    """
     if isinstance(key, StepNoise):
         return [StepNoise(key.z[i : i + 1]) for i in range(n)]
     return list(jr.split(key, n))

@@ -86,6 +86,14 @@ def ancestral_step(
 
         sigma_up = min(sigma_next, eta sqrt(sigma_next^2 (sigma^2 - sigma_next^2) / sigma^2)),
         sigma_down = sqrt(sigma_next^2 - sigma_up^2).
+
+    Args:
+        sig: the current noise level ``sigma = sigma(t) / alpha(t)`` (scalar).
+        sig_next: the next noise level, ``sig_next <= sig``.
+        eta: noise factor ``>= 0`` (default 1: DDPM's posterior variance; 0 gives ``sigma_up = 0``).
+
+    Returns:
+        ``(sigma_down, sigma_up)``, scalars with ``sigma_down^2 + sigma_up^2 = sigma_next^2``.
     """
     up = jnp.minimum(sig_next, eta * jnp.sqrt(sig_next**2 * (sig**2 - sig_next**2) / sig**2))
     down = jnp.sqrt(sig_next**2 - up**2)
@@ -107,6 +115,16 @@ class EulerAncestral(AbstractFixedSampler):
     For ``eta <= 1`` this is exactly :class:`~diffsim.sampling.DDIM` with the same ``eta`` (``sigma_up`` is
     DDIM's ``c / alpha_next``) for VP and VE, under the name users of k-diffusion know; ``eta = 1`` (the
     default, as in k-diffusion) is DDPM's ancestral step. Weak order 1.
+
+    Constructor arguments, kept as the instance's fields:
+
+    Attributes:
+        eta: ancestral noise factor ``>= 0`` (default 1) passed to :func:`ancestral_step`; 0 is the
+            deterministic Euler step in ``sigma``; a Python number or a JAX scalar.
+        s_noise: scale ``>= 0`` of the added ``sigma_up z`` noise (default 1).
+        noisy: whether the kernel draws noise (static); ``None`` (default) derives it from ``eta > 0``; set
+            ``True`` to keep the stochastic kernel for a traced ``eta`` that may be 0 (then it adds zero
+            noise). A value contradicting a concrete ``eta`` raises ``ValueError``.
     """
 
     eta: float | Array = 1.0
@@ -162,6 +180,16 @@ class DPMPP2SAncestral(AbstractFixedSampler):
     O(lambda_next - lambda)``), hence global weak error ``O(h^2)`` for smooth test functions. The same
     argument makes Euler ancestral weak order 1. Measured on a Gaussian from the exact output law: 2.0
     (``tests/test_sampler_orders.py``).
+
+    Constructor arguments, kept as the instance's fields:
+
+    Attributes:
+        eta: ancestral noise factor ``>= 0`` (default 1) passed to :func:`ancestral_step`; 0 is the
+            deterministic DPM-Solver++(2S); a Python number or a JAX scalar.
+        s_noise: scale ``>= 0`` of the added ``sigma_up z`` noise (default 1).
+        noisy: whether the kernel draws noise (static); ``None`` (default) derives it from ``eta > 0``; set
+            ``True`` to keep the stochastic kernel for a traced ``eta`` that may be 0 (then it adds zero
+            noise). A value contradicting a concrete ``eta`` raises ``ValueError``.
     """
 
     eta: float | Array = 1.0
@@ -229,6 +257,17 @@ class DPMPP2MSDE(AbstractFixedSampler):
     ``c = -(expm1(-h - e) / (-h - e) + 1) / expm1(-h - e)`` (``solver_type="heun"``). ``eta = 0`` is
     DPM-Solver++(2M). Weak order 1 (the noise term is the exact OU increment; the multistep correction
     is the deterministic part's).
+
+    Constructor arguments, kept as the instance's fields:
+
+    Attributes:
+        eta: SDE factor ``>= 0`` in ``e = eta h`` (default 1, the SDE solver); 0 is the deterministic
+            DPM-Solver++(2M); a Python number or a JAX scalar.
+        s_noise: scale ``>= 0`` of the added noise term (default 1).
+        noisy: whether the kernel draws noise (static); ``None`` (default) derives it from ``eta > 0``; set
+            ``True`` to keep the stochastic kernel for a traced ``eta`` that may be 0 (then it adds zero
+            noise). A value contradicting a concrete ``eta`` raises ``ValueError``.
+        solver_type: ``"midpoint"`` (default, ``c = 1/2``) or ``"heun"`` (the Heun coefficient above).
     """
 
     eta: float | Array = 1.0
@@ -298,6 +337,16 @@ class DPMPP3MSDE(AbstractFixedSampler):
 
     (first step: no correction; second: ``phi_2 (D - D_1) / r0``). ``e^{-g} = (sigma_next / sigma)
     e^{-eta h}``. ``eta = 0`` is the deterministic third-order multistep DPM-Solver++(3M). Weak order 1.
+
+    Constructor arguments, kept as the instance's fields:
+
+    Attributes:
+        eta: SDE factor ``>= 0`` in ``g = (1 + eta) h`` (default 1); 0 is the deterministic
+            DPM-Solver++(3M); a Python number or a JAX scalar.
+        s_noise: scale ``>= 0`` of the added noise term (default 1).
+        noisy: whether the kernel draws noise (static); ``None`` (default) derives it from ``eta > 0``; set
+            ``True`` to keep the stochastic kernel for a traced ``eta`` that may be 0 (then it adds zero
+            noise). A value contradicting a concrete ``eta`` raises ``ValueError``.
     """
 
     eta: float | Array = 1.0
@@ -472,6 +521,12 @@ class LMS(AbstractFixedSampler):
     path is nearly straight), so the fourth-order terms dominate coarse grids: measured on a Gaussian,
     local slopes of 3 to 3.8 up to a few hundred steps, then falling to 2.0 (VE, 1024-4096 steps), and 4.0
     with exact starting values (``tests/test_sampler_orders.py``).
+
+    Constructor arguments, kept as the instance's fields:
+
+    Attributes:
+        lms_order: the highest Adams-Bashforth order used, an int in ``[1, 6]`` (default 4, k-diffusion's);
+            the first steps self-start at orders ``1, 2, ...`` up to it.
     """
 
     lms_order: int = eqx.field(default=4, static=True)

@@ -62,7 +62,11 @@ _DIRECTIONS = ("reverse", "forward")
 
 
 class State(NamedTuple):
-    """Kernel state of the single-step samplers: just the position."""
+    """Kernel state of the single-step samplers: just the position.
+
+    Attributes:
+        x: the particle's position, shape ``(d,)``.
+    """
 
     x: Array
 
@@ -89,7 +93,19 @@ def _check_metadata(cls: type) -> None:
 
 
 class AbstractSampler(eqx.Module):
-    """Base of every sampler; a subclass that defines ``name`` is registered (see the module docstring)."""
+    """Base of every sampler; a subclass that defines ``name`` is registered (see the module docstring).
+
+    Attributes:
+        name: the registry name (lower case, ``_`` not ``-``) that :func:`get_sampler` and
+            :func:`diffsim.simulate` accept; defining it registers the class.
+        order: pathwise (PF-ODE) order of a deterministic sampler, weak order of a stochastic one, ``None``
+            for an exact transition.
+        stochastic: whether a step draws noise with the default options.
+        noise_draws: standard normal vectors of size ``d`` one step draws per particle (``> 0`` exactly
+            when ``stochastic``).
+        adaptive: ``True`` for Diffrax-backed samplers, ``False`` for fixed-grid kernels; set by
+            :class:`AbstractAdaptiveSampler` / :class:`AbstractFixedSampler`.
+    """
 
     name: eqx.AbstractClassVar[str]
     order: eqx.AbstractClassVar[float | None]
@@ -175,6 +191,12 @@ class AbstractFixedSampler(AbstractSampler):
     ``step(key, state, t, t_next, score)`` advances one particle from ``t`` to ``t_next``; ``key`` is a
     per-particle, per-step PRNG key or a :class:`~diffsim.sampling._noise.StepNoise` (draw from it with
     ``normal_like`` / ``split_noise``, which accept both).
+
+    Attributes:
+        name: the registry name; defining it registers the subclass.
+        order: pathwise order (deterministic) or weak order (stochastic); ``None`` for an exact transition.
+        stochastic: whether a step draws noise with the default options.
+        noise_draws: standard normal vectors of size ``d`` one step draws per particle.
     """
 
     adaptive: ClassVar[bool] = False
@@ -192,7 +214,15 @@ class AbstractFixedSampler(AbstractSampler):
 
 
 class AbstractAdaptiveSampler(AbstractSampler):
-    """A sampler whose steps are chosen by Diffrax; implements :meth:`solve` instead of ``step``."""
+    """A sampler whose steps are chosen by Diffrax; implements :meth:`solve` instead of ``step``.
+
+    Attributes:
+        name: the registry name; defining it registers the subclass.
+        order: the solver's order (``None`` when not stated).
+        stochastic: whether the solve draws noise (a Brownian path for SDE solvers).
+        noise_draws: ``0`` for ODE solvers; ``> 0`` for SDE solvers (they draw a Brownian path, not
+            per-step normals).
+    """
 
     adaptive: ClassVar[bool] = True
 
@@ -244,14 +274,27 @@ ADAPTIVE: Mapping[str, type[AbstractSampler]] = _RegistryView(lambda c: c.adapti
 
 
 def unregister_sampler(name: str) -> None:
-    """Remove a registered sampler (e.g. one defined in a notebook or a test)."""
+    """Remove a registered sampler (e.g. one defined in a notebook or a test).
+
+    Args:
+        name: the registry name of the sampler; ``KeyError`` when none is registered under it.
+    """
     if name not in _REGISTRY:
         raise KeyError(f"No sampler named {name!r} is registered.")
     del _REGISTRY[name]
 
 
 def get_sampler(method: str | AbstractSampler, **options: Any) -> AbstractSampler:
-    """Resolve a registered name (with constructor options) or pass a sampler instance through."""
+    """Resolve a registered name (with constructor options) or pass a sampler instance through.
+
+    Args:
+        method: a registered name (case-insensitive, ``-`` read as ``_``, e.g. ``"ddim"``) or a sampler
+            instance, returned unchanged (then no ``options`` may be given).
+        **options: constructor options of the named sampler (e.g. ``eta=0.5`` for ``"ddim"``).
+
+    Returns:
+        The sampler instance; ``ValueError`` for an unknown name, ``TypeError`` for bad options.
+    """
     if isinstance(method, AbstractSampler):
         if options:
             raise TypeError("Pass sampler options to the sampler's constructor, not alongside an instance.")

@@ -56,6 +56,14 @@ def sweep_fn(fn: Callable[..., T], in_axes: Any = _BATCH_ARRAYS) -> Callable[...
 
     Non-array arguments are static (part of the compilation key); array arguments are traced, so calling
     the result again with new values of the same shapes does not recompile.
+
+    Args:
+        fn: a function of one sweep point returning a pytree of arrays; the memo is keyed on this object
+            (a fresh ``lambda`` per call compiles every time).
+        in_axes: as for :func:`equinox.filter_vmap` (default: the leading axis of every array argument).
+
+    Returns:
+        The compiled, batched function.
     """
     if not callable(fn):
         raise TypeError(f"`fn` must be callable, got {type(fn).__name__}.")
@@ -74,20 +82,20 @@ def sweep_fn(fn: Callable[..., T], in_axes: Any = _BATCH_ARRAYS) -> Callable[...
 def sweep(fn: Callable[..., T], *values: PyTree[ArrayLike], in_axes: Any = _BATCH_ARRAYS, **kwargs: Any) -> T:
     r"""``fn(values[0][b], values[1][b], ..., **kwargs)`` for every sweep point ``b``, in one compiled call.
 
-    **Arguments:**
+    Args:
+        fn: a function of one sweep point returning a pytree of arrays (e.g. ``simulate(...).x`` or a
+            whole :class:`~diffsim.sampling.Trajectory`); keep it a module-level function (or the same
+            object) so that repeated sweeps reuse the compilation.
+        *values: the sweep points, arrays (or pytrees of arrays) with a leading batch axis of the same
+            size ``B``: guidance scales ``(B,)``, ``t_hat`` values ``(B,)``, keys ``(B,)``
+            (``jr.split(key, B)``), starting points ``(B, N, d)``.
+        in_axes: as for :func:`equinox.filter_vmap` (default: the leading axis of every array argument,
+            ``kwargs`` included).
+        **kwargs: further arguments; arrays among them are batched like ``values`` under the default
+            ``in_axes``, other values are static.
 
-    - ``fn``: a function of one sweep point returning a pytree of arrays (e.g. ``simulate(...).x`` or a
-      whole :class:`~diffsim.sampling.Trajectory`); keep it a module-level function (or the same object)
-      so that repeated sweeps reuse the compilation.
-    - ``values``: the sweep points, arrays (or pytrees of arrays) with a leading batch axis of the same
-      size ``B``: guidance scales ``(B,)``, ``t_hat`` values ``(B,)``, keys ``(B,)`` (``jr.split(key,
-      B)``), starting points ``(B, N, d)``.
-    - ``in_axes``: as for :func:`equinox.filter_vmap` (default: the leading axis of every array argument,
-      ``kwargs`` included).
-    - ``kwargs``: further arguments; arrays among them are batched like ``values`` under the default
-      ``in_axes``, other values are static.
-
-    Returns ``fn``'s output with a leading axis of size ``B`` on every array.
+    Returns:
+        ``fn``'s output with a leading axis of size ``B`` on every array.
     """
     if not values and not kwargs:
         raise ValueError("`sweep` needs at least one batch of sweep values.")

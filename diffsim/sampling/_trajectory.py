@@ -13,15 +13,17 @@ __all__ = ["Trajectory"]
 class Trajectory(eqx.Module):
     """Result of :func:`diffsim.simulate` (and of ``simulate_sharded``, ``noise_denoise``, ``clone``).
 
-    - ``ts``: saved times, shape ``(S,)``;
-    - ``xs``: saved states, shape ``(S, N, d)`` (``None`` with ``save_states=False``);
-    - ``stats``: per-particle statistics at the saved times, each leaf shaped ``(S, N, ...)``, or ``None``;
-    - ``x``: final states, shape ``(N, d)``;
-    - ``nfe``: score evaluations per particle (``-1`` when data dependent: adaptive ODE solvers).
-
     :func:`~diffsim.clone` returns the same structure with a leading clone axis on ``xs``, ``stats`` and
     ``x``. Every array is a ``jax.Array``, whatever the run's chunking or sharding (a chunked run
     assembles its chunks on the host and returns them as arrays on the default device).
+
+    Attributes:
+        ts: saved times, shape ``(S,)``.
+        xs: saved states, shape ``(S, N, d)`` (``None`` with ``save_states=False``).
+        stats: per-particle statistics at the saved times, each leaf shaped ``(S, N, ...)``, or ``None``
+            when no ``stats`` function was given.
+        x: final states, shape ``(N, d)``.
+        nfe: score evaluations per particle (``-1`` when data dependent: adaptive ODE solvers).
     """
 
     ts: Float[Array, " S"]

@@ -74,7 +74,17 @@ def _log_clock(grid):
 
 class AdaptiveODE(AbstractAdaptiveSampler):
     """PF-ODE solved by an adaptive Runge-Kutta method (``tsit5`` default, ``dopri5``, ``dopri8``, ...)
-    with a PID step-size controller. ``rtol``/``atol`` are passed as arrays (no recompiles)."""
+    with a PID step-size controller. ``rtol``/``atol`` are passed as arrays (no recompiles).
+
+    Constructor arguments, kept as the instance's fields:
+
+    Attributes:
+        solver: the Diffrax Runge-Kutta method: ``"tsit5"``, ``"dopri5"``, ``"dopri8"``, ``"heun"`` or
+            ``"bosh3"`` (default ``"tsit5"``).
+        rtol: relative tolerance of the PID step-size controller, ``> 0`` (default ``1e-5``).
+        atol: absolute tolerance, ``> 0`` (default ``1e-5``).
+        max_steps: most solver steps per particle (static, default 4096); a solve needing more raises.
+    """
 
     solver: str = eqx.field(default="tsit5", static=True)
     rtol: float = 1e-5
@@ -114,14 +124,34 @@ class AdaptiveODE(AbstractAdaptiveSampler):
 
 
 class Tsit5(AdaptiveODE):
-    """:class:`AdaptiveODE` with Tsitouras' 5(4) method (``"tsit5"``)."""
+    """:class:`AdaptiveODE` with Tsitouras' 5(4) method (``"tsit5"``).
+
+    Constructor arguments, kept as the instance's fields:
+
+    Attributes:
+        solver: the Diffrax Runge-Kutta method: ``"tsit5"``, ``"dopri5"``, ``"dopri8"``, ``"heun"`` or
+            ``"bosh3"``; must be ``"tsit5"`` (the default) under this name.
+        rtol: relative tolerance of the PID step-size controller, ``> 0`` (default ``1e-5``).
+        atol: absolute tolerance, ``> 0`` (default ``1e-5``).
+        max_steps: most solver steps per particle (static, default 4096); a solve needing more raises.
+    """
 
     name: ClassVar[str] = "tsit5"
     order: ClassVar[float] = 5.0
 
 
 class Dopri5(AdaptiveODE):
-    """:class:`AdaptiveODE` with Dormand-Prince 5(4) (``"dopri5"``)."""
+    """:class:`AdaptiveODE` with Dormand-Prince 5(4) (``"dopri5"``).
+
+    Constructor arguments, kept as the instance's fields:
+
+    Attributes:
+        solver: the Diffrax Runge-Kutta method: ``"tsit5"``, ``"dopri5"``, ``"dopri8"``, ``"heun"`` or
+            ``"bosh3"``; must be ``"dopri5"`` (the default) under this name.
+        rtol: relative tolerance of the PID step-size controller, ``> 0`` (default ``1e-5``).
+        atol: absolute tolerance, ``> 0`` (default ``1e-5``).
+        max_steps: most solver steps per particle (static, default 4096); a solve needing more raises.
+    """
 
     solver: str = eqx.field(default="dopri5", static=True)
     name: ClassVar[str] = "dopri5"
@@ -129,7 +159,17 @@ class Dopri5(AdaptiveODE):
 
 
 class Dopri8(AdaptiveODE):
-    """:class:`AdaptiveODE` with Dormand-Prince 8(7) (``"dopri8"``)."""
+    """:class:`AdaptiveODE` with Dormand-Prince 8(7) (``"dopri8"``).
+
+    Constructor arguments, kept as the instance's fields:
+
+    Attributes:
+        solver: the Diffrax Runge-Kutta method: ``"tsit5"``, ``"dopri5"``, ``"dopri8"``, ``"heun"`` or
+            ``"bosh3"``; must be ``"dopri8"`` (the default) under this name.
+        rtol: relative tolerance of the PID step-size controller, ``> 0`` (default ``1e-5``).
+        atol: absolute tolerance, ``> 0`` (default ``1e-5``).
+        max_steps: most solver steps per particle (static, default 4096); a solve needing more raises.
+    """
 
     solver: str = eqx.field(default="dopri8", static=True)
     name: ClassVar[str] = "dopri8"
@@ -177,7 +217,14 @@ class DiffraxSDE(AbstractAdaptiveSampler):
     """Reverse SDE through Diffrax on the grid's steps (``StepTo``), with a choice of solver
     (``euler``, ``heun``, ``sea``, ``shark``, ``sra1``; the last three need space-time Levy area) and of
     Brownian path: ``"virtual"`` (``VirtualBrownianTree``, consistent under refinement: use it for
-    strong-convergence studies) or ``"unsafe"`` (``UnsafeBrownianPath``: fast, fixed steps only)."""
+    strong-convergence studies) or ``"unsafe"`` (``UnsafeBrownianPath``: fast, fixed steps only).
+
+    Constructor arguments, kept as the instance's fields:
+
+    Attributes:
+        solver: ``"euler"`` (default, Euler-Maruyama), ``"heun"``, ``"sea"``, ``"shark"`` or ``"sra1"``.
+        brownian: ``"virtual"`` (default) or ``"unsafe"``, the Brownian path (above).
+    """
 
     solver: str = eqx.field(default="euler", static=True)
     brownian: str = eqx.field(default="virtual", static=True)
@@ -268,6 +315,21 @@ def flow(
     Solves ``dx/dt = f x - 1/2 g^2 s(t, x)`` from ``t0`` to ``t1`` on the clock ``u = |t - t0|`` (Diffrax
     always integrates forwards). With the exact score this pushes ``p_{t0}`` onto ``p_{t1}``; ``flow(score,
     x0, 0, T)`` is the inverse of the DDIM-limit sampler from ``T`` to 0.
+
+    Args:
+        score: the score whose PF-ODE is solved.
+        x: starting points at ``t0``, shape ``(N, d)``.
+        t0: start time in the process's time range (scalar).
+        t1: end time, earlier or later than ``t0``; with both ends ``> 0`` the clock is logarithmic
+            (``u = |log t - log t0|``), with an end at 0 linear.
+        solver: the Diffrax Runge-Kutta method (``"tsit5"`` default, ``"dopri5"``, ``"dopri8"``,
+            ``"heun"``, ``"bosh3"``).
+        rtol: relative tolerance of the PID controller (default ``1e-6``).
+        atol: absolute tolerance (default ``1e-6``).
+        max_steps: most solver steps per particle (default 8192); a solve needing more raises.
+
+    Returns:
+        ``Phi_{t0 -> t1}(x)``, shape ``(N, d)``.
     """
     if not isinstance(score, AbstractScore):
         raise TypeError(f"`score` must be a diffsim score, got {type(score).__name__}.")
@@ -350,6 +412,25 @@ def log_likelihood(
     ``prior_log_prob`` defaults to the process prior; pass e.g. ``lambda z: score.log_prob(t1, z)`` for the
     exact marginal of an analytic score. ``divergence="hutchinson"`` needs ``key`` and uses ``n_probes``
     Rademacher probes per evaluation (fixed along each path).
+
+    Args:
+        score: the score defining the PF-ODE model.
+        x: points at ``t0``, shape ``(N, d)``.
+        t0: the time whose density is evaluated (default ``None``: the process's ``t_min``).
+        t1: the end time where ``prior_log_prob`` is applied (default ``None``: ``t_max``).
+        divergence: ``"exact"`` (default; ``score.velocity_divergence``) or ``"hutchinson"`` (estimator).
+        n_probes: Rademacher probes per particle for ``"hutchinson"`` (default 1; ignored by ``"exact"``).
+        key: PRNG key drawing the probes; required with ``"hutchinson"``, unused otherwise.
+        solver: the Diffrax Runge-Kutta method (``"tsit5"`` default, ``"dopri5"``, ``"dopri8"``,
+            ``"heun"``, ``"bosh3"``).
+        rtol: relative tolerance of the PID controller (default ``1e-6``).
+        atol: absolute tolerance (default ``1e-6``).
+        prior_log_prob: log-density at ``t1`` of one point ``(d,) -> ()`` (default ``None``: the process
+            prior's ``prior_log_prob``).
+        max_steps: most solver steps per particle (default 8192); a solve needing more raises.
+
+    Returns:
+        ``(log_p, x_t1)``: the log-densities, shape ``(N,)``, and the end points at ``t1``, shape ``(N, d)``.
     """
     if not isinstance(score, AbstractScore):
         raise TypeError(f"`score` must be a diffsim score, got {type(score).__name__}.")

@@ -64,7 +64,16 @@ __all__ = [
 def reverse_endpoints(
     process: AbstractProcess, t_start: float | None, t_end: float | None
 ) -> tuple[float, float]:
-    """Resolve and validate ``(t_start, t_end)`` of a reverse grid (``t_start > t_end > 0``)."""
+    """Resolve and validate ``(t_start, t_end)`` of a reverse grid (``t_start > t_end > 0``).
+
+    Args:
+        process: the diffusion process whose time range the ends must lie in.
+        t_start: first (noisiest) time, or ``None`` for ``process.t_max``.
+        t_end: last time, or ``None`` for ``process.t_min``.
+
+    Returns:
+        ``(t_start, t_end)`` as floats; ``ValueError`` when out of range or not ``t_start > t_end > 0``.
+    """
     _check_process(process)
     t0 = process.t_max if t_start is None else float(t_start)
     t1 = process.t_min if t_end is None else float(t_end)
@@ -83,7 +92,17 @@ def _from_u(process, n, t_start, t_end, u):
 def uniform(
     process: AbstractProcess, n_steps: int, t_start: float | None = None, t_end: float | None = None
 ) -> Float[Array, " n1"]:
-    """``n_steps + 1`` times uniform in ``t`` from ``t_start`` down to ``t_end``."""
+    """``n_steps + 1`` times uniform in ``t`` from ``t_start`` down to ``t_end``.
+
+    Args:
+        process: the diffusion process (its ``t_min``/``t_max``, log-SNR and closed-form inverses).
+        n_steps: number of steps, a positive int (the grid has ``n_steps + 1`` times).
+        t_start: first (noisiest) time; ``None`` (default): ``process.t_max``.
+        t_end: last time, ``0 < t_end < t_start``; ``None`` (default): ``process.t_min``.
+
+    Returns:
+        The ``n_steps + 1`` decreasing times, from ``t_start`` to ``t_end``.
+    """
     n = check_positive_int(n_steps, "n_steps")
     return _from_u(process, n, t_start, t_end, np.linspace(0.0, 1.0, n + 1))
 
@@ -91,7 +110,17 @@ def uniform(
 def geometric(
     process: AbstractProcess, n_steps: int, t_start: float | None = None, t_end: float | None = None
 ) -> Float[Array, " n1"]:
-    """Times uniform in ``log t`` (dense near the data end)."""
+    """Times uniform in ``log t`` (dense near the data end).
+
+    Args:
+        process: the diffusion process (its ``t_min``/``t_max``, log-SNR and closed-form inverses).
+        n_steps: number of steps, a positive int (the grid has ``n_steps + 1`` times).
+        t_start: first (noisiest) time; ``None`` (default): ``process.t_max``.
+        t_end: last time, ``0 < t_end < t_start``; ``None`` (default): ``process.t_min``.
+
+    Returns:
+        The ``n_steps + 1`` decreasing times, from ``t_start`` to ``t_end``.
+    """
     n = check_positive_int(n_steps, "n_steps")
     t0, t1 = reverse_endpoints(process, t_start, t_end)
     return jnp.asarray(np.exp(np.linspace(math.log(t0), math.log(t1), n + 1)))
@@ -100,7 +129,17 @@ def geometric(
 def logsnr_uniform(
     process: AbstractProcess, n_steps: int, t_start: float | None = None, t_end: float | None = None
 ) -> Float[Array, " n1"]:
-    """Times uniform in log-SNR, mapped back with the process's closed-form inverse."""
+    """Times uniform in log-SNR, mapped back with the process's closed-form inverse.
+
+    Args:
+        process: the diffusion process (its ``t_min``/``t_max``, log-SNR and closed-form inverses).
+        n_steps: number of steps, a positive int (the grid has ``n_steps + 1`` times).
+        t_start: first (noisiest) time; ``None`` (default): ``process.t_max``.
+        t_end: last time, ``0 < t_end < t_start``; ``None`` (default): ``process.t_min``.
+
+    Returns:
+        The ``n_steps + 1`` decreasing times, from ``t_start`` to ``t_end``.
+    """
     n = check_positive_int(n_steps, "n_steps")
     t0, t1 = reverse_endpoints(process, t_start, t_end)
     lam = jnp.linspace(process.log_snr(t0), process.log_snr(t1), n + 1)
@@ -115,7 +154,18 @@ def karras(
     t_start: float | None = None,
     t_end: float | None = None,
 ) -> Float[Array, " n1"]:
-    """EDM's rho-schedule in ``sigma_tilde = sigma/alpha`` (Karras et al. 2022, eq. 5)."""
+    """EDM's rho-schedule in ``sigma_tilde = sigma/alpha`` (Karras et al. 2022, eq. 5).
+
+    Args:
+        process: the diffusion process (its ``t_min``/``t_max``, log-SNR and closed-form inverses).
+        n_steps: number of steps, a positive int (the grid has ``n_steps + 1`` times).
+        rho: the schedule's exponent, ``> 0`` (default 7, EDM's); larger values crowd steps near ``t_end``.
+        t_start: first (noisiest) time; ``None`` (default): ``process.t_max``.
+        t_end: last time, ``0 < t_end < t_start``; ``None`` (default): ``process.t_min``.
+
+    Returns:
+        The ``n_steps + 1`` decreasing times, from ``t_start`` to ``t_end``.
+    """
     n = check_positive_int(n_steps, "n_steps")
     if not rho > 0:
         raise ValueError(f"`rho` must be positive, got {rho}.")
@@ -142,6 +192,18 @@ def exponential(
     ``dense="early"`` concentrates steps near ``t_start`` (the noise end, where coarse "semantic" features
     are decided), ``dense="late"`` near ``t_end`` (fine "delicate" detail). ``n_train_steps`` is the
     paper's ``T = 1000``.
+
+    Args:
+        process: the diffusion process (its ``t_min``/``t_max``, log-SNR and closed-form inverses).
+        n_steps: number of steps, a positive int (the grid has ``n_steps + 1`` times).
+        lam: the offset ``lam >= 0`` of the geometric ramp (default 60); larger is flatter.
+        dense: ``"early"`` (default, dense near ``t_start``) or ``"late"`` (dense near ``t_end``).
+        t_start: first (noisiest) time; ``None`` (default): ``process.t_max``.
+        t_end: last time, ``0 < t_end < t_start``; ``None`` (default): ``process.t_min``.
+        n_train_steps: the paper's ``T``, an int ``>= 2`` (default 1000).
+
+    Returns:
+        The ``n_steps + 1`` decreasing times, from ``t_start`` to ``t_end``.
     """
     n = check_positive_int(n_steps, "n_steps")
     if dense not in ("early", "late"):
@@ -159,7 +221,17 @@ def exponential(
 def forward_uniform(
     process: AbstractProcess, n_steps: int, t_start: float = 0.0, t_end: float | None = None
 ) -> Float[Array, " n1"]:
-    """Increasing grid from ``t_start`` (default 0, the data) to ``t_end`` (default ``t_max``)."""
+    """Increasing grid from ``t_start`` (default 0, the data) to ``t_end`` (default ``t_max``).
+
+    Args:
+        process: the diffusion process (its ``t_min``/``t_max``, log-SNR and closed-form inverses).
+        n_steps: number of steps, a positive int (the grid has ``n_steps + 1`` times).
+        t_start: first time, ``>= 0`` (default 0).
+        t_end: last time, ``> t_start``; ``None`` (default): ``process.t_max``.
+
+    Returns:
+        The ``n_steps + 1`` increasing times (for the forward samplers ``"forward"`` / ``"forward_em"``).
+    """
     n = check_positive_int(n_steps, "n_steps")
     _check_process(process)
     t1 = process.t_max if t_end is None else float(t_end)
@@ -192,7 +264,17 @@ def paper_timesteps(
       prepended and the last entry dropped (``999, 893, 884, 875, ..., 206, 143, 74`` for the defaults);
     - ``"late"`` (delicate): ``floor(a^{i + 1 + lam})`` sorted in decreasing order (clipped to ``T - 1``).
 
-    The continuous counterpart used by the samplers is :func:`exponential`."""
+    The continuous counterpart used by the samplers is :func:`exponential`.
+
+    Args:
+        n_steps: ``N``, the number of timesteps, an int ``>= 2`` (default 30).
+        lam: the offset ``lam >= 0`` (default 60).
+        dense: ``"early"`` (default, semantic) or ``"late"`` (delicate).
+        n_train_steps: ``T``, the number of training timesteps, an int ``>= 2`` (default 1000).
+
+    Returns:
+        ``N`` integer DDPM timesteps, decreasing, as a NumPy array.
+    """
     n = check_positive_int(n_steps, "n_steps", minimum=2)
     big_t = check_positive_int(n_train_steps, "n_train_steps", minimum=2)
     if dense not in ("early", "late"):
@@ -249,6 +331,9 @@ def information_schedule(
         max_angle: bound ``delta > 0`` (radians) on every step's angle increment; ``None``: no bound.
         mode_std: the std of a mode in ``theta``'s definition (data units, > 0), or several (e.g. the square
             roots of the data covariance's eigenvalues and the within-mode std): every scale is bounded.
+
+    Returns:
+        The ``n_steps + 1`` decreasing times, from ``t_start`` to ``t_end``.
     """
     _check_process(process)
     n = check_positive_int(n_steps, "n_steps")
@@ -340,7 +425,23 @@ def step_schedule(
     """A reverse time grid of ``n_steps`` steps: ``"uniform"`` in ``t``; ``"early"`` / ``"late"``: Park et
     al.'s exponential early-dense / late-dense schedule (:func:`exponential`, ``lam``);
     ``"logsnr"``: uniform in log-SNR; ``"information"``: :func:`information_schedule` of ``density`` on
-    ``log_snr``."""
+    ``log_snr``.
+
+    Args:
+        process: the diffusion process (its ``t_min``/``t_max``, log-SNR and closed-form inverses).
+        n_steps: number of steps, a positive int (the grid has ``n_steps + 1`` times).
+        kind: one of :data:`STEP_SCHEDULES`: ``"uniform"`` (default), ``"early"``, ``"late"``, ``"logsnr"``,
+            ``"information"``.
+        lam: :func:`exponential`'s offset for ``"early"`` / ``"late"`` (default 60).
+        log_snr: log-SNR values of ``density``; required for ``"information"``, ignored otherwise.
+        density: non-negative information density at ``log_snr``; required for ``"information"``.
+        floor: uniform share mixed into the ``"information"`` density, in ``[0, 1]`` (default 0.1).
+        t_start: first (noisiest) time; ``None`` (default): ``process.t_max``.
+        t_end: last time, ``0 < t_end < t_start``; ``None`` (default): ``process.t_min``.
+
+    Returns:
+        The ``n_steps + 1`` decreasing times, from ``t_start`` to ``t_end``.
+    """
     _check_process(process)
     if kind not in STEP_SCHEDULES:
         raise ValueError(f"Unknown schedule {kind!r}; schedules are {STEP_SCHEDULES}.")
@@ -372,7 +473,17 @@ def _check_sigma_range(n: int, sigma_min: float, sigma_max: float) -> int:
 
 def sigmas_karras(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> np.ndarray:
     """k-diffusion's ``get_sigmas_karras(n, sigma_min, sigma_max, rho)`` without its trailing 0 (float64):
-    ``(s_max^{1/rho} + i/(n-1) (s_min^{1/rho} - s_max^{1/rho}))^rho``, ``i = 0 .. n-1``."""
+    ``(s_max^{1/rho} + i/(n-1) (s_min^{1/rho} - s_max^{1/rho}))^rho``, ``i = 0 .. n-1``.
+
+    Args:
+        n: number of noise levels, an int ``>= 2``.
+        sigma_min: last (smallest) noise level, ``0 < sigma_min < sigma_max``.
+        sigma_max: first (largest) noise level, finite.
+        rho: the exponent, ``> 0`` (default 7).
+
+    Returns:
+        ``n`` decreasing noise levels, float64; map them to times with :func:`from_sigmas`.
+    """
     n = _check_sigma_range(n, sigma_min, sigma_max)
     if not rho > 0:
         raise ValueError(f"`rho` must be positive, got {rho}.")
@@ -382,14 +493,33 @@ def sigmas_karras(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) 
 
 
 def sigmas_exponential(n: int, sigma_min: float, sigma_max: float) -> np.ndarray:
-    """k-diffusion's ``get_sigmas_exponential``: ``n`` sigmas uniform in ``log sigma`` (no trailing 0)."""
+    """k-diffusion's ``get_sigmas_exponential``: ``n`` sigmas uniform in ``log sigma`` (no trailing 0).
+
+    Args:
+        n: number of noise levels, an int ``>= 2``.
+        sigma_min: last (smallest) noise level, ``0 < sigma_min < sigma_max``.
+        sigma_max: first (largest) noise level, finite.
+
+    Returns:
+        ``n`` decreasing noise levels, float64.
+    """
     n = _check_sigma_range(n, sigma_min, sigma_max)
     return np.exp(np.linspace(math.log(sigma_max), math.log(sigma_min), n))
 
 
 def sigmas_polyexponential(n: int, sigma_min: float, sigma_max: float, rho: float = 1.0) -> np.ndarray:
     """k-diffusion's ``get_sigmas_polyexponential``: ``log sigma = (1 - i/(n-1))^rho (log s_max - log s_min)
-    + log s_min`` (no trailing 0)."""
+    + log s_min`` (no trailing 0).
+
+    Args:
+        n: number of noise levels, an int ``>= 2``.
+        sigma_min: last (smallest) noise level, ``0 < sigma_min < sigma_max``.
+        sigma_max: first (largest) noise level, finite.
+        rho: the ramp's exponent (default 1: :func:`sigmas_exponential`).
+
+    Returns:
+        ``n`` decreasing noise levels, float64.
+    """
     n = _check_sigma_range(n, sigma_min, sigma_max)
     ramp = np.linspace(1.0, 0.0, n) ** rho
     return np.exp(ramp * (math.log(sigma_max) - math.log(sigma_min)) + math.log(sigma_min))
@@ -398,7 +528,17 @@ def sigmas_polyexponential(n: int, sigma_min: float, sigma_max: float, rho: floa
 def sigmas_vp(n: int, beta_d: float = 19.9, beta_min: float = 0.1, eps_s: float = 1e-3) -> np.ndarray:
     """k-diffusion's ``get_sigmas_vp``: ``sqrt(exp(beta_d t^2 / 2 + beta_min t) - 1)`` at ``t = linspace(1,
     eps_s, n)`` (no trailing 0): the noise levels of ``VP.linear(beta_min, beta_min + beta_d)`` at those
-    times."""
+    times.
+
+    Args:
+        n: number of noise levels, an int ``>= 2``.
+        beta_d: ``beta_max - beta_min`` of the linear VP schedule (default 19.9).
+        beta_min: ``beta(0)`` (default 0.1).
+        eps_s: the last time (default ``1e-3``).
+
+    Returns:
+        ``n`` decreasing noise levels, float64.
+    """
     n = check_positive_int(n, "n", minimum=2)
     t = np.linspace(1.0, float(eps_s), n)
     return np.sqrt(np.expm1(beta_d * t**2 / 2 + beta_min * t))
@@ -415,7 +555,16 @@ def from_sigmas(process: AbstractProcess, sigmas: ArrayLike) -> Float[Array, " n
     a hair below its ``sigma_max`` (``79.999999975`` for 80 with ``sigma_min = 0.002``); a grid given in
     sigma starts at the requested noise level exactly, a time ``1e-11`` past ``t_max`` (inside the
     tolerance of the time checks). Start the particles at ``sigmas[0]`` yourself (``x = sigmas[0] * z``
-    for VE), since the prior's std is ``sigma(t_max)``."""
+    for VE), since the prior's std is ``sigma(t_max)``.
+
+    Args:
+        process: the diffusion process whose closed-form inverse maps noise levels to times.
+        sigmas: at least 2 positive, finite, strictly decreasing noise levels without a trailing 0 (a
+            trailing 0 raises ``ValueError``).
+
+    Returns:
+        The times, shape ``(n,)``, decreasing; usable as ``simulate``'s ``grid``.
+    """
     sig = np.asarray(sigmas, dtype=np.float64).reshape(-1)
     if sig.size >= 1 and sig[-1] == 0:
         raise ValueError(
@@ -443,7 +592,18 @@ def diffusers_timesteps(
     offset``, ``trailing`` is ``round(arange(N, 0, -N/n)) - 1``, ``linspace`` is ``round(linspace(0, N-1,
     n))``, reversed. ``scheduler="dpm_solver"`` follows ``DPMSolverMultistepScheduler`` and
     ``UniPCMultistepScheduler``, which place ``n + 1`` points and drop the last (``leading`` uses ``N // (n +
-    1)``; ``lambda_min_clipped`` is not applied). Map them to times with :func:`from_timesteps`."""
+    1)``; ``lambda_min_clipped`` is not applied). Map them to times with :func:`from_timesteps`.
+
+    Args:
+        num_inference_steps: ``n``, the number of sampling steps, ``<= num_train_timesteps``.
+        num_train_timesteps: ``N``, the scheduler's training timesteps (default 1000).
+        spacing: ``timestep_spacing``: ``"leading"`` (default), ``"trailing"`` or ``"linspace"``.
+        steps_offset: added to the ``"leading"`` timesteps (default 0; ignored by the other spacings).
+        scheduler: ``"ddim"`` (default; also DDPM) or ``"dpm_solver"`` (also UniPC).
+
+    Returns:
+        ``n`` decreasing integer timesteps (int64 NumPy array).
+    """
     n = check_positive_int(num_inference_steps, "num_inference_steps")
     big_n = check_positive_int(num_train_timesteps, "num_train_timesteps")
     if n > big_n:
@@ -473,7 +633,17 @@ def from_timesteps(
     num_train_timesteps``, the convention of ``VP.from_alpha_bar`` / ``from_betas`` (DPM-Solver's),
     so that ``process.alpha_bar(t)`` is the scheduler's ``alphas_cumprod[k]`` exactly for the process
     built from the same schedule. diffusers' last step (to ``alpha_bar = 1``, sigma = 0) is
-    ``simulate(..., final_denoise=True)``."""
+    ``simulate(..., final_denoise=True)``.
+
+    Args:
+        process: the diffusion process; the times must lie in its range.
+        timesteps: 0-based integer timesteps in ``[0, num_train_timesteps - 1]`` (e.g. from
+            :func:`diffusers_timesteps`).
+        num_train_timesteps: ``N`` (default 1000).
+
+    Returns:
+        The times ``(k + 1) / N``, shape ``(n,)``.
+    """
     big_n = check_positive_int(num_train_timesteps, "num_train_timesteps")
     k = np.asarray(timesteps, dtype=np.float64).reshape(-1)
     if k.size < 1 or not np.all(np.isfinite(k)) or np.any(k < 0) or np.any(k > big_n - 1):

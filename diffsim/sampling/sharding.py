@@ -46,7 +46,12 @@ PARTICLE_AXIS = "particles"
 
 
 def particle_mesh(devices: Sequence[jax.Device] | None = None, axis_name: str = PARTICLE_AXIS) -> Mesh:
-    """A one-axis mesh over ``devices`` (default: every device of every host, ``jax.devices()``)."""
+    """A one-axis mesh over ``devices`` (default: every device of every host, ``jax.devices()``).
+
+    Args:
+        devices: the devices, a non-empty sequence of ``jax.Device``; ``None`` (default): ``jax.devices()``.
+        axis_name: the mesh axis's name (default ``"particles"``).
+    """
     devs = jax.devices() if devices is None else list(devices)
     if len(devs) == 0:
         raise ValueError("`devices` must hold at least one device.")
@@ -56,7 +61,13 @@ def particle_mesh(devices: Sequence[jax.Device] | None = None, axis_name: str = 
 
 
 def particle_sharding(mesh: Mesh | None = None, axis_name: str = PARTICLE_AXIS) -> NamedSharding:
-    """Sharding that splits the leading (particle) axis over ``mesh``'s ``axis_name`` axis."""
+    """Sharding that splits the leading (particle) axis over ``mesh``'s ``axis_name`` axis.
+
+    Args:
+        mesh: a :class:`jax.sharding.Mesh` with an axis ``axis_name``; ``None`` (default):
+            :func:`particle_mesh` over every device.
+        axis_name: the mesh axis to split the particles over (default ``"particles"``).
+    """
     mesh = particle_mesh(axis_name=axis_name) if mesh is None else mesh
     _check_mesh(mesh, axis_name)
     return NamedSharding(mesh, PartitionSpec(axis_name))
@@ -73,6 +84,13 @@ def initialize_multihost(
     Call it on every host before any other JAX call. On managed clusters (SLURM, Open MPI, Cloud TPU) the
     arguments can be left out and are read from the environment. Afterwards ``jax.devices()`` lists every
     host's devices and :func:`particle_mesh` spans them all.
+
+    Args:
+        coordinator_address: ``host:port`` of process 0's coordinator; ``None`` (default): from the
+            cluster environment.
+        num_processes: number of processes (hosts) in the run; ``None``: from the environment.
+        process_id: this process's index in ``0 .. num_processes - 1``; ``None``: from the environment.
+        **kwargs: further arguments of ``jax.distributed.initialize``.
     """
     jax.distributed.initialize(
         coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id, **kwargs
@@ -111,14 +129,30 @@ def simulate_sharded(
     r""":func:`diffsim.simulate` with the particles spread over the devices of ``mesh``.
 
     Same arguments and same particles as :func:`diffsim.simulate` (same ``key`` -> same result), plus
+    ``mesh``, ``axis_name`` and ``gather``.
 
-    - ``mesh``: a :class:`jax.sharding.Mesh` with an axis ``axis_name`` (default :func:`particle_mesh`: all
-      devices of all hosts);
-    - ``gather``: return arrays holding every particle on every host, on its default device (needed to
-      read a multi-host result on one host); otherwise ``xs`` / ``stats`` / ``x`` are global ``jax.Array`` s
-      sharded over the particle axis (axis 1 of ``xs`` and ``stats`` leaves, axis 0 of ``x``).
+    Args:
+        score: any :class:`~diffsim.scores.AbstractScore`, as for :func:`diffsim.simulate`.
+        method: a registered sampler name or a sampler instance (default ``"euler_maruyama"``).
+        grid: array of times or a number of steps, as for :func:`diffsim.simulate` (``None``: 100 steps).
+        x: starting points ``(N, d)`` at ``grid[0]``, the full array on every host; or ``n``.
+        n: draw ``n`` particles from the prior (drawn directly in their shards).
+        key: PRNG key (required).
+        mesh: a :class:`jax.sharding.Mesh` with an axis ``axis_name`` (default :func:`particle_mesh`: all
+            devices of all hosts).
+        axis_name: the mesh axis the particles are split over (default ``"particles"``).
+        save: ``"final"`` (default), ``"all"``, an int stride, or grid indices to save.
+        stats: optional ``stats(t, x) -> pytree`` per particle, recorded at the saved times.
+        save_states: keep ``xs`` (default ``True``).
+        noise: ``"per_particle"`` (default) or ``"counter"``, as for :func:`diffsim.simulate`.
+        gather: return arrays holding every particle on every host, on its default device (needed to
+            read a multi-host result on one host); otherwise ``xs`` / ``stats`` / ``x`` are global
+            ``jax.Array`` s sharded over the particle axis (axis 1 of ``xs`` and ``stats`` leaves, axis 0
+            of ``x``).
+        **method_options: constructor options of the sampler named by ``method``.
 
-    ``x`` (if given) must be the full ``(N, d)`` array on every host.
+    Returns:
+        A :class:`~diffsim.sampling.Trajectory` with the same particles as :func:`diffsim.simulate`.
     """
     mesh = particle_mesh(axis_name=axis_name) if mesh is None else mesh
     _check_mesh(mesh, axis_name)

@@ -74,49 +74,54 @@ def simulate(
 ) -> Trajectory:
     r"""Run a sampler on a batch of particles.
 
-    **Arguments:**
-
-    - ``score``: any :class:`~diffsim.scores.AbstractScore`; its ``process`` defines time.
-    - ``method``: a registered sampler name (``"euler_maruyama"``, ``"ddpm"``, ``"ddim"``, ``"euler"``,
-      ``"heun"``, ``"dpm_solver_2m"``, ``"pc"``, ``"forward"``, ``"forward_em"``, the adaptive ``"tsit5"``,
-      ``"dopri5"``, ``"dopri8"``, ``"adaptive_ode"``, ``"sde"``, and any sampler class defined with a
-      ``name``: see ``diffsim.sampling.SAMPLER_REGISTRY``) or a sampler instance; ``method_options`` go to
-      its constructor (e.g. ``eta=0.5`` for DDIM).
-    - ``grid``: array of times (decreasing for reverse samplers, increasing for forward ones), or a number
-      of steps (uniform grid between ``t_max`` and ``t_min``, or from 0 to ``t_max`` forward). For adaptive
-      methods the first and last times are the span and the grid indices pick the save times.
-    - ``x``: starting points ``(N, d)`` at ``grid[0]``; or ``n``: draw ``n`` particles from the prior
-      (reverse samplers only; drawn inside the compiled run, so no input buffer is held).
-    - ``key``: PRNG key (required, also for deterministic samplers, which use it for prior draws).
-    - ``save``: ``"final"`` (default), ``"all"``, an int stride, or grid indices to save.
-    - ``stats``: optional ``stats(t, x) -> pytree`` per particle, recorded at the saved times. It is part
-      of the compiled run's static key, so a fresh ``lambda`` or closure on every call recompiles; pass a
-      module-level function or an ``equinox.Module`` with a ``__call__`` (its arrays are then traced).
-    - ``save_states``: keep ``xs`` (set False to keep only ``stats`` and the final state).
-    - ``chunk_size``: run the particles in chunks of this size (results identical; the chunks are assembled
-      on the host and returned as ``jax.Array`` s on the default device).
-    - ``noise``: ``"per_particle"`` (default): particle ``i`` draws step ``j``'s normals from the key
-      ``fold_in(fold_in(k_path, i), j)``. ``"counter"``: step ``j``'s normals are the rows of
-      ``jr.normal(fold_in(k_path, j), (N, draws, d))`` for the particles' global indices, computed from
-      counters without per-particle keys (as cheap as one batch-level ``jr.normal``; also invariant under
-      batching, chunking and sharding, but different numbers from ``"per_particle"``).
-    - ``final_denoise``: end with the step from the last grid time to ``sigma = 0``, as k-diffusion and
-      diffusers do: the last state is the denoiser ``score.denoise(t_last, x)`` (LMS: its Adams step to
-      ``sigma = 0``; Heun with ``convention="k_diffusion"``: the churned last step), costing one more score
-      evaluation. Default ``False`` (the grid's last state, at ``t_last``); pass ``True`` to reproduce the
-      peers' numbers. The saved state at the last grid index is then the final one (``ts`` still lists
-      ``t_last``).
-    - ``pad_to``: run ``pad_to >= N`` particles and keep the first ``N`` (the extra ones, indices ``N ..
-      pad_to - 1``, are prior draws or zeros and are dropped). Every ``N <= pad_to`` then reuses one
-      compilation (a sweep over sizes up to a bucket), with the same particles as the unpadded run (to
-      rounding, 1e-12, as for ``chunk_size``: XLA may vectorise a batch of another size differently),
-      since particle ``i``'s randomness depends only on ``i``. Not with ``chunk_size`` (chunks are padded to
-      ``chunk_size`` already).
-    - ``particle_offset``: the global index of this call's first particle (default 0). Particle ``i`` of
-      the call draws its prior sample and its noise as global particle ``particle_offset + i``, so a
-      population split by hand over calls (or machines) with one key and consecutive offsets is the same
-      population as one call: ``simulate(..., n=a + b)`` equals ``simulate(..., n=a)`` followed by
-      ``simulate(..., n=b, particle_offset=a)``.
+    Args:
+        score: any :class:`~diffsim.scores.AbstractScore`; its ``process`` defines time.
+        method: a registered sampler name (``"euler_maruyama"``, ``"ddpm"``, ``"ddim"``, ``"euler"``,
+            ``"heun"``, ``"dpm_solver_2m"``, ``"pc"``, ``"forward"``, ``"forward_em"``, the adaptive
+            ``"tsit5"``, ``"dopri5"``, ``"dopri8"``, ``"adaptive_ode"``, ``"sde"``, and any sampler class
+            defined with a ``name``: see ``diffsim.sampling.SAMPLER_REGISTRY``) or a sampler instance;
+            ``method_options`` go to its constructor (e.g. ``eta=0.5`` for DDIM).
+        grid: array of times (decreasing for reverse samplers, increasing for forward ones), or a number
+            of steps (uniform grid between ``t_max`` and ``t_min``, or from 0 to ``t_max`` forward);
+            ``None`` (default): 100 steps. For adaptive methods the first and last times are the span and
+            the grid indices pick the save times.
+        x: starting points ``(N, d)`` at ``grid[0]``; give ``x`` or ``n``.
+        n: draw ``n`` particles from the prior instead of passing ``x`` (reverse samplers only; drawn
+            inside the compiled run, so no input buffer is held).
+        key: PRNG key (required, also for deterministic samplers, which use it for prior draws).
+        save: ``"final"`` (default), ``"all"``, an int stride, or grid indices to save.
+        stats: optional ``stats(t, x) -> pytree`` per particle, recorded at the saved times. It is part
+            of the compiled run's static key, so a fresh ``lambda`` or closure on every call recompiles;
+            pass a module-level function or an ``equinox.Module`` with a ``__call__`` (its arrays are then
+            traced).
+        save_states: keep ``xs`` (set False to keep only ``stats`` and the final state).
+        chunk_size: run the particles in chunks of this size (results identical; the chunks are
+            assembled on the host and returned as ``jax.Array`` s on the default device).
+        noise: ``"per_particle"`` (default): particle ``i`` draws step ``j``'s normals from the key
+            ``fold_in(fold_in(k_path, i), j)``. ``"counter"``: step ``j``'s normals are the rows of
+            ``jr.normal(fold_in(k_path, j), (N, draws, d))`` for the particles' global indices, computed
+            from counters without per-particle keys (as cheap as one batch-level ``jr.normal``; also
+            invariant under batching, chunking and sharding, but different numbers from
+            ``"per_particle"``).
+        final_denoise: end with the step from the last grid time to ``sigma = 0``, as k-diffusion and
+            diffusers do: the last state is the denoiser ``score.denoise(t_last, x)`` (LMS: its Adams step
+            to ``sigma = 0``; Heun with ``convention="k_diffusion"``: the churned last step), costing one
+            more score evaluation. Default ``False`` (the grid's last state, at ``t_last``); pass ``True``
+            to reproduce the peers' numbers. The saved state at the last grid index is then the final one
+            (``ts`` still lists ``t_last``).
+        pad_to: run ``pad_to >= N`` particles and keep the first ``N`` (the extra ones, indices ``N ..
+            pad_to - 1``, are prior draws or zeros and are dropped). Every ``N <= pad_to`` then reuses one
+            compilation (a sweep over sizes up to a bucket), with the same particles as the unpadded run
+            (to rounding, 1e-12, as for ``chunk_size``: XLA may vectorise a batch of another size
+            differently), since particle ``i``'s randomness depends only on ``i``. Not with
+            ``chunk_size`` (chunks are padded to ``chunk_size`` already).
+        particle_offset: the global index of this call's first particle (default 0). Particle ``i`` of
+            the call draws its prior sample and its noise as global particle ``particle_offset + i``, so a
+            population split by hand over calls (or machines) with one key and consecutive offsets is the
+            same population as one call: ``simulate(..., n=a + b)`` equals ``simulate(..., n=a)``
+            followed by ``simulate(..., n=b, particle_offset=a)``.
+        **method_options: constructor options of the sampler named by ``method`` (e.g. ``eta``,
+            ``churn``); not allowed with a sampler instance.
 
     **What is exact.** With one key, the particles do not depend on the batch size, on ``chunk_size``, on
     ``pad_to``, on sharding or on ``particle_offset`` in the randomness they draw. The floating-point result
@@ -130,7 +135,8 @@ def simulate(
     grid times, starting points and the key are traced: changing them does not recompile (see
     :func:`diffsim.sampling._sweep.sweep` to run a whole sweep as one ``vmap``-ed call).
 
-    Returns a :class:`Trajectory`.
+    Returns:
+        A :class:`Trajectory`: the saved times and states, the ``stats`` and the final states ``(N, d)``.
     """
     run, chunk_size = prepare(
         score,
@@ -224,6 +230,23 @@ def noise_denoise(
     ``E_out f = E[f(X_0) P(S | X_{t_hat})] / W_S`` (reverse SDE). ``t_hat`` and ``t_end`` may be traced:
     a loop over them does not recompile, and :func:`diffsim.sampling._sweep.sweep` runs a batch of them as
     one compiled, ``vmap``-ed call.
+
+    Args:
+        score: the score to run the reverse process with; its process does the noising.
+        x0: clean points, shape ``(N, d)``.
+        t_hat: the noising time, ``t_end < t_hat`` within the process's range (scalar, may be traced).
+        key: PRNG key, split into the noising key and the reverse run's key.
+        method: sampler name or instance for the reverse run (default ``"euler_maruyama"``).
+        n_steps: steps of the reverse grid from ``t_hat`` to ``t_end`` (default 100).
+        grid: the reverse grid's kind, ``"uniform"`` (default, in ``t``) or ``"logsnr"``.
+        t_end: last time of the reverse run; ``None`` (default): ``process.t_min``.
+        save: which grid indices to save, as for :func:`simulate` (default ``"final"``).
+        stats: optional ``stats(t, x) -> pytree`` per particle at the saved times, as for :func:`simulate`.
+        chunk_size: run the particles in chunks of this size, as for :func:`simulate`.
+        **method_options: constructor options of the sampler named by ``method``.
+
+    Returns:
+        The reverse run's :class:`Trajectory` (its ``ts`` start at ``t_hat``).
     """
     if not isinstance(score, AbstractScore):
         raise TypeError(f"`score` must be a diffsim score, got {type(score).__name__}.")
@@ -275,6 +298,21 @@ def clone(
     continues from ``t`` to ``t_end`` with key ``fold_in(key, c)``: a shared past and independent futures
     (the cloning experiment of Biroli et al. 2024). Returns a :class:`Trajectory` whose ``x`` has shape
     ``(n_clones, N, d)`` (and ``xs`` ``(n_clones, S, N, d)``).
+
+    Args:
+        score: the score to run the branches with.
+        x: the shared states at time ``t``, shape ``(N, d)``.
+        t: the branch time, ``t > t_end`` (scalar, may be traced).
+        key: PRNG key; clone ``c`` runs with ``fold_in(key, c)``.
+        n_clones: number of branches (default 2).
+        method: sampler name or instance for the branches (default ``"euler_maruyama"``; a deterministic
+            sampler gives identical clones).
+        n_steps: steps of each branch's grid from ``t`` to ``t_end`` (default 100).
+        grid: the branch grid's kind, ``"uniform"`` (default, in ``t``) or ``"logsnr"``.
+        t_end: last time of the branches; ``None`` (default): ``process.t_min``.
+        save: which grid indices to save, as for :func:`simulate` (default ``"final"``).
+        stats: optional ``stats(t, x) -> pytree`` per particle at the saved times, as for :func:`simulate`.
+        **method_options: constructor options of the sampler named by ``method``.
     """
     n_clones = check_positive_int(n_clones, "n_clones")
     key = check_key(key)

@@ -50,6 +50,10 @@ class AbstractScore(eqx.Module):
 
     Subclasses implement :meth:`score` for one point ``x`` of shape ``(d,)`` and say their dimension
     (:attr:`dim`). Everything else derives from the score.
+
+    Attributes:
+        process: the forward process whose marginals ``p_t`` the score belongs to (a field of every
+            subclass).
     """
 
     process: eqx.AbstractVar[AbstractProcess]
@@ -103,7 +107,11 @@ class AbstractScore(eqx.Module):
 
 class AbstractAnalyticScore(AbstractScore):
     """A score whose diffused density is known in closed form: adds :meth:`log_prob` and
-    :meth:`posterior` (responsibilities over the components of a mixture)."""
+    :meth:`posterior` (responsibilities over the components of a mixture).
+
+    Attributes:
+        process: the forward process whose marginals ``p_t`` the density belongs to.
+    """
 
     @abc.abstractmethod
     def log_prob(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, ""]:

@@ -36,23 +36,51 @@ PARAMETRISATIONS = ("eps", "x0", "score", "v")
 
 
 def score_from_x0(process: AbstractProcess, t: ArrayLike, x: Array, x0: Array) -> Array:
-    """``s = (alpha_t x0 - x) / sigma_t^2``."""
+    """``s = (alpha_t x0 - x) / sigma_t^2``.
+
+    Args:
+        process: the forward process (gives ``alpha_t`` and ``sigma_t``).
+        t: the time.
+        x: the noisy point ``x_t``, shape ``(d,)``.
+        x0: the predicted clean point ``x0_hat``, shape ``(d,)``.
+    """
     return (process.alpha(t) * x0 - x) / process.sigma2(t)
 
 
 def x0_from_score(process: AbstractProcess, t: ArrayLike, x: Array, score: Array) -> Array:
-    """Tweedie: ``x0 = (x + sigma_t^2 s) / alpha_t``."""
+    """Tweedie: ``x0 = (x + sigma_t^2 s) / alpha_t``.
+
+    Args:
+        process: the forward process (gives ``alpha_t`` and ``sigma_t``).
+        t: the time.
+        x: the noisy point ``x_t``, shape ``(d,)``.
+        score: the score ``s`` at ``(t, x)``, shape ``(d,)``.
+    """
     return (x + process.sigma2(t) * score) / process.alpha(t)
 
 
 def score_from_eps(process: AbstractProcess, t: ArrayLike, x: Array, eps: Array) -> Array:
-    """``s = -eps / sigma_t``."""
+    """``s = -eps / sigma_t``.
+
+    Args:
+        process: the forward process (gives ``alpha_t`` and ``sigma_t``).
+        t: the time.
+        x: the noisy point ``x_t``, shape ``(d,)`` (unused).
+        eps: the predicted noise ``eps_hat``, shape ``(d,)``.
+    """
     del x
     return -eps / process.sigma(t)
 
 
 def eps_from_score(process: AbstractProcess, t: ArrayLike, x: Array, score: Array) -> Array:
-    """``eps = -sigma_t s``."""
+    """``eps = -sigma_t s``.
+
+    Args:
+        process: the forward process (gives ``alpha_t`` and ``sigma_t``).
+        t: the time.
+        x: the noisy point ``x_t``, shape ``(d,)`` (unused).
+        score: the score ``s`` at ``(t, x)``, shape ``(d,)``.
+    """
     del x
     return -process.sigma(t) * score
 
@@ -62,6 +90,12 @@ def score_from_v(process: AbstractProcess, t: ArrayLike, x: Array, v: Array) -> 
 
     Inverting ``[x; v] = [[alpha, sigma], [-sigma, alpha]] [x0; eps]`` gives
     ``eps = (sigma x + alpha v) / (alpha^2 + sigma^2)`` (for VP the denominator is 1).
+
+    Args:
+        process: the forward process (gives ``alpha_t`` and ``sigma_t``).
+        t: the time.
+        x: the noisy point ``x_t``, shape ``(d,)``.
+        v: the v-prediction at ``(t, x)``, shape ``(d,)``.
     """
     a, s = process.alpha(t), process.sigma(t)
     eps = (s * x + a * v) / (a**2 + s**2)
@@ -69,7 +103,14 @@ def score_from_v(process: AbstractProcess, t: ArrayLike, x: Array, v: Array) -> 
 
 
 def v_from_score(process: AbstractProcess, t: ArrayLike, x: Array, score: Array) -> Array:
-    """``v = alpha eps - sigma x0`` with ``eps``, ``x0`` from the score."""
+    """``v = alpha eps - sigma x0`` with ``eps``, ``x0`` from the score.
+
+    Args:
+        process: the forward process (gives ``alpha_t`` and ``sigma_t``).
+        t: the time.
+        x: the noisy point ``x_t``, shape ``(d,)``.
+        score: the score ``s`` at ``(t, x)``, shape ``(d,)``.
+    """
     a, s = process.alpha(t), process.sigma(t)
     eps = -s * score
     x0 = (x + s**2 * score) / a
@@ -99,6 +140,18 @@ def convert_parametrisation(
 
     Exact (linear, through the score): ``to(from^{-1}(value))`` with the conversions above; the identity
     when ``from_kind == to_kind``.
+
+    Args:
+        process: the forward process (gives ``alpha_t`` and ``sigma_t``).
+        t: the time.
+        x: the noisy point ``x_t``, shape ``(d,)``.
+        value: the prediction to convert, shape ``(d,)``.
+        from_kind: what ``value`` is: ``"eps"``, ``"x0"``, ``"score"`` or ``"v"`` (anything else raises
+            ``ValueError``).
+        to_kind: the parametrisation wanted, from the same four.
+
+    Returns:
+        The prediction in ``to_kind``, shape ``(d,)``.
     """
     check_parametrisation(from_kind, "from_kind")
     check_parametrisation(to_kind, "to_kind")

@@ -80,6 +80,12 @@ def channel_coefficients(log_snr: ArrayLike) -> tuple[Array, Array]:
     r"""``(a, b) = (sqrt(sigmoid(lambda)), sqrt(sigmoid(-lambda)))`` of ``x_lambda = a x + b eps``.
 
     Both are computed from their own sigmoid (no ``1 - a^2`` cancellation at large ``|lambda|``).
+
+    Args:
+        log_snr: the log-SNR ``lambda``, any shape.
+
+    Returns:
+        ``(a, b)``, each with the shape of ``log_snr``; ``a^2 + b^2 = 1``.
     """
     lam = jnp.asarray(log_snr)
     return jnp.sqrt(jax.nn.sigmoid(lam)), jnp.sqrt(jax.nn.sigmoid(-lam))
@@ -215,10 +221,15 @@ class AbstractConditionalDenoiser(eqx.Module):
 class ConditionalMixture(AbstractConditionalDenoiser):
     r"""The exact conditional Gaussian mixture over token subsets (module docstring).
 
-    **Arguments:** ``mixture`` (a :class:`~diffsim.scores.GaussianMixture`; its process is irrelevant:
-    everything here is in the log-SNR channel); ``component_tokens`` ``(K, n)`` integer, the token tuple of
-    each component; ``alphabet_sizes`` ``(A_1, ..., A_n)``; optional ``token_names``.
     :meth:`from_token_mixture` builds it from a :class:`diffsim.data.synthetic.TokenMixture`.
+
+    Args:
+        mixture: a :class:`~diffsim.scores.GaussianMixture` with ``K`` components; its process is
+            irrelevant: everything here is in the log-SNR channel.
+        component_tokens: ``(K, n)`` integers, the token tuple of each component, slot ``j`` in
+            ``0..A_j - 1``.
+        alphabet_sizes: ``(A_1, ..., A_n)``, positive integers.
+        token_names: the ``n`` slot names; ``None`` names them ``y1, y2, ...``.
     """
 
     weights: Float[Array, " K"]

@@ -18,7 +18,13 @@ class DenoiserShiftScore(AbstractScore):
     r"""``base`` plus a constant denoiser-level error ``delta``: ``s = s_base + delta / sigma_t^2``.
 
     For the two-point set on the x-axis and ``delta = (0, c)`` the error ``e = delta / sigma_t^2`` is
-    purely normal to the ridge (the x-axis) at every point."""
+    purely normal to the ridge (the x-axis) at every point.
+
+    Args:
+        base: the score to perturb; its process is the new score's.
+        shift: the constant error ``delta`` ``(d,)``, added to the scaled denoiser ``x + sigma_t^2 s =
+            alpha_t x0_hat``.
+    """
 
     base: AbstractScore
     shift: Float[Array, " d"]
@@ -44,7 +50,15 @@ class SegmentDenoiserScore(AbstractScore):
 
     Every point of the (scaled) segment is then a fixed point of the denoiser: a smooth, non-memorising
     denoiser along the segment. The error ``D - D_base`` is parallel to ``u``, i.e. purely tangent for
-    the two-point set whose ridge is the line through the points."""
+    the two-point set whose ridge is the line through the points.
+
+    Args:
+        base: the score whose denoiser is moved; its process is the new score's.
+        start: one end of the segment ``(d,)``, in data space (scaled by ``alpha_t`` at time ``t``).
+        end: the other end ``(d,)``; ``end - start`` gives the direction ``u`` (must be nonzero).
+        strength: how far the denoiser moves toward the clipped projection: 1 (default) replaces it, 0
+            keeps the base score.
+    """
 
     base: AbstractScore
     start: Float[Array, " d"]

@@ -52,14 +52,14 @@ class _Moments(eqx.Module):
 class EmpiricalScore(AbstractAnalyticScore):
     r"""Exact score of the diffused empirical distribution of ``data`` (shape ``(M, d)``).
 
-    **Arguments:**
-
-    - ``data``: the training set, shape ``(M, d)``.
-    - ``process``: forward process (default :meth:`VP.ou`).
-    - ``bandwidth``: std ``b >= 0`` of an isotropic Gaussian kernel applied at ``t = 0`` (default 0: the
-      memorising score).
-    - ``labels``: optional integer label per data point, for :meth:`condition`.
-    - ``chunk_size``: process the data in chunks of this many points (online log-sum-exp).
+    Args:
+        data: the training set, shape ``(M, d)``.
+        process: forward process; ``None`` takes :meth:`VP.ou`.
+        bandwidth: std ``b >= 0`` of an isotropic Gaussian kernel applied at ``t = 0`` (default 0: the
+            memorising score, which is singular at ``t = 0``).
+        labels: optional integer label per data point ``(M,)`` (default all 0), for :meth:`condition`.
+        chunk_size: process the data in chunks of this many points (online log-sum-exp); ``None`` takes
+            all ``M`` at once.
     """
 
     data: Float[Array, "M d"]

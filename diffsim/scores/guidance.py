@@ -255,6 +255,10 @@ class MixtureClassifier(AbstractNoisyClassifier):
     r"""The exact noisy classifier ``p_t(y | x)`` of a :class:`~diffsim.scores.GaussianMixture`, with
     classes given by the mixture's ``labels`` (Wu et al. 2024, eq. for the Bayes posterior of the noised
     data). ``log_prob``, ``grad_log_prob`` and ``laplacian_log_prob`` are closed forms (module docstring).
+
+    Args:
+        mixture: the :class:`~diffsim.scores.GaussianMixture`; its ``labels`` are the classes and its
+            process the noising.
     """
 
     mixture: GaussianMixture
@@ -362,10 +366,14 @@ class ClassifierGuidance(AbstractScore):
     ``eta = w - 1``; Dhariwal & Nichol (2021)'s classifier scale equals ``w`` (see
     :func:`convert_strength`).
 
-    **Arguments:** ``base`` (any :class:`AbstractScore`), ``classifier`` (an
-    :class:`AbstractNoisyClassifier`, e.g. :class:`MixtureClassifier`), ``label`` (a class in
-    ``classifier.classes``), ``scale`` (``w``). ``label`` and ``scale`` are array leaves, so sweeping them
-    does not recompile jitted samplers.
+    ``label`` and ``scale`` are array leaves, so sweeping them does not recompile jitted samplers.
+
+    Args:
+        base: any :class:`AbstractScore`, the unguided score ``s``.
+        classifier: an :class:`AbstractNoisyClassifier`, e.g. :class:`MixtureClassifier`; when it has a
+            process it must be ``base``'s.
+        label: the target class ``y``, an integer in ``classifier.classes``.
+        scale: the guidance scale ``w >= 0`` (default 1).
     """
 
     base: AbstractScore
@@ -482,8 +490,10 @@ class ClassifierFreeGuidance(AbstractScore):
     ``u + w (c - u)``. Two branches of one token network run as one batched network call, and two
     token-conditioned scores combine in noise space (see :func:`_joint`).
 
-    **Arguments:** ``unconditional`` and ``conditional`` scores on the same process and dimension, and
-    ``scale`` (``w``, an array leaf: sweeping it does not recompile).
+    Args:
+        unconditional: the unconditional score ``s_u``.
+        conditional: the conditional score ``s_c``, on the same process and dimension as ``s_u``.
+        scale: the guidance scale ``w >= 0`` (default 1; an array leaf: sweeping it does not recompile).
     """
 
     unconditional: AbstractScore
@@ -565,6 +575,16 @@ def guided_mixture(
     ``kind="cfg"``: ``s_u + w (s_c - s_u)`` with ``s_c`` the score of ``mixture.condition(label)``. The two
     are equal (Bayes), which the tests check. Any other ``kind`` raises ``ValueError``. Wu et al. (2024)'s
     ``eta = w - 1``.
+
+    Args:
+        mixture: the :class:`~diffsim.scores.GaussianMixture`, classes given by its ``labels``.
+        label: the target class ``y``; it must carry positive weight.
+        scale: the guidance scale ``w >= 0`` (default 1).
+        kind: ``"classifier"`` (default) or ``"cfg"``.
+
+    Returns:
+        A :class:`ClassifierGuidance` (``kind="classifier"``) or :class:`ClassifierFreeGuidance`
+        (``kind="cfg"``).
     """
     if not isinstance(mixture, GaussianMixture):
         raise TypeError(f"`mixture` must be a GaussianMixture, got {type(mixture).__name__}.")

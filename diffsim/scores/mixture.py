@@ -162,14 +162,13 @@ def _refine_top_logits(logits, const, y, a, prec, nu):
 class GaussianMixture(AbstractAnalyticScore):
     r"""Mixture ``sum_k w_k N(mu_k, Sigma_k)`` at ``t = 0``, diffused exactly by ``process``.
 
-    **Arguments:**
-
-    - ``weights``: shape ``(K,)``, non-negative, summing to one.
-    - ``means``: shape ``(K, d)``.
-    - ``covs``: a scalar (shared ``sigma^2 I``), shape ``(K,)`` (per-component ``sigma_k^2 I``),
-      ``(K, d)`` (diagonals) or ``(K, d, d)`` (full, symmetric positive definite).
-    - ``process``: the forward process (default :meth:`VP.ou`).
-    - ``labels``: optional integer label per component (default ``0..K-1``), used by :meth:`condition`.
+    Args:
+        weights: shape ``(K,)``, non-negative, summing to one.
+        means: shape ``(K, d)``.
+        covs: a scalar (shared ``sigma^2 I``, default 1), shape ``(K,)`` (per-component ``sigma_k^2 I``),
+            ``(K, d)`` (diagonals) or ``(K, d, d)`` (full, symmetric positive definite).
+        process: the forward process; ``None`` takes :meth:`VP.ou`.
+        labels: optional integer label per component ``(K,)`` (default ``0..K-1``), used by :meth:`condition`.
 
     The methods :meth:`score`, :meth:`log_prob`, :meth:`hessian`, :meth:`laplacian`, :meth:`posterior`
     act on one point ``x`` of shape ``(d,)`` at any time ``t``; :meth:`sample` draws labelled points.

@@ -48,6 +48,14 @@ class TokenConditionedScore(AbstractScore):
     :meth:`guided` gives classifier-free guidance between two masks, a
     :class:`~diffsim.scores.ClassifierFreeGuidance` that combines in noise space,
     ``eps_hat_w = eps_hat(. | y_U) + w (eps_hat(. | y_S) - eps_hat(. | y_U))``, and converts as above.
+
+    Args:
+        model: the conditional denoiser (:class:`~diffsim.scores.conditional.ConditionalMixture`, a token
+            network, ...).
+        process: the diffsim process whose time ``t`` is mapped to the log-SNR ``lambda_t``.
+        tokens: the token tuple ``(n,)``; ``None`` is all zeros (only the masked slots matter).
+        mask: which slots condition ``(n,)`` bool (the subset ``S``); ``None`` is no slot: the
+            unconditional score.
     """
 
     model: AbstractConditionalDenoiser

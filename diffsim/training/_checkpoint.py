@@ -125,7 +125,17 @@ def _differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
 def save_checkpoint(path: str | os.PathLike, tree: PyTree, meta: dict[str, Any] | None = None) -> Path:
     """Write ``tree`` (any pytree of arrays, e.g. a :class:`~diffsim.training.TrainState` or a model) and a
     JSON ``meta`` header to ``path`` atomically, with its description and checksum (module docstring).
-    Bit-exact: :func:`load_checkpoint` returns identical arrays."""
+    Bit-exact: :func:`load_checkpoint` returns identical arrays.
+
+    Args:
+        path: the file to write (replaced atomically if it exists).
+        tree: the pytree to save; its array leaves are serialised, its structure and static fields described.
+        meta: JSON-able metadata stored in the header (default ``None``: ``{}``); read it back with
+            :func:`read_checkpoint_meta`.
+
+    Returns:
+        The path written.
+    """
     data = io.BytesIO()
     eqx.tree_serialise_leaves(data, tree)
     payload = data.getvalue()
@@ -178,7 +188,12 @@ def _open_checkpoint(path: str | os.PathLike):
 
 
 def read_checkpoint_meta(path: str | os.PathLike) -> dict[str, Any]:
-    """The caller's ``meta`` stored in a checkpoint's header (without reading the arrays)."""
+    """The caller's ``meta`` stored in a checkpoint's header (without reading the arrays).
+
+    Args:
+        path: a checkpoint file; ``FileNotFoundError`` when absent, :class:`CheckpointError` when it is not
+            a readable diffsim checkpoint.
+    """
     with _open_checkpoint(path) as (_, header):
         return header["meta"]
 
@@ -189,6 +204,11 @@ def load_checkpoint(path: str | os.PathLike, like: PyTree) -> tuple[PyTree, dict
 
     Raises :class:`CheckpointError` naming what is wrong: a truncated file, array data that fails the
     checksum, or every difference between the saved tree and ``like``.
+
+    Args:
+        path: a checkpoint file written by :func:`save_checkpoint`.
+        like: a skeleton of the saved tree (e.g. a freshly initialised model or :class:`TrainState`);
+            only its structure, static fields, shapes and dtypes are used.
     """
     path = Path(path)
     with _open_checkpoint(path) as (fh, header):
@@ -225,11 +245,29 @@ def load_checkpoint(path: str | os.PathLike, like: PyTree) -> tuple[PyTree, dict
 
 def save_model(path: str | os.PathLike, model: PyTree, meta: dict[str, Any] | None = None) -> Path:
     """Save a model (any Equinox module) atomically; load it with :func:`load_model` and a like-shaped
-    skeleton (e.g. the same constructor with any key)."""
+    skeleton (e.g. the same constructor with any key).
+
+    Args:
+        path: the file to write (replaced atomically).
+        model: the model to save.
+        meta: JSON-able metadata for the header (default ``None``: ``{}``).
+
+    Returns:
+        The path written.
+    """
     return save_checkpoint(path, model, meta)
 
 
 def load_model(path: str | os.PathLike, like: PyTree) -> PyTree:
     """Load a model saved with :func:`save_model` into the structure of ``like`` (checked as in
-    :func:`load_checkpoint`)."""
+    :func:`load_checkpoint`).
+
+    Args:
+        path: a file written by :func:`save_model`.
+        like: a model of the same class, static fields, shapes and dtypes (e.g. the same constructor with any
+            key) whose arrays are replaced by the saved ones.
+
+    Returns:
+        The loaded model.
+    """
     return load_checkpoint(path, like)[0]

@@ -42,15 +42,24 @@ def fit_classifier(
     """Fit ``model`` to integer labels ``y`` by ``steps`` minibatch AdamW steps on the softmax
     cross-entropy, in one compiled ``lax.scan``. Returns ``(trained model, per-step losses)``.
 
-    - ``trainable``: an ``eqx.partition`` filter spec (default: every floating array; pass a pytree of
-      booleans to train only some leaves, the rest stay fixed and get no optimiser state);
-    - ``logits(model, x_i)`` maps ONE input to class logits (default ``model(x_i)``);
-    - ``input_noise``: std of Gaussian noise added to each batch's inputs (a mild regulariser);
-    - step ``i`` draws its batch indices (uniform with replacement) and noise from ``k_i = fold_in(key, i)``:
-      with ``key_scheme="fold_in"`` the indices from ``k_i`` and the noise from ``fold_in(k_i, 1)``; with
-      ``"split"`` from the two halves of ``split(k_i)``.
-
     Deterministic given ``key``; optimiser AdamW(``learning_rate``, ``weight_decay``) without schedule.
+    Args:
+        model: the classifier, a pytree (e.g. an Equinox module) mapping one input to logits.
+        x: inputs, shape ``(N, d)``.
+        y: integer labels in ``[0, n_classes)``, shape ``(N,)``.
+        key: PRNG key; step ``i`` draws its batch indices (uniform with replacement) and noise from
+            ``k_i = fold_in(key, i)``.
+        steps: number of optimiser steps, ``>= 1``.
+        batch_size: inputs per step, ``>= 1``.
+        learning_rate: AdamW's learning rate, ``> 0`` (default ``1e-3``).
+        weight_decay: AdamW's weight decay, ``>= 0`` (default ``1e-4``).
+        input_noise: std of Gaussian noise added to each batch's inputs (a mild regulariser), ``>= 0``
+            (default 0).
+        trainable: an ``eqx.partition`` filter spec (default: every floating array; pass a pytree of
+            booleans to train only some leaves, the rest stay fixed and get no optimiser state).
+        logits: ``logits(model, x_i)`` maps ONE input to class logits (default ``None``: ``model(x_i)``).
+        key_scheme: with ``"fold_in"`` (default) the indices come from ``k_i`` and the noise from
+            ``fold_in(k_i, 1)``; with ``"split"`` from the two halves of ``split(k_i)``.
     """
     key = check_key(key)
     steps = check_positive_int(steps, "steps")

@@ -31,17 +31,25 @@ def _real(value: Any, name: str) -> float:
 class TrainConfig:
     """Hyper-parameters of :func:`train` (all validated on construction).
 
-    - ``steps``: total optimiser steps (the cosine schedule spans them);
-    - ``batch_size``; ``learning_rate`` (peak); ``warmup_steps`` (linear from 0); ``final_lr_fraction``
-      (cosine decays to this fraction of the peak); ``grad_clip`` (global norm, 0 disables);
-      ``weight_decay`` (AdamW when > 0);
-    - ``ema_decay`` in ``[0, 1)``;
-    - ``weighting`` (one of :data:`WEIGHTINGS`); ``time_sampling`` (one of :data:`TIME_SAMPLINGS`);
-      ``t_min`` / ``t_max`` (training time range, default the process's);
-    - ``token_dropout``: per-slot probability of replacing a token by its null id (classifier-free
-      guidance training; every subset of tokens is then trained);
-    - ``checkpoint_every`` (0: only at the end) and ``log_every`` (progress-bar refresh): these two do not
-      change the result and are left out of the fingerprint.
+    Args:
+        steps: total optimiser steps, ``>= 1`` (the cosine schedule spans them; default 2000).
+        batch_size: data points per step, ``>= 1`` (default 128).
+        learning_rate: peak learning rate, ``> 0`` (default ``2e-3``).
+        warmup_steps: steps of linear warm-up from 0 to the peak, ``>= 0`` (default 100; 0: start at the
+            peak).
+        final_lr_fraction: the cosine decays to this fraction of the peak, in ``[0, 1]`` (default 0.05).
+        grad_clip: global-norm gradient clipping threshold, ``>= 0`` (default 1; 0 disables).
+        weight_decay: AdamW's decoupled weight decay when ``> 0``; 0 (default) is plain Adam.
+        ema_decay: decay of the parameters' exponential moving average, in ``[0, 1)`` (default 0.999).
+        weighting: the DSM weighting, one of :data:`WEIGHTINGS` (default ``"eps"``).
+        time_sampling: how training times are drawn, one of :data:`TIME_SAMPLINGS` (default ``"uniform"``).
+        t_min: lowest training time, ``> 0``; ``None`` (default): the process's ``t_min``.
+        t_max: highest training time, ``> t_min``; ``None`` (default): the process's ``t_max``.
+        token_dropout: per-slot probability of replacing a token by its null id, in ``[0, 1)`` (default
+            0.1; classifier-free guidance training: every subset of tokens is then trained).
+        checkpoint_every: write a checkpoint every this many steps (0, default: only at the end).
+        log_every: progress-bar refresh interval in steps (default 25). This and ``checkpoint_every``
+            do not change the result and are left out of the fingerprint.
     """
 
     steps: int = 2000
@@ -101,7 +109,15 @@ class TrainConfig:
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-    """Global-norm clipping, then Adam(W) with linear warm-up and cosine decay (see module docstring)."""
+    """Global-norm clipping, then Adam(W) with linear warm-up and cosine decay (see module docstring).
+
+    Args:
+        config: the :class:`TrainConfig` whose ``learning_rate``, ``warmup_steps``, ``steps``,
+            ``final_lr_fraction``, ``weight_decay`` and ``grad_clip`` set the optimiser.
+
+    Returns:
+        An ``optax.GradientTransformation``.
+    """
     peak = config.learning_rate
     schedule = optax.warmup_cosine_decay_schedule(
         init_value=0.0 if config.warmup_steps > 0 else peak,

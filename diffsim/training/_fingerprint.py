@@ -48,7 +48,15 @@ def signature(node: Any) -> Any:
 
 
 def fingerprint(*items: Any) -> str:
-    """SHA-256 (first 16 hex digits) of models, arrays, keys and JSON-able configs, in order."""
+    """SHA-256 (first 16 hex digits) of models, arrays, keys and JSON-able configs, in order.
+
+    Args:
+        *items: Equinox modules (structure, static values and array weights), arrays, PRNG keys, ``None``
+            and JSON-able values (other objects through ``str``).
+
+    Returns:
+        16 lower-case hex digits.
+    """
     h = hashlib.sha256(_FINGERPRINT_VERSION.encode())
     for item in items:
         if isinstance(item, jax.Array) and jnp.issubdtype(item.dtype, jax.dtypes.prng_key):

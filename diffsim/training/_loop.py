@@ -64,7 +64,14 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class TrainState(eqx.Module):
-    """Everything that evolves during training: trainable weights, their EMA, optimiser state, step."""
+    """Everything that evolves during training: trainable weights, their EMA, optimiser state, step.
+
+    Attributes:
+        params: the trainable part of the model (``eqx.partition`` by :func:`trainable_filter`).
+        ema: the exponential moving average of ``params``, same structure.
+        opt_state: the optax optimiser state of :func:`make_optimizer`.
+        step: optimiser steps done, an int32 scalar.
+    """
 
     params: PyTree
     ema: PyTree
@@ -76,10 +83,14 @@ class TrainState(eqx.Module):
 class TrainResult:
     """Outcome of :func:`train` / :func:`train_or_load`.
 
-    ``model`` has the final weights, ``ema`` the exponential moving average (use it for sampling);
-    ``losses`` the per-step training loss; ``steps`` the steps done; ``checkpoint`` the checkpoint file
-    (or None); ``from_cache`` whether it was loaded instead of trained; ``elapsed_s`` the training time
-    of this call.
+    Attributes:
+        model: the model with the final weights.
+        ema: the model with the exponential moving average of the weights (use it for sampling).
+        losses: the per-step training loss, shape ``(steps,)`` (float64 NumPy array).
+        steps: the optimiser steps done.
+        checkpoint: the checkpoint file, or ``None`` when none was written.
+        from_cache: whether it was loaded from :func:`train_or_load`'s cache instead of trained.
+        elapsed_s: the training time of this call in seconds (0 when loaded from the cache).
     """
 
     model: AbstractScore
@@ -93,7 +104,14 @@ class TrainResult:
 
 def trainable_filter(model: PyTree) -> PyTree:
     """Filter spec for ``eqx.partition``: every floating array leaf is trainable except those inside a
-    process (schedules are fixed)."""
+    process (schedules are fixed).
+
+    Args:
+        model: the model (any pytree).
+
+    Returns:
+        A pytree of booleans with the structure of ``model``.
+    """
 
     def spec(node):
         if isinstance(node, AbstractProcess):
@@ -181,7 +199,12 @@ def _init_state(params: PyTree, config: TrainConfig) -> TrainState:
 
 def initial_state(model: AbstractScore, config: TrainConfig) -> TrainState:
     """The training state at step 0 for ``model`` (weights, EMA = weights, fresh optimiser state): the
-    skeleton to pass as ``like`` to :func:`load_checkpoint` for a checkpoint written by :func:`train`."""
+    skeleton to pass as ``like`` to :func:`load_checkpoint` for a checkpoint written by :func:`train`.
+
+    Args:
+        model: the score model (its trainable part, by :func:`trainable_filter`, becomes ``params``).
+        config: the :class:`TrainConfig` whose optimiser (:func:`make_optimizer`) sets ``opt_state``.
+    """
     return _init_state(eqx.partition(model, trainable_filter(model))[0], config)
 
 
@@ -230,15 +253,25 @@ def train(
 ) -> TrainResult:
     """Train ``model`` by denoising score matching on ``data`` (shape ``(N, d)``).
 
-    - ``tokens`` (shape ``(N, n)``): the token ids of each data point, required when the model has token
-      slots; they are dropped to the null id with probability ``config.token_dropout`` per slot.
-    - ``checkpoint_path``: where to checkpoint (every ``config.checkpoint_every`` steps and at the end);
-      with ``resume`` an existing checkpoint of the same fingerprint is continued exactly.
-    - ``stop_at``: stop after this global step (time-sliced training; the schedule still spans
-      ``config.steps``; a later call with the same arguments resumes).
-
     Raises :class:`NonFiniteLossError` at the first non-finite loss, leaving the last checkpoint (written
     from a finite state) in place. Returns a :class:`TrainResult`.
+
+    Args:
+        model: the score model to train (any :class:`~diffsim.scores.AbstractScore`; its process is not
+            trained).
+        data: training data, shape ``(N, d)`` with ``d = model.dim``.
+        config: the :class:`TrainConfig`; ``None`` (default): ``TrainConfig()``.
+        key: PRNG key; step ``k`` draws everything from ``fold_in(key, k)``.
+        tokens: the token ids of each data point, shape ``(N, n)``, required when the model has token
+            slots; they are dropped to the null id with probability ``config.token_dropout`` per slot.
+        checkpoint_path: where to checkpoint (every ``config.checkpoint_every`` steps and at the end);
+            ``None`` (default): no checkpoint.
+        resume: continue an existing checkpoint at ``checkpoint_path`` exactly (default ``True``; one of
+            another fingerprint raises ``ValueError``); ``False`` starts afresh and overwrites it.
+        stop_at: stop after this global step (time-sliced training; the schedule still spans
+            ``config.steps``; a later call with the same arguments resumes). ``None``: ``config.steps``.
+        progress: show a tqdm progress bar (default ``True``).
+        desc: the progress bar's label (default ``"train"``).
     """
     config = TrainConfig() if config is None else config
     if not isinstance(config, TrainConfig):
@@ -341,6 +374,17 @@ def train_or_load(
     An unfinished cache file (an interrupted run) is resumed exactly. A cache file that cannot be used
     (truncated, corrupted, another format, or not matching the model) is a cache miss: a ``RuntimeWarning``
     names the file and the model is retrained from scratch, overwriting it.
+
+    Args:
+        model: the score model (its structure and initial weights enter the fingerprint).
+        data: training data, shape ``(N, d)``.
+        config: the :class:`TrainConfig`; ``None`` (default): ``TrainConfig()``.
+        key: PRNG key, as for :func:`train`.
+        cache_dir: the directory of the cache files.
+        tokens: the token ids of each data point, shape ``(N, n)``, for token-conditional models.
+        name: the cache file's prefix, a plain file name without ``/`` (default ``"score-net"``; also the
+            progress bar's label).
+        progress: show a progress bar while training (default ``True``).
     """
     config = TrainConfig() if config is None else config
     key = check_key(key)

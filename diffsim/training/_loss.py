@@ -62,7 +62,16 @@ TIME_SAMPLINGS = ("uniform", "logsnr")
 
 
 def loss_weight(process: AbstractProcess, t: ArrayLike, weighting: str) -> Array:
-    """``lambda(t)``: the weight of the per-coordinate squared score error in each weighting (see above)."""
+    """``lambda(t)``: the weight of the per-coordinate squared score error in each weighting (see above).
+
+    Args:
+        process: the diffusion process (``alpha``, ``sigma`` and ``beta = g^2``).
+        t: time(s), any shape.
+        weighting: one of ``"eps"``, ``"score"``, ``"x0"``, ``"v"``, ``"likelihood"`` (table above).
+
+    Returns:
+        ``lambda(t)``, shaped like ``t``.
+    """
     if weighting not in WEIGHTINGS:
         raise ValueError(f"`weighting` must be one of {WEIGHTINGS}, got {weighting!r}.")
     a, s2 = process.alpha(t), process.sigma2(t)
@@ -106,6 +115,20 @@ def dsm_loss_terms(
     """Per-sample DSM losses ``l(t_i, x0_i, eps_i)`` (module docstring) for any score ``model``.
 
     ``tokens`` (token-conditional networks only) may contain null ids; ``None`` means unconditional.
+
+    Args:
+        model: the score model being trained (any :class:`~diffsim.scores.AbstractScore`; a token network
+            predicts in the weighting's parametrisation directly).
+        t: one time per sample, shape ``(N,)``.
+        x0: clean data, shape ``(N, d)``.
+        eps: the standard normal noise, shape ``(N, d)``; ``x_t = alpha_t x0 + sigma_t eps``.
+        tokens: conditioning tokens, shape ``(N, n)`` (token networks only); ``None`` (default):
+            unconditional.
+        weighting: the DSM weighting, one of ``"eps"`` (default), ``"score"``, ``"x0"``, ``"v"``,
+            ``"likelihood"`` (table above).
+
+    Returns:
+        The per-sample losses, shape ``(N,)``.
     """
     if weighting not in WEIGHTINGS:
         raise ValueError(f"`weighting` must be one of {WEIGHTINGS}, got {weighting!r}.")
@@ -127,7 +150,22 @@ def sample_times(
     dtype=None,
 ) -> Float[Array, " n"]:
     """``n`` training times on ``[t_min, t_max]`` (default the process's), uniform in ``t`` or in log-SNR,
-    optionally stratified (``u_i = (u + i) / n``, a random permutation of strata)."""
+    optionally stratified (``u_i = (u + i) / n``, a random permutation of strata).
+
+    Args:
+        key: PRNG key.
+        n: number of times.
+        process: the diffusion process (its time range and log-SNR inverse).
+        scheme: ``"uniform"`` (default, uniform in ``t``) or ``"logsnr"`` (uniform in log-SNR).
+        t_min: lower end; ``None`` (default): ``process.t_min``.
+        t_max: upper end; ``None`` (default): ``process.t_max``.
+        stratified: one draw per stratum ``[i/n, (i+1)/n)`` in random order (default ``True``); ``False``
+            draws ``n`` independent uniforms.
+        dtype (jnp.dtype | None): the times' dtype; ``None`` (default): JAX's default float.
+
+    Returns:
+        The times, shape ``(n,)``.
+    """
     if scheme not in TIME_SAMPLINGS:
         raise ValueError(f"`scheme` must be one of {TIME_SAMPLINGS}, got {scheme!r}.")
     lo = process.t_min if t_min is None else t_min
@@ -159,7 +197,23 @@ def dsm_loss(
 ) -> Float[Array, ""]:
     """Monte-Carlo DSM loss of ``model`` on data ``x0``: the mean of :func:`dsm_loss_terms` over the data,
     ``n_noise`` noise draws per point, and times ``t`` (a scalar or one per point) or, when ``t`` is None,
-    times drawn with ``time_sampling``."""
+    times drawn with ``time_sampling``.
+
+    Args:
+        model: the score model (its ``dim`` must match ``x0``).
+        x0: clean data, shape ``(N, d)``.
+        key: PRNG key for the times and the noise.
+        weighting: the DSM weighting, one of ``"eps"`` (default), ``"score"``, ``"x0"``, ``"v"``,
+            ``"likelihood"`` (table above).
+        tokens: conditioning tokens, shape ``(N, n)``, accepted by token-conditional networks only;
+            ``None`` (default): unconditional.
+        t: a scalar time or one per data point ``(N,)``; ``None`` (default) draws stratified times.
+        time_sampling: ``"uniform"`` (default) or ``"logsnr"``, used when ``t`` is ``None``.
+        n_noise: noise draws per data point (default 1).
+
+    Returns:
+        The mean loss, a scalar.
+    """
     key = check_key(key)
     x = as_float_array(x0, "x0", ndim=2)
     if x.shape[1] != model.dim:
@@ -195,7 +249,18 @@ def irreducible_loss(
     score: AbstractScore, t: ArrayLike, xt: Float[ArrayLike, "N d"], *, weighting: str = "eps"
 ) -> Float[Array, ""]:
     r"""Irreducible DSM minimum at time ``t`` from samples ``xt ~ p_t``:
-    ``lambda(t) (1/sigma_t^2 - mean_i |s(t, xt_i)|^2 / d)`` (module docstring), with ``s`` the exact score."""
+    ``lambda(t) (1/sigma_t^2 - mean_i |s(t, xt_i)|^2 / d)`` (module docstring), with ``s`` the exact score.
+
+    Args:
+        score: the exact score of ``p_t`` (e.g. a :class:`~diffsim.scores.GaussianMixture`).
+        t: the time (scalar).
+        xt: samples of ``p_t``, shape ``(N, d)``.
+        weighting: the DSM weighting, one of ``"eps"`` (default), ``"score"``, ``"x0"``, ``"v"``,
+            ``"likelihood"`` (table above).
+
+    Returns:
+        The Monte-Carlo estimate of ``L_min(t)``, a scalar.
+    """
     x = as_float_array(xt, "xt", ndim=2)
     s = jax.vmap(lambda xi: score.score(t, xi))(x)
     fisher = jnp.mean(jnp.sum(s**2, axis=-1)) / score.dim

@@ -22,8 +22,13 @@ _LOG_2PI_E = math.log(2 * math.pi * math.e)
 def gaussian_entropy(cov: ArrayLike, dim: int | None = None) -> Float[Array, ""]:
     r"""``h(N(mu, Sigma)) = 1/2 log det(2 pi e Sigma)``.
 
-    ``cov``: a scalar variance (isotropic; give ``dim``), a vector of variances ``(d,)`` (diagonal), or a
-    matrix ``(d, d)`` (symmetric positive definite).
+    Args:
+        cov: a scalar variance (isotropic; give ``dim``), a vector of variances ``(d,)`` (diagonal), or a
+            matrix ``(d, d)`` (symmetric positive definite). Non-positive values raise ``ValueError``.
+        dim: the dimension ``d``; required with a scalar ``cov``, ignored otherwise.
+
+    Returns:
+        The entropy in nats, a scalar array.
     """
     c = as_float_array(cov, "cov", ndim=(0, 1, 2))
     if c.ndim == 0:
@@ -51,7 +56,15 @@ def gaussian_marginal_entropy(
     r"""Entropy of ``p_t`` when ``p_0 = N(mu, Sigma)``:
     ``1/2 sum_j log(2 pi e (alpha_t^2 lambda_j + sigma_t^2))``.
 
-    ``cov0`` as in :func:`gaussian_entropy` (a scalar needs ``dim``); ``t`` may be an array of times.
+    Args:
+        process: the forward process (gives ``alpha_t`` and ``sigma_t``).
+        cov0: the data covariance ``Sigma``: a scalar variance (give ``dim``), variances ``(d,)`` or a
+            matrix ``(d, d)``.
+        t: a time or an array of times.
+        dim: the dimension ``d``; required with a scalar ``cov0``, ignored otherwise.
+
+    Returns:
+        The entropies in nats, shaped like ``t``.
     """
     c = as_float_array(cov0, "cov0", ndim=(0, 1, 2))
     if c.ndim == 0:
@@ -72,7 +85,17 @@ def analytic_entropy(
     score: AbstractScore, *, key: jax.Array, n: int, t: float | None = None
 ) -> EntropyEstimate:
     """Monte Carlo ``-E log p_t(X)`` with the exact ``log_prob`` and ``sample`` of an analytic score
-    (e.g. :class:`~diffsim.scores.GaussianMixture`); ``t=None`` is the data (``t = 0``)."""
+    (e.g. :class:`~diffsim.scores.GaussianMixture`); ``t=None`` is the data (``t = 0``).
+
+    Args:
+        score: an analytic score with exact ``log_prob(t, x)`` and ``sample(key, n, t)``.
+        key: PRNG key of the samples.
+        n: number of samples.
+        t: the time of the marginal ``p_t``; ``None`` for the data.
+
+    Returns:
+        An :class:`EntropyEstimate` (with the samples in ``x``).
+    """
     if not (hasattr(score, "log_prob") and hasattr(score, "sample")):
         raise TypeError("`score` must have exact `log_prob` and `sample` (e.g. a GaussianMixture).")
     key = check_key(key)
@@ -83,5 +106,10 @@ def analytic_entropy(
 
 
 def prior_entropy(process: AbstractProcess, dim: int) -> float:
-    """``h(N(0, prior_std^2 I_d)) = d/2 log(2 pi e prior_std^2)``: the entropy of the process prior."""
+    """``h(N(0, prior_std^2 I_d)) = d/2 log(2 pi e prior_std^2)``: the entropy of the process prior.
+
+    Args:
+        process: the process whose ``prior_std`` is used.
+        dim: the dimension ``d``.
+    """
     return 0.5 * check_positive_int(dim, "dim") * (_LOG_2PI_E + 2.0 * math.log(process.prior_std))

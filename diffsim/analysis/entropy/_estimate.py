@@ -12,10 +12,11 @@ from jaxtyping import Array, Float
 class EntropyEstimate(eqx.Module):
     """An entropy estimate (nats) with its Monte Carlo standard error.
 
-    - ``entropy``: the estimate ``-sum_i w_i log q(x_i)`` (uniform weights for Monte Carlo);
-    - ``stderr``: standard error of the mean (0 for quadrature weights);
-    - ``log_density``: per-sample ``log q(x_i)``, shape ``(N,)``;
-    - ``x``: the samples ``(N, d)`` the densities refer to (``None`` when not kept).
+    Attributes:
+        entropy: the estimate ``-sum_i w_i log q(x_i)`` (uniform weights for Monte Carlo), a scalar.
+        stderr: standard error of the mean (0 for quadrature weights).
+        log_density: per-sample ``log q(x_i)``, shape ``(N,)``.
+        x: the samples ``(N, d)`` the densities refer to (``None`` when not kept).
     """
 
     entropy: Float[Array, ""]
@@ -27,10 +28,11 @@ class EntropyEstimate(eqx.Module):
 class PathEntropy(eqx.Module):
     """Entropy along a path of marginals from the entropy-rate identity.
 
-    - ``times``: diffusion times ``(S,)`` (decreasing along reverse paths);
-    - ``entropy``: ``H`` at each time; ``entropy[-1]`` is the end point of the path;
-    - ``rate``: ``dH/dt`` at each time (forward-time derivative);
-    - ``fisher``: Fisher information ``J(p_t)`` (marginal paths) or ``E[div v]`` (flows) at each time.
+    Attributes:
+        times: diffusion times ``(S,)`` (decreasing along reverse paths).
+        entropy: ``H`` at each time, shape ``(S,)``; ``entropy[-1]`` is the end point of the path.
+        rate: ``dH/dt`` at each time (forward-time derivative), shape ``(S,)``.
+        fisher: Fisher information ``J(p_t)`` (marginal paths) or ``E[div v]`` (flows) at each time.
     """
 
     times: Float[Array, " S"]

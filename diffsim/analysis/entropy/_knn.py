@@ -14,7 +14,11 @@ from ..._validation import as_float_array, check_positive_int, is_concrete
 
 
 def unit_ball_log_volume(d: int) -> float:
-    """``log V_d = d/2 log(pi) - lgamma(d/2 + 1)``: log-volume of the Euclidean unit ball in ``R^d``."""
+    """``log V_d = d/2 log(pi) - lgamma(d/2 + 1)``: log-volume of the Euclidean unit ball in ``R^d``.
+
+    Args:
+        d: the dimension.
+    """
     return 0.5 * d * math.log(math.pi) - math.lgamma(0.5 * d + 1.0)
 
 
@@ -60,7 +64,16 @@ def knn_distances(x: Float[Array, "N d"], k: int = 1, *, chunk_size: int = 512) 
     """Euclidean distances from each point to its ``1..k`` nearest neighbours (self excluded).
 
     ``d = 1``: exact, by sorting (``O(n log n)``). ``d > 1``: in chunks of ``chunk_size`` rows (no ``n x n``
-    matrix); candidates found by the Gram expansion are refined by exact differences."""
+    matrix); candidates found by the Gram expansion are refined by exact differences.
+
+    Args:
+        x: points, shape ``(N, d)`` with ``N > k``.
+        k: number of neighbours.
+        chunk_size: rows per block for ``d > 1`` (capped at ``N``); ignored in 1-D.
+
+    Returns:
+        The sorted distances, shape ``(N, k)``; column ``j`` is the distance to the ``(j+1)``-th neighbour.
+    """
     x = as_float_array(x, "x", ndim=2)
     n = x.shape[0]
     k = check_positive_int(k, "k")
@@ -75,7 +88,15 @@ def knn_distances(x: Float[Array, "N d"], k: int = 1, *, chunk_size: int = 512) 
 def knn_weights(k: int, d: int) -> np.ndarray:
     r"""Berrett-Samworth-Yuan (2019) debiasing weights ``w in R^k``: minimum-norm solution of
     ``sum_j w_j = 1`` and ``sum_j w_j Gamma(j + 2l/d)/Gamma(j) = 0`` for ``l = 1..floor(d/4)``, supported on
-    ``j = 1..k``. For ``d <= 3`` (no constraint) the weights are ``e_k`` (the plain estimator)."""
+    ``j = 1..k``. For ``d <= 3`` (no constraint) the weights are ``e_k`` (the plain estimator).
+
+    Args:
+        k: number of neighbours; at least ``floor(d/4) + 1`` (else ``ValueError``).
+        d: the dimension.
+
+    Returns:
+        The weights, a float64 array of shape ``(k,)`` summing to 1.
+    """
     k = check_positive_int(k, "k")
     d = check_positive_int(d, "d")
     n_con = d // 4
@@ -116,6 +137,16 @@ def knn_entropy(
     (default) raises ``ValueError``; ``"resolution"`` clamps each distance at the floating-point
     resolution of the point, ``eps (1 + |x_i|_inf)``: in float32 distinct continuous samples can round to
     the same value, and the clamp treats them as distinct at the resolution they were stored with.
+
+    Args:
+        x: samples, shape ``(N, d)`` with ``N > k``.
+        k: the neighbour order; ``None`` uses 1, or ``max(3, 2 d)`` with ``bias_correction``.
+        bias_correction: return the Berrett-Samworth-Yuan weighted estimator over ``j = 1..k``.
+        chunk_size: rows per distance block (memory), as in :func:`knn_distances`.
+        ties: ``"raise"`` (default) or ``"resolution"``, as above.
+
+    Returns:
+        The entropy estimate in nats, a scalar array.
     """
     if ties not in ("raise", "resolution"):
         raise ValueError(f"`ties` must be 'raise' or 'resolution', got {ties!r}.")

@@ -34,7 +34,21 @@ def model_log_density(
 ) -> Float[Array, " N"]:
     r"""``log q_t(x)`` of the PF-ODE model of ``score`` (any score, guided included) started from the
     process prior at ``t_max``: ``log p_prior(x_T) + \int_t^T div v`` (:func:`diffsim.log_likelihood`).
-    ``t`` defaults to ``t_min``; ``divergence="hutchinson"`` needs ``key``."""
+    ``t`` defaults to ``t_min``; ``divergence="hutchinson"`` needs ``key``.
+
+    Args:
+        score: any diffsim score; its PF-ODE velocity defines the model.
+        x: points at time ``t``, shape ``(N, d)``.
+        t: the time of ``x``; ``None`` uses ``process.t_min``.
+        divergence: ``"exact"`` (Jacobian trace; small ``d``) or ``"hutchinson"`` (stochastic trace).
+        n_probes: Rademacher probes per point for ``"hutchinson"``.
+        key: PRNG key of the Hutchinson probes (``None`` for ``"exact"``).
+        rtol: relative tolerance of the adaptive ODE solver.
+        atol: absolute tolerance of the adaptive ODE solver.
+
+    Returns:
+        ``log q_t(x)``, shape ``(N,)``.
+    """
     p = score.process
     t0 = p.t_min if t is None else t
     lp, _ = log_likelihood(
@@ -75,6 +89,20 @@ def pf_ode_entropy(
     ``key``; ``n_probes`` Rademacher probes). ``rtol``/``atol`` of the adaptive solver default to 1e-8 in
     float64 and 1e-5 in float32. Returns an :class:`EntropyEstimate` whose ``x`` are the output samples
     (the DDIM continuous-limit samples themselves).
+
+    Args:
+        score: any diffsim score (guided scores included).
+        key: PRNG key of the prior draws (with ``n``) and of the Hutchinson probes; may be ``None`` when
+            ``z`` is given and ``divergence="exact"``.
+        n: number of prior draws; give exactly one of ``n`` and ``z``.
+        z: starting points at ``t_start``, shape ``(N, d)``.
+        weights: quadrature weights ``(N,)`` summing to one; ``None`` is the plain Monte Carlo mean.
+        t_start: start time (must exceed ``t_end``); ``None`` uses ``process.t_max``.
+        t_end: end time; ``None`` uses ``process.t_min``.
+        divergence: ``"exact"`` or ``"hutchinson"``.
+        n_probes: Rademacher probes per point for ``"hutchinson"``.
+        rtol: relative tolerance of the adaptive solver (``None``: 1e-8 in float64, 1e-5 in float32).
+        atol: absolute tolerance of the adaptive solver (same defaults).
     """
     if not isinstance(score, AbstractScore):
         raise TypeError(f"`score` must be a diffsim score, got {type(score).__name__}.")
@@ -151,6 +179,18 @@ def sampler_map_entropy(
     ``z -> x = F(z)``; with ``z ~ N(0, prior_std^2 I)``, ``log q(x) = log p_prior(z) - log|det dF/dz|`` with
     the Jacobian by forward-mode autodiff through the whole discrete map (cost ``O(d)`` passes: small
     ``d``), and ``h = h(prior) + E log|det dF/dz|``. ``grid`` as in :func:`diffsim.simulate`.
+
+    Args:
+        score: any diffsim score.
+        grid: the sampler's time grid (a 1-D array, decreasing), or an integer number of uniform steps.
+        key: PRNG key (split into the prior draws and the sampler key).
+        n: number of prior draws; give exactly one of ``n`` and ``z``.
+        z: starting points at ``t_max``, shape ``(N, d)``.
+        weights: quadrature weights ``(N,)`` summing to one; ``None`` is the plain Monte Carlo mean.
+        method: a deterministic sampler name (stochastic ones raise ``ValueError``).
+
+    Returns:
+        An :class:`EntropyEstimate` whose ``x`` are the sampler's outputs.
     """
     if method in ("ddpm", "euler_maruyama", "pc", "sde"):
         raise ValueError(f"`method` must be a deterministic sampler (got the stochastic {method!r}).")

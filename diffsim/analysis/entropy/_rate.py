@@ -23,13 +23,29 @@ from ._estimate import PathEntropy
 
 def entropy_rate(process: AbstractProcess, t: ArrayLike, fisher: ArrayLike, dim: int) -> Array:
     r"""``dH/dt = E[div f] + 1/2 g(t)^2 J(p_t) = d f(t) + 1/2 g(t)^2 J`` for the linear drift ``f(t) x`` of
-    ``process`` (forward time); ``fisher`` is ``J(p_t) = E|grad log p_t|^2``."""
+    ``process`` (forward time); ``fisher`` is ``J(p_t) = E|grad log p_t|^2``.
+
+    Args:
+        process: the forward process (gives ``f(t)`` and ``g(t)^2 = beta(t)``).
+        t: a time or an array of times.
+        fisher: ``J(p_t)`` at those times, broadcastable with ``t``.
+        dim: the dimension ``d``.
+
+    Returns:
+        ``dH/dt``, shaped like the broadcast of ``t`` and ``fisher``.
+    """
     return dim * process.drift_coefficient(t) + 0.5 * process.beta(t) * jnp.asarray(fisher)
 
 
 def fisher_information(score: AbstractScore, t: ArrayLike, x: Float[Array, "N d"]) -> Float[Array, ""]:
     r"""Monte Carlo ``J(p_t) = E |s(t, X)|^2`` from samples ``x ~ p_t`` (exact when ``s`` is the true
-    score)."""
+    score).
+
+    Args:
+        score: the score ``s`` evaluated at each sample.
+        t: the time of the samples.
+        x: samples of ``p_t``, shape ``(N, d)``.
+    """
     s = jax.vmap(lambda y: score.score(t, y))(x)
     return jnp.mean(jnp.sum(s**2, axis=-1))
 
@@ -77,6 +93,15 @@ def marginal_path_entropy(
     rate is integrated (trapezoid) from ``t1`` back. ``entropy_t1`` is ``H(p_{t1})``; by default the
     Monte Carlo ``-E log p_{t1}`` with the exact ``log_prob``. Returns a :class:`PathEntropy` on increasing
     times: ``entropy[0]`` is ``H(p_{t0})``.
+
+    Args:
+        score: an analytic score with exact ``sample(key, n, t)`` and ``log_prob``.
+        key: PRNG key (split into the path samples and the end-point entropy).
+        n: samples per time.
+        t0: first time (positive); ``None`` uses ``process.t_min``.
+        t1: last time (above ``t0``); ``None`` uses ``process.t_max``.
+        n_times: number of times (at least 3), geometric between ``t0`` and ``t1``.
+        entropy_t1: ``H(p_{t1})``; ``None`` estimates it with :func:`analytic_entropy`.
     """
     if not (hasattr(score, "sample") and hasattr(score, "log_prob")):
         raise TypeError(
@@ -143,6 +168,14 @@ def flow_entropy_rate(
     ``entropy_start`` defaults to the entropy of the process prior (``d/2 log(2 pi e prior_std^2)``).
     Converges to the continuous-limit DDIM entropy as the grid is refined. Returns a
     :class:`PathEntropy` on the (decreasing) grid times; ``entropy[-1]`` is the output entropy.
+
+    Args:
+        score: any diffsim score (guided included); its velocity divergence is averaged.
+        grid: the sampler's time grid, as in :func:`diffsim.simulate`.
+        key: PRNG key of the prior draws.
+        n: number of particles.
+        method: a deterministic sampler name (stochastic ones raise ``ValueError``).
+        entropy_start: entropy of the starting law; ``None`` uses the process prior's.
     """
     if method in ("ddpm", "euler_maruyama", "pc", "sde"):
         raise ValueError(f"flow_entropy_rate needs a deterministic sampler, got {method!r}.")

@@ -14,7 +14,13 @@ from ..._validation import check_positive_int
 
 
 class FokkerPlanckGrid(eqx.Module):
-    """A uniform cell-centred grid on the box ``[lower, upper]`` (1-D or 2-D), ``n_cells`` per axis."""
+    """A uniform cell-centred grid on the box ``[lower, upper]`` (1-D or 2-D), ``n_cells`` per axis.
+
+    Args:
+        lower: lower corner of the box: a float (1-D) or one finite value per axis.
+        upper: upper corner of the box, above ``lower`` on every axis.
+        n_cells: cells per axis: one int for every axis, or one per axis; at least 16 each.
+    """
 
     lower: tuple[float, ...] = eqx.field(static=True)
     upper: tuple[float, ...] = eqx.field(static=True)
@@ -103,11 +109,15 @@ class FokkerPlanckGrid(eqx.Module):
 class FokkerPlanckSolution(eqx.Module):
     """Density snapshots of a Fokker-Planck solve.
 
-    - ``times``: diffusion times ``t`` of the snapshots ``(S,)`` (decreasing for reverse dynamics);
-    - ``density``: ``(S, n_1[, n_2])`` cell averages (integrate with ``cell_volume``);
-    - ``mass``, ``entropy`` (``-sum p log p dV``), ``boundary_mass`` at each snapshot ``(S,)``;
-    - ``min_density``: the smallest value met at any stage of any step (positivity check);
-    - ``n_steps``: time steps taken; ``grid``: the :class:`FokkerPlanckGrid`.
+    Attributes:
+        times: diffusion times ``t`` of the snapshots ``(S,)`` (decreasing for reverse dynamics).
+        density: ``(S, n_1[, n_2])`` cell averages (integrate with ``cell_volume``).
+        mass: total mass at each snapshot ``(S,)`` (1 up to rounding).
+        entropy: ``-sum p log p dV`` at each snapshot ``(S,)``.
+        boundary_mass: mass in the boundary band at each snapshot ``(S,)``.
+        min_density: the smallest value met at any stage of any step (positivity check).
+        n_steps: time steps taken.
+        grid: the :class:`FokkerPlanckGrid`.
     """
 
     times: Float[Array, " S"]
@@ -149,7 +159,12 @@ class FokkerPlanckSolution(eqx.Module):
 
 def grid_entropy(density: ArrayLike, cell_volume: float | Float[ArrayLike, ""]) -> Array:
     """``-sum_i p_i log p_i dV`` over cells with ``p_i > 0`` (the entropy of the piecewise-constant
-    density)."""
+    density).
+
+    Args:
+        density: cell averages ``p_i`` (any shape; not renormalised).
+        cell_volume: the cell volume ``dV``.
+    """
     p = jnp.asarray(density)
     safe = jnp.where(p > 0, p, 1.0)
     return -jnp.sum(jnp.where(p > 0, p * jnp.log(safe), 0.0)) * cell_volume

@@ -227,6 +227,19 @@ def solve_fokker_planck(
     starting at 0 (at least two). Returns the raw arrays ``(densities, masses, entropies, boundary_masses,
     u_reached, n_steps, max_boundary_mass, min_density)`` after the validation described in the module
     docstring. Most users want :func:`reverse_fokker_planck` or :func:`forward_fokker_planck`.
+
+    Args:
+        dynamics: an Equinox module with ``drift(u, x)`` and ``diffusion(u)``, as above.
+        grid: the :class:`FokkerPlanckGrid`.
+        initial: the initial density, shape ``grid.n_cells``, non-negative with positive mass.
+        save_u: increasing solver times starting at 0 (at least two).
+        cfl: CFL number in ``(0, 1)`` of the positivity-preserving time step.
+        mass_tol: the most mass allowed in the boundary band at any time (else ``ValueError``).
+        boundary_fraction: width of the boundary band, as a fraction in ``(0, 0.5)`` of each axis (at least
+            one cell per side).
+        max_steps: the step budget; reaching it before the last time raises ``ValueError``.
+        min_cells_per_std: cells per standard deviation required of the initial density (and, for reverse
+            solves of mixture scores, of the narrowest component at ``t_end``).
     """
     p0, su, static = _prepare(
         grid, initial, save_u, cfl, mass_tol, boundary_fraction, max_steps, min_cells_per_std

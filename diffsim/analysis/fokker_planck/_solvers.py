@@ -152,6 +152,31 @@ def reverse_fokker_planck(
     Errors: a grid that cannot hold the mass (boundary band above ``mass_tol``), too coarse for the
     initial density or (for mixture scores) for the narrowest component at ``t_end``
     (``min_cells_per_std``), or a stability limit needing more than ``max_steps`` steps.
+
+    Args:
+        score: a diffsim score of dimension 1 or 2 (the grid's dimension).
+        grid: the :class:`FokkerPlanckGrid`; ``None`` builds one from ``lower``, ``upper``, ``n_cells``.
+        lower: lower corner of the box (a float or one per axis); with ``upper`` and ``n_cells``, used
+            when ``grid`` is ``None``.
+        upper: upper corner of the box.
+        n_cells: cells per axis (an int or one per axis, at least 16).
+        dynamics: ``"sde"``/``"ddpm"``, ``"ode"``/``"ddim"`` or a number ``lambda`` in ``[0, 1]``.
+        t_start: start time; ``None`` uses ``process.t_max``.
+        t_end: end time, below ``t_start``; ``None`` uses ``process.t_min``.
+        save_times: decreasing snapshot times within ``[t_end, t_start]`` (``t_start`` is prepended if
+            missing); ``None`` saves both ends.
+        initial: the density at ``t_start``: an array of shape ``grid.n_cells`` or a log-density callable
+            of one point; ``None`` uses the process prior.
+        cfl: CFL number in ``(0, 1)`` of the positivity-preserving time step.
+        mass_tol: the most mass allowed in the boundary band at any time (else ``ValueError``).
+        boundary_fraction: width of the boundary band, as a fraction in ``(0, 0.5)`` of each axis (at least
+            one cell per side).
+        max_steps: the step budget; reaching it before the last time raises ``ValueError``.
+        min_cells_per_std: cells per standard deviation required of the initial density (and, for reverse
+            solves of mixture scores, of the narrowest component at ``t_end``).
+
+    Returns:
+        A :class:`FokkerPlanckSolution`.
     """
     grid = _as_grid(grid, lower, upper, n_cells)
     lam, t0, ts = _reverse_setup(score, grid, dynamics, t_start, t_end, save_times, min_cells_per_std)
@@ -190,7 +215,23 @@ def reverse_fokker_planck_batch(
     ``w``, or mixtures with the same number of components), all started from the process prior on one grid,
     validated once for the grid and run one after the other through one compiled solver (scores that
     differ only in array values do not recompile; a ``vmap`` over them was measured ~20x slower on CPU).
-    Each keeps its own stable time step. Returns one :class:`FokkerPlanckSolution` per score."""
+    Each keeps its own stable time step. Returns one :class:`FokkerPlanckSolution` per score.
+
+    Args:
+        scores: a non-empty sequence of diffsim scores of the grid's dimension, sharing one process setup.
+        grid: the :class:`FokkerPlanckGrid`.
+        dynamics: ``"sde"``/``"ddpm"``, ``"ode"``/``"ddim"`` or a number ``lambda`` in ``[0, 1]``.
+        t_start: start time; ``None`` uses ``process.t_max``.
+        t_end: end time; ``None`` uses ``process.t_min``.
+        save_times: decreasing snapshot times within ``[t_end, t_start]``; ``None`` saves both ends.
+        cfl: CFL number in ``(0, 1)`` of the positivity-preserving time step.
+        mass_tol: the most mass allowed in the boundary band at any time (else ``ValueError``).
+        boundary_fraction: width of the boundary band, as a fraction in ``(0, 0.5)`` of each axis (at least
+            one cell per side).
+        max_steps: the step budget; reaching it before the last time raises ``ValueError``.
+        min_cells_per_std: cells per standard deviation required of the initial density (and, for reverse
+            solves of mixture scores, of the narrowest component at ``t_end``).
+    """
     scores = list(scores)
     if not scores:
         raise ValueError("`scores` must not be empty.")
@@ -232,7 +273,32 @@ def forward_fokker_planck(
     r"""Density of the forward noising ``dx = f(t) x dt + g(t) dW`` of ``process`` from ``t_start`` to
     ``t_end`` (default ``t_max``): ``\partial_t p = -\nabla\cdot(f x p) + g^2/2 \Delta p``.
     ``initial``: density
-    at ``t_start`` on the cell centres, or a log-density callable of one point. ``save_times`` increasing."""
+    at ``t_start`` on the cell centres, or a log-density callable of one point. ``save_times`` increasing.
+
+    Args:
+        process: the forward process.
+        initial: the density at ``t_start``: an array of shape ``grid.n_cells`` or a log-density callable
+            of one point.
+        grid: the :class:`FokkerPlanckGrid`; ``None`` builds one from ``lower``, ``upper``, ``n_cells``.
+        lower: lower corner of the box (a float or one per axis); with ``upper`` and ``n_cells``, used
+            when ``grid`` is ``None``.
+        upper: upper corner of the box.
+        n_cells: cells per axis (an int or one per axis, at least 16).
+        t_start: start time (default 0).
+        t_end: end time, above ``t_start``; ``None`` uses ``process.t_max``.
+        save_times: increasing snapshot times within ``[t_start, t_end]`` (``t_start`` is prepended if
+            missing); ``None`` saves both ends.
+        cfl: CFL number in ``(0, 1)`` of the positivity-preserving time step.
+        mass_tol: the most mass allowed in the boundary band at any time (else ``ValueError``).
+        boundary_fraction: width of the boundary band, as a fraction in ``(0, 0.5)`` of each axis (at least
+            one cell per side).
+        max_steps: the step budget; reaching it before the last time raises ``ValueError``.
+        min_cells_per_std: cells per standard deviation required of the initial density (and, for reverse
+            solves of mixture scores, of the narrowest component at ``t_end``).
+
+    Returns:
+        A :class:`FokkerPlanckSolution`.
+    """
     if not isinstance(process, AbstractProcess):
         raise TypeError(f"`process` must be a diffsim process, got {type(process).__name__}.")
     grid = _as_grid(grid, lower, upper, n_cells)

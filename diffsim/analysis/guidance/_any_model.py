@@ -59,18 +59,24 @@ DEFAULT_SAMPLERS = ("ddpm", "ddim")
 class ModelGuidanceSweep:
     """Result of :func:`model_guidance_sweep`; arrays are indexed ``[sampler, scale]``.
 
-    - ``samplers``: sampler names (axis 0); ``scales``: diffsim guidance scales ``w`` (axis 1);
-    - ``target``: the class whose confidence is measured;
-    - ``confidence``, ``confidence_se``: mean target probability under the user classifier and its
-      standard error;
-    - ``target_fraction``, ``target_fraction_se``: fraction of outputs classified as ``target``;
-    - ``knn_entropy``, ``knn_entropy_se``: Kozachenko-Leonenko entropy (nats) of the features and its
-      standard error; ``feature_dim``: ``F``; ``knn_k``: the neighbour order;
-    - ``pixel_variance``: per-coordinate sample variance of the outputs, averaged over coordinates;
-    - ``target_probability``: per-output target probability ``(S, W, N)`` (common random numbers across
-      scales, so pathwise comparisons are meaningful);
-    - ``samples``: the outputs ``(S, W, N, d)`` when kept, else ``None``;
-    - ``n``: outputs per (sampler, scale); ``vectorised``: whether the sweep ran as one ``vmap``-ed call.
+    Attributes:
+        samplers: sampler names (axis 0, ``S`` of them).
+        scales: diffsim guidance scales ``w`` (axis 1, ``W`` of them).
+        target: the class whose confidence is measured.
+        confidence: mean target probability under the user classifier, shape ``(S, W)``.
+        confidence_se: its standard error.
+        target_fraction: fraction of outputs classified as ``target``, shape ``(S, W)``.
+        target_fraction_se: its standard error.
+        knn_entropy: Kozachenko-Leonenko entropy (nats) of the features, shape ``(S, W)``.
+        knn_entropy_se: its standard error.
+        pixel_variance: per-coordinate sample variance of the outputs, averaged over coordinates.
+        feature_dim: ``F``, the dimension of the features the kNN entropy is computed on.
+        knn_k: the neighbour order of the kNN entropy.
+        n: outputs per (sampler, scale).
+        vectorised: whether the sweep ran as one ``vmap``-ed call.
+        target_probability: per-output target probability ``(S, W, N)`` (common random numbers across
+            scales, so pathwise comparisons are meaningful).
+        samples: the outputs ``(S, W, N, d)`` when kept, else ``None``.
     """
 
     samplers: tuple[str, ...]

@@ -183,7 +183,15 @@ def dip_null_quantile(n: int, level: float, *, n_null: int = 500, seed: int = 0)
 @dataclasses.dataclass(frozen=True)
 class DipTest:
     """Result of :func:`dip_test`: the dip, its calibrated p-value, the sample size, the level and the
-    decision ``bimodal = p_value < level`` (unimodality rejected)."""
+    decision ``bimodal = p_value < level`` (unimodality rejected).
+
+    Attributes:
+        dip: Hartigan's dip of the sample, in ``(0, 1/2]``.
+        p_value: the Monte Carlo calibrated p-value, at least ``1 / (1 + n_null)``.
+        n: the sample size.
+        level: the test level.
+        bimodal: ``p_value < level``.
+    """
 
     dip: float
     p_value: float

@@ -25,6 +25,14 @@ def count_modes(density: ArrayLike, *, min_height: float = 0.02, min_dip: float 
 
     Local maxima lower than ``min_height`` times the global maximum are ignored; two neighbouring maxima
     count as one unless the density between them dips below ``(1 - min_dip)`` times the lower of the two.
+
+    Args:
+        density: density values on the grid (flattened), at least 3.
+        min_height: fraction of the global maximum below which a local maximum is ignored.
+        min_dip: relative dip needed between two neighbouring maxima for both to count.
+
+    Returns:
+        The number of modes (0 when the density is nowhere positive).
     """
     p = np.asarray(density, dtype=np.float64).ravel()
     if p.size < 3:
@@ -53,7 +61,12 @@ def count_modes(density: ArrayLike, *, min_height: float = 0.02, min_dip: float 
 
 
 def count_modes_2d(density: ArrayLike, *, min_height: float = 0.02) -> int:
-    """Number of strict local maxima (8-neighbourhood) of a 2-D density above ``min_height`` x its maximum."""
+    """Number of strict local maxima (8-neighbourhood) of a 2-D density above ``min_height`` x its maximum.
+
+    Args:
+        density: density values on a 2-D grid, shape ``(n_1, n_2)``.
+        min_height: fraction of the global maximum below which a local maximum is ignored.
+    """
     p = np.asarray(density, dtype=np.float64)
     if p.ndim != 2:
         raise ValueError("`density` must be 2-D.")
@@ -89,6 +102,18 @@ def output_modes_1d(
     are counted by :func:`count_modes`. DDPM: the final Fokker-Planck density on ``fp_grid`` (default
     ``[-20, 20]`` with 320 cells). Returns ``{"ddim": modes (W,), "ddpm": modes (W,) or None, "x": (W, n),
     "q": (W, n), "fp": list of solutions or None}``.
+
+    Args:
+        mixture: the labelled 1-D data mixture (``ValueError`` in other dimensions).
+        label: the target class, an integer label of ``mixture``.
+        scales: the diffsim guidance scales ``w >= 0``.
+        fp_grid: the Fokker-Planck grid for the DDPM densities; ``None`` uses ``[-20, 20]`` with 320 cells.
+        n_nodes: number of prior nodes ``z`` for the DDIM densities.
+        z_max: the nodes span ``[-z_max, z_max]``.
+        ddpm: also solve the reverse Fokker-Planck equation for the DDPM modes (else ``"ddpm"`` and
+            ``"fp"`` are ``None``).
+        kind: ``"classifier"`` (default) or ``"cfg"``: how :func:`~diffsim.scores.guidance.guided_mixture`
+            builds the guided score (equal scores for exact mixtures).
     """
     _check_problem(mixture, label)
     if mixture.dim != 1:

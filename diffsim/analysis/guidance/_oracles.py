@@ -31,7 +31,14 @@ def conditional_prior_translation_error(
     Zero up to the solver tolerance when the class is one Gaussian ``N(mu_y, I)`` (the PF-ODE is then a
     translation, see the module docstring). ``None`` when the prediction does not apply: the class has
     several components, a non-identity covariance, or its mean is the origin (the map is the identity and
-    there is nothing to check)."""
+    there is nothing to check).
+
+    Args:
+        mixture: the labelled data mixture (a :class:`~diffsim.scores.GaussianMixture` with ``labels``).
+        label: the target class, an integer label of ``mixture``.
+        key: PRNG key for the ``n`` draws of the conditional prior at ``t_max``.
+        n: number of particles.
+    """
     cond = mixture.condition(label)
     ev = np.asarray(cond.eigvals, float)
     if len(cond.weights) != 1 or not np.allclose(ev, 1.0) or not np.any(np.asarray(cond.means)):
@@ -47,7 +54,16 @@ def conditional_prior_translation_error(
 def narrow_neighbour_flags(means: ArrayLike, variances: ArrayLike, target: int) -> dict[str, bool]:
     r"""Whether a non-target component of a 1-D mixture is narrower than the target (``narrow``: the
     necessary condition for ``log p_t(y|x)`` to lose concavity, see the module docstring), and whether one
-    such lies within two target standard deviations of the target mean (``narrow_near``)."""
+    such lies within two target standard deviations of the target mean (``narrow_near``).
+
+    Args:
+        means: the 1-D component means, shape ``(K,)``.
+        variances: the component variances, shape ``(K,)``.
+        target: the index of the target component.
+
+    Returns:
+        ``{"narrow": bool, "narrow_near": bool}``.
+    """
     mu = np.asarray(means)
     var = np.asarray(variances)
     others = [k for k in range(len(mu)) if k != target]

@@ -36,7 +36,16 @@ def class_direction(mixture: GaussianMixture, label: int) -> np.ndarray:
     ``u \propto sum_{l(k)=y} pi_k mu_k / sum_{l(k)=y} pi_k - sum_{l(k)!=y} pi_k mu_k / sum_{l(k)!=y} pi_k``.
     For two classes it is the direction separating them; in 1-D it is ``+1`` or ``-1``. When the centroids
     coincide (a target midway between others) it is the leading axis of ``sum_{l(k)!=y} pi_k (mu_k - c_y)
-    (mu_k - c_y)^T``, signed so that its first non-zero coordinate is positive (``+1`` in 1-D)."""
+    (mu_k - c_y)^T``, signed so that its first non-zero coordinate is positive (``+1`` in 1-D).
+
+    Args:
+        mixture: the labelled data mixture (a :class:`~diffsim.scores.GaussianMixture` with ``labels``).
+        label: the target class, an integer label of ``mixture``.
+
+    Returns:
+        ``u``, a float64 unit vector of shape ``(d,)``; ``ValueError`` for a single-class mixture or when all
+        components share one mean.
+    """
     _check_problem(mixture, label)
     lab = np.asarray(mixture.labels)
     w = np.asarray(mixture.weights, float)
@@ -64,7 +73,13 @@ def class_direction(mixture: GaussianMixture, label: int) -> np.ndarray:
 
 def clean_confidence(mixture: GaussianMixture, label: int, x: Float[Array, "N d"]) -> Float[Array, " N"]:
     """``log p_0(y | x)`` of the clean (``t = 0``) classifier for each row of ``x`` (exponentiate for the
-    confidence; log form avoids overflow in ``1/p``)."""
+    confidence; log form avoids overflow in ``1/p``).
+
+    Args:
+        mixture: the labelled data mixture (a :class:`~diffsim.scores.GaussianMixture` with ``labels``).
+        label: the target class, an integer label of ``mixture``.
+        x: points, shape ``(N, d)``.
+    """
     clf = _check_problem(mixture, label)
     x = as_float_array(x, "x", ndim=2)
     return _log_confidence(clf, jnp.asarray(int(label)), x)
@@ -79,7 +94,18 @@ def sample_statistics(
     mixture: GaussianMixture, label: int, x: ArrayLike, direction: ArrayLike | None = None
 ) -> dict[str, float]:
     r"""``confidence = E[p_0(y|X)]``, ``inv_confidence = E[1/p_0(y|X)]``, ``mean_u``/``var_u`` of ``<X, u>``
-    from samples ``x`` (``u`` = :func:`class_direction` unless given). Computed in float64 on the host."""
+    from samples ``x`` (``u`` = :func:`class_direction` unless given). Computed in float64 on the host.
+
+    Args:
+        mixture: the labelled data mixture (a :class:`~diffsim.scores.GaussianMixture` with ``labels``).
+        label: the target class, an integer label of ``mixture``.
+        x: samples, shape ``(N, d)``.
+        direction: the direction ``u``, shape ``(d,)`` (used as given, not normalised); ``None`` uses
+            :func:`class_direction`.
+
+    Returns:
+        ``{"confidence", "inv_confidence", "mean_u", "var_u"}`` as floats (``var_u`` with ``ddof=0``).
+    """
     u = class_direction(mixture, label) if direction is None else np.asarray(direction, float)
     logp = np.asarray(clean_confidence(mixture, label, x), dtype=np.float64)
     proj = np.asarray(x, dtype=np.float64) @ u
@@ -93,7 +119,12 @@ def sample_statistics(
 
 def pathwise_monotone_fraction(values: ArrayLike, *, atol: float = 1e-6) -> float:
     """Fraction of particles whose value is non-decreasing along the strength axis: ``values`` has shape
-    ``(W, N)`` with strengths in increasing order; a decrease smaller than ``atol`` is tolerated."""
+    ``(W, N)`` with strengths in increasing order; a decrease smaller than ``atol`` is tolerated.
+
+    Args:
+        values: per-particle values, shape ``(W, N)`` with ``W >= 2`` strengths (rows) in increasing order.
+        atol: the largest decrease between consecutive strengths still counted as non-decreasing.
+    """
     v = np.asarray(values, dtype=np.float64)
     if v.ndim != 2 or v.shape[0] < 2:
         raise ValueError(f"`values` must have shape (W >= 2, N), got {v.shape}.")
@@ -108,8 +139,13 @@ def pathwise_monotone_fraction(values: ArrayLike, *, atol: float = 1e-6) -> floa
 class ProjectedProblem:
     """A guided mixture problem reduced to the class-separating line (see the module docstring).
 
-    ``mixture``: the 1-D mixture of ``<X, u>``; ``direction``: ``u``; ``offset``: ``c_perp``;
-    ``orth_var``: the shared variance of the orthogonal coordinates; ``orth_dim``: ``d - 1``.
+    Attributes:
+        mixture: the 1-D mixture of ``<X, u>`` (same weights, labels and process).
+        direction: ``u``, the unit direction, shape ``(d,)``.
+        offset: ``c_perp``, the part of every mean orthogonal to ``u``, shape ``(d,)`` (``(0,)`` for a
+            1-D mixture that is not spherical).
+        orth_var: the shared variance of the orthogonal coordinates (0 when there are none).
+        orth_dim: ``d - 1``, the number of orthogonal coordinates.
     """
 
     mixture: GaussianMixture
@@ -129,7 +165,15 @@ def projected_problem(
     mixture: GaussianMixture, label: int, direction: ArrayLike | None = None, *, atol: float = 1e-9
 ) -> ProjectedProblem | None:
     """The 1-D reduction when it is exact (shared spherical covariance, means ``c + m_k u``), else ``None``.
-    In 1-D every mixture is its own projection (coordinate ``x`` itself, ``direction = +1``)."""
+    In 1-D every mixture is its own projection (coordinate ``x`` itself, ``direction = +1``).
+
+    Args:
+        mixture: the labelled data mixture (a :class:`~diffsim.scores.GaussianMixture` with ``labels``).
+        label: the target class, an integer label of ``mixture``.
+        direction: the line to project on, shape ``(d,)`` (normalised here); ``None`` uses
+            :func:`class_direction`. Ignored in 1-D.
+        atol: absolute tolerance for the covariances to count as one shared ``s^2 I``.
+    """
     _check_problem(mixture, label)
     d = mixture.dim
     u = (

@@ -142,14 +142,21 @@ def _padded_outputs(score, kernel, grid, active, x, key):
 class SplitMap:
     """Result of :func:`split_map`; arrays are indexed ``[sampler, scale, step count]``.
 
-    - ``samplers``, ``scales`` (diffsim ``w``), ``steps``, ``level`` (the dip test's level), ``n``;
-    - ``dip``, ``p_value``: the dip test on the outputs;
-    - ``std``: the outputs' standard deviation; ``resolution``: the working-precision floor
-      ``1e4 eps max|mu_k|``; ``collapsed``: ``std < resolution`` (the output is a point mass to working
-      precision: its spread is rounding noise, whose modality says nothing about the law);
-    - ``bimodal``: ``p_value < level`` and not ``collapsed``;
-    - ``min_slope``: the smallest centre step slope (:func:`centre_step_slopes`); ``fold``: ``min_slope < 0``,
-      the predicted split.
+    Attributes:
+        samplers: the samplers, a subset of ``("ddim", "ddpm")``.
+        scales: the diffsim guidance scales ``w``, shape ``(W,)``.
+        steps: the step counts, shape ``(S,)``.
+        level: the dip test's level.
+        n: outputs per cell.
+        resolution: the working-precision floor ``1e4 eps max(1, max|mu_k|)``.
+        dip: the dip of the outputs, shape ``(len(samplers), W, S)``.
+        p_value: the dip test's p-value, same shape.
+        bimodal: ``p_value < level`` and not ``collapsed``.
+        std: the outputs' standard deviation.
+        collapsed: ``std < resolution`` (the output is a point mass to working precision: its spread is
+            rounding noise, whose modality says nothing about the law).
+        min_slope: the smallest centre step slope (:func:`centre_step_slopes`).
+        fold: ``min_slope < 0``, the predicted split.
     """
 
     samplers: tuple[str, ...]

@@ -65,7 +65,24 @@ def guided_samples(
     """Outputs of ``method`` (``"ddim"``, ``"ddpm"``, or any :func:`diffsim.simulate` method, e.g. the
     adaptive ``"tsit5"`` for the continuous-limit DDIM) with the exactly guided score at diffsim scale
     ``w = scale`` (Wu et al.'s ``eta = w - 1``), from the process prior. The same ``key`` gives the same
-    prior draws and noise at every scale (common random numbers)."""
+    prior draws and noise at every scale (common random numbers).
+
+    Args:
+        mixture: the labelled data mixture (a :class:`~diffsim.scores.GaussianMixture` with ``labels``).
+        label: the target class, an integer label of ``mixture``.
+        scale: diffsim guidance scale ``w >= 0``.
+        method: sampler name for :func:`diffsim.simulate` (default ``"ddim"``).
+        key: PRNG key of the prior draws and sampler noise.
+        n: number of outputs.
+        n_steps: number of steps of the reverse grid.
+        grid_kind: reverse time grid, ``"logsnr"`` (uniform in log-SNR, default) or ``"uniform"``.
+        kind: ``"classifier"`` (default) or ``"cfg"``: how :func:`~diffsim.scores.guidance.guided_mixture`
+            builds the guided score (equal scores for exact mixtures).
+        **method_options: options of the sampler method.
+
+    Returns:
+        The outputs, shape ``(n, d)``.
+    """
     _check_problem(mixture, label)
     check_scale(scale)
     score = guided_mixture(mixture, int(label), scale, kind=kind)
@@ -82,7 +99,19 @@ def fokker_planck_summary(
 ) -> dict[str, float]:
     """Confidence, ``E[1/p_0]``, mean/variance along ``u`` and entropy of the final snapshot of a
     Fokker-Planck solution of ``mixture``'s guided dynamics (``mixture`` of the grid's dimension).
-    ``extra_entropy`` is added (the orthogonal Gaussian part of a projected problem)."""
+    ``extra_entropy`` is added (the orthogonal Gaussian part of a projected problem).
+
+    Args:
+        sol: a :class:`~diffsim.analysis.fokker_planck.FokkerPlanckSolution`; its last snapshot is summarised.
+        mixture: the labelled mixture whose guided dynamics ``sol`` solved (same dimension as the grid).
+        label: the target class, an integer label of ``mixture``.
+        direction: the direction ``u`` on the grid's coordinates (used as given); ``None`` uses
+            :func:`class_direction` (``+1`` in 1-D).
+        extra_entropy: added to the grid entropy (e.g. :meth:`ProjectedProblem.orth_entropy`).
+
+    Returns:
+        ``{"confidence", "inv_confidence", "mean_u", "var_u", "entropy", "resolved", "cells_per_std"}``.
+    """
     pts = np.asarray(sol.grid.points())
     p = np.asarray(sol.density[-1], np.float64).ravel() * sol.cell_volume
     logc = np.asarray(clean_confidence(mixture, label, jnp.asarray(pts, mixture.means.dtype)), np.float64)
@@ -113,16 +142,19 @@ def fokker_planck_summary(
 class GuidanceSweep:
     """Result of :func:`guidance_sweep`.
 
-    - ``scales``: diffsim guidance scales ``w`` (increasing); ``etas``: Wu et al.'s ``eta = w - 1``;
-    - ``direction``: the class-separating unit vector ``u``;
-    - ``laws[law][quantity]``: arrays over the scales; quantities ``confidence``, ``inv_confidence``,
-      ``mean_u``, ``var_u``, ``entropy/<route>`` and ``entropy_se/<route>`` (standard errors, 0 when not
-      Monte Carlo);
-    - ``log_confidence[law]``: per-particle ``log p_0(y|X)`` of shape ``(W, N)`` (shared noise), for
-      pathwise comparisons;
-    - ``samples[law]``: outputs ``(W, N, d)``;
-    - ``fokker_planck[dynamics]``: one :class:`FokkerPlanckSolution` per scale (``"ode"``, ``"sde"``);
-    - ``projection``: the :class:`ProjectedProblem` or ``None``.
+    Attributes:
+        scales: diffsim guidance scales ``w`` (increasing), shape ``(W,)``.
+        etas: Wu et al.'s ``eta = w - 1``, shape ``(W,)``.
+        direction: the class-separating unit vector ``u``, shape ``(d,)``.
+        laws: ``laws[law][quantity]``: arrays over the scales; quantities ``confidence``,
+            ``inv_confidence``, ``mean_u``, ``var_u``, ``entropy/<route>`` and ``entropy_se/<route>``
+            (standard errors, 0 when not Monte Carlo).
+        log_confidence: ``log_confidence[law]``: per-particle ``log p_0(y|X)`` of shape ``(W, N)`` (shared
+            noise), for pathwise comparisons.
+        samples: ``samples[law]``: outputs ``(W, N, d)`` (empty when ``keep_samples=False``).
+        fokker_planck: ``fokker_planck[dynamics]``: one :class:`FokkerPlanckSolution` per scale
+            (``"ode"``, ``"sde"``); empty when not solved.
+        projection: the :class:`ProjectedProblem` or ``None``.
     """
 
     scales: np.ndarray
@@ -195,6 +227,34 @@ def guidance_sweep(
     DDIM) and ``"ddpm"`` (Fokker-Planck, when ``fokker_planck`` and the problem is 1-D, 2-D or
     projectable). kNN uses at most ``knn_max_n`` particles; the exact DDIM map Jacobian is used up to
     ``map_entropy_max_dim``; Hutchinson's divergence replaces the exact one above ``hutchinson_dim``.
+
+    Args:
+        mixture: the labelled data mixture (a :class:`~diffsim.scores.GaussianMixture` with ``labels``).
+        label: the target class, an integer label of ``mixture``.
+        scales: diffsim guidance scales ``w >= 0``, strictly increasing.
+        key: PRNG key (split between the finite-step runs and the PF-ODE runs).
+        n: particles per finite-step law.
+        steps: step counts of the finite-step samplers.
+        samplers: a subset of ``("ddim", "ddpm")``; empty runs the continuous limits only.
+        continuous: also compute the continuous limits ``"ddim"`` and ``"ddpm"``.
+        fokker_planck: solve the Fokker-Planck equations (continuous limits; 1-D, 2-D or projectable).
+        fp_grid: the Fokker-Planck grid; ``None`` builds one around the means (at least ``[-7, 7]``).
+        fp_cells: cells per axis of the default grid (``None``: 400 in 1-D, 96 in 2-D).
+        knn: add kNN entropies (route ``"knn"``).
+        knn_max_n: the most particles given to the kNN estimator.
+        map_entropy_max_dim: largest dimension for the exact DDIM map Jacobian (route ``"map"``, largest
+            step count only).
+        n_pf_ode: particles of the continuous-limit DDIM.
+        hutchinson_dim: dimensions above which the PF-ODE divergence is Hutchinson's estimate.
+        quadrature_nodes: Gauss-Hermite nodes for projectable problems (0 disables the quadrature route).
+        flow_rate_steps: DDIM steps of the Liouville route (``"flow_rate"``); ``None`` or 0 disables it.
+        grid_kind: reverse time grid, ``"logsnr"`` (uniform in log-SNR, default) or ``"uniform"``.
+        kind: ``"classifier"`` (default) or ``"cfg"``: how :func:`~diffsim.scores.guidance.guided_mixture`
+            builds the guided score (equal scores for exact mixtures).
+        keep_samples: keep the outputs in ``samples`` (memory ``W N d`` per law).
+
+    Returns:
+        A :class:`GuidanceSweep`.
     """
     _check_problem(mixture, label)
     label = int(label)
@@ -393,7 +453,23 @@ def step_sweep(
 ) -> dict[str, dict[str, np.ndarray]]:
     """Finite step counts at one diffsim scale ``w = scale``: for each sampler, arrays over ``steps`` of
     ``confidence``, ``inv_confidence``, ``mean_u``, ``var_u`` (shared noise across step counts is not
-    possible: the noise is per step). Compare with the continuous limits of :func:`guidance_sweep`."""
+    possible: the noise is per step). Compare with the continuous limits of :func:`guidance_sweep`.
+
+    Args:
+        mixture: the labelled data mixture (a :class:`~diffsim.scores.GaussianMixture` with ``labels``).
+        label: the target class, an integer label of ``mixture``.
+        scale: diffsim guidance scale ``w >= 0``.
+        steps: the step counts.
+        key: PRNG key, the same for every sampler and step count.
+        n: outputs per run.
+        samplers: sampler names for :func:`diffsim.simulate` (default ``("ddim", "ddpm")``).
+        grid_kind: reverse time grid, ``"logsnr"`` (uniform in log-SNR, default) or ``"uniform"``.
+        kind: ``"classifier"`` (default) or ``"cfg"``: how :func:`~diffsim.scores.guidance.guided_mixture`
+            builds the guided score (equal scores for exact mixtures).
+
+    Returns:
+        ``{sampler: {quantity: array over steps}}``.
+    """
     _check_problem(mixture, label)
     check_scale(scale)
     u = class_direction(mixture, label)

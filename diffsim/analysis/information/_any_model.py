@@ -422,9 +422,13 @@ def _check_measures(measure) -> tuple[str, ...]:
 
 
 class PixelPID(eqx.Module):
-    """Pixel-wise PID maps: ``maps`` (:class:`PIDTerms` of ``(H, W)`` arrays, weighted over the points)
-    and ``sample_maps`` (``(N, H, W)`` per point; pointwise_min only, else None); ``information``
-    ``(N, 3, H, W)`` the pixel informations ``[i_1, i_2, i_12]`` they come from."""
+    """Pixel-wise PID maps (returned by :func:`pixel_pid`).
+
+    Attributes:
+        maps: :class:`PIDTerms` of ``(H, W)`` arrays, weighted over the points.
+        sample_maps: :class:`PIDTerms` of ``(N, H, W)`` arrays, per point (pointwise_min only, else ``None``).
+        information: ``(N, 3, H, W)`` the pixel informations ``[i_1, i_2, i_12]`` they come from.
+    """
 
     maps: PIDTerms
     sample_maps: PIDTerms | None

@@ -47,7 +47,18 @@ def discrete_pid(joint: ArrayLike, measure: str, *, unit: str = "nats", context:
     - ``"wb_imin"``: ``R = sum_{g,c} p(g, c) min_k I(G=g; Y_k | c)``,
       ``I(G=g; Y_k | c) = sum_y p(y | g, c) i_k``;
 
-    then ``U_k = I_k - R`` and ``S = I_12 - I_1 - I_2 + R``. ``unit``: ``"nats"`` or ``"bits"``.
+    then ``U_k = I_k - R`` and ``S = I_12 - I_1 - I_2 + R``.
+
+    Args:
+        joint: the probability table, shape ``(A1, A2, G)`` (or ``(C, A1, A2, G)`` with ``context=True``);
+            non-negative and summing to one, else ``ValueError``.
+        measure: the redundancy measure: ``"pointwise_min"``, ``"mmi"`` or ``"wb_imin"``.
+        unit: ``"nats"`` (default) or ``"bits"``.
+        context: when ``True`` the first axis of ``joint`` is a context ``c`` and the PID is conditional
+            on it.
+
+    Returns:
+        The four atoms as a :class:`PIDTerms` of Python floats.
     """
     _check_measure(measure)
     if unit not in ("nats", "bits"):
@@ -98,7 +109,15 @@ def well_separated_joint(
     ``g`` the index of each component's distinct ``(mean, covariance)`` (components that coincide cannot be
     told apart by ``x``; separated ones can be told apart exactly), numbered in order of first appearance
     among the components. Shape ``(A1, A2, G)``, or
-    ``(C, A1, A2, G)`` with the context slots flattened into ``C`` when ``context`` is non-empty."""
+    ``(C, A1, A2, G)`` with the context slots flattened into ``C`` when ``context`` is non-empty.
+
+    Args:
+        model: the token mixture (a :class:`~diffsim.scores.conditional.ConditionalMixture`, else
+            ``TypeError``).
+        sources: the two token slots whose values are ``y_1``, ``y_2``.
+        context: token slots conditioned on (flattened row-major into ``C``); empty (default) for none.
+        decimals: means and covariances are rounded to this many decimals before components are compared.
+    """
     if not isinstance(model, ConditionalMixture):
         raise TypeError(f"`model` must be a ConditionalMixture, got {type(model).__name__}.")
     sources, context = _source_slots(model, sources, context)
@@ -131,7 +150,12 @@ def dit_pid_values(joint: ArrayLike) -> dict[str, list[float]] | None:
     """``[R, U1, U2, S]`` in bits from the ``dit`` package (``PID_WB`` as ``"wb_imin"``, ``PID_MMI`` as
     ``"mmi"``, ``PID_BROJA`` as ``"broja"``, ``PID_CCS`` as ``"ccs"``) for a table ``p(y1, y2, g)`` of shape
     ``(A1, A2, G)``; an optimiser failure inside ``dit`` gives NaNs for that measure. None when ``dit`` is not
-    installed (it is a test dependency only): an independent reference for :func:`discrete_pid`."""
+    installed (it is a test dependency only): an independent reference for :func:`discrete_pid`.
+
+    Args:
+        joint: the probability table ``p(y1, y2, g)``, shape ``(A1, A2, G)``; entries below ``1e-15`` are
+            dropped from ``dit``'s distribution.
+    """
     try:
         import dit
         from dit.pid import PID_BROJA, PID_CCS, PID_MMI, PID_WB

@@ -31,6 +31,20 @@ class LogSNRScheme(eqx.Module):
 
     Build with :meth:`logistic`, :meth:`uniform`, :meth:`gauss_legendre`, :meth:`fixed` or
     :meth:`from_spectrum`; :meth:`sample` returns ``(log_snrs (L,), weights (L,))``.
+
+    Args:
+        kind: one of ``"logistic"``, ``"uniform"``, ``"gauss_legendre"``, ``"fixed"`` (else ``ValueError``).
+        n: number of log-SNR nodes ``L`` (positive).
+        stratified: draw one uniform per stratum ``[l/n, (l+1)/n)`` instead of ``n`` independent ones
+            (random kinds only).
+        loc: location of the logistic (the centre of the nodes for the other kinds, informational).
+        scale: scale of the logistic (the nodes' range for the other kinds, informational).
+        clip: the logistic is truncated to ``loc +- clip * scale``.
+        lo: lower end of the integrated log-SNR interval.
+        hi: upper end of the integrated log-SNR interval.
+        nodes (ArrayLike | None): the fixed nodes, shape ``(L,)``, for ``"gauss_legendre"`` and ``"fixed"``;
+            ``None`` otherwise.
+        node_weights (ArrayLike | None): their weights, shape ``(L,)``; ``None`` for the random kinds.
     """
 
     kind: str = eqx.field(static=True)
@@ -234,7 +248,22 @@ def logsnr_samples(
     stratified: bool = False,
 ) -> tuple[Float[Array, " n"], Float[Array, " n"]]:
     """Functional form of :class:`LogSNRScheme`: ``(log_snrs, weights)`` of ``scheme`` (one of
-    ``"logistic"``, ``"uniform"``, ``"gauss_legendre"``)."""
+    ``"logistic"``, ``"uniform"``, ``"gauss_legendre"``).
+
+    Args:
+        key: PRNG key of the draw; ignored (may be ``None``) for ``"gauss_legendre"``.
+        n: number of log-SNR values.
+        scheme: ``"logistic"`` (default), ``"uniform"`` or ``"gauss_legendre"`` (else ``ValueError``).
+        loc: location of the logistic (``"logistic"`` only).
+        scale: scale of the logistic (``"logistic"`` only).
+        clip: the logistic is truncated to ``loc +- clip * scale`` (``"logistic"`` only).
+        lo: lower end of the interval (``"uniform"`` and ``"gauss_legendre"``).
+        hi: upper end of the interval (``"uniform"`` and ``"gauss_legendre"``).
+        stratified: one uniform per stratum instead of independent draws (random schemes only).
+
+    Returns:
+        ``(log_snrs, weights)``, each of shape ``(n,)``.
+    """
     if scheme == "logistic":
         s = LogSNRScheme.logistic(n, loc, scale, clip, stratified=stratified)
     elif scheme == "uniform":
@@ -261,7 +290,12 @@ def gaussian_mmse(log_snr: ArrayOrSequence, variances: ArrayOrSequence) -> np.nd
     ``lambda.shape + v.shape``, numpy). Summed over ``i`` it is ITD's Gaussian base curve ``mmse_G``.
 
     (Per coordinate, ``eps_hat = b (a x + b eps - a mu) / (a^2 v + b^2)`` and the error variance is
-    ``a^2 v / (a^2 v + b^2) = sigmoid(lambda + log v)``.)"""
+    ``a^2 v / (a^2 v + b^2) = sigmoid(lambda + log v)``.)
+
+    Args:
+        log_snr: log-SNR values ``lambda``, any shape.
+        variances: the data's per-coordinate variances ``v_i`` (positive), shape ``(d,)``.
+    """
     z = np.asarray(log_snr, float)[..., None] + np.log(np.asarray(variances, float))
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 

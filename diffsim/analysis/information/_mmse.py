@@ -21,20 +21,25 @@ class InformationCurves(eqx.Module):
     r"""Per-log-SNR integrands ("MMSE curves") of ``N`` points under ``M`` conditions, with common random
     numbers across conditions (numpy arrays).
 
-    - ``log_snr``, ``weight``: ``(N, L)`` the log-SNRs of each point and their integration weights;
-    - ``mmse``: ``(N, M, L)`` ``E_eps |eps - eps_hat_m|^2`` (image level);
-    - ``mmse_coords``: ``(N, M, d)`` ``sum_l w_l E_eps (eps_j - eps_hat_{m,j})^2`` (integrated per
-      coordinate);
-    - ``orth``: ``(N, P, L)`` ``E_eps |eps_hat_a - eps_hat_b|^2`` for each pair ``(a, b)`` of :attr:`pairs`;
-    - ``orth_coords``: ``(N, P, d)`` its per-coordinate integral;
-    - ``mmse_curve_coords`` / ``orth_curve_coords``: ``(N, M, L, d)`` / ``(N, P, L, d)`` per-coordinate
-      curves (only with ``coordinate_curves=True``, else None);
-    - ``noise_sq``: ``(N, L, d)`` the mean of ``eps_j^2`` over the draws (only with ``noise_power=True``;
-      the control variate of :func:`neg_log_likelihood`).
-
     ``E_eps`` is the mean over the ``n_noise`` draws at each log-SNR. Integrate with ``sum_l w_l (.)``.
     Conditions are indexed as passed to :func:`mmse_curves`; "``b`` refines ``a``" means condition ``b``
     conditions on everything ``a`` does and more.
+
+    Attributes:
+        log_snr: ``(N, L)`` the log-SNRs of each point.
+        weight: ``(N, L)`` their integration weights.
+        mmse: ``(N, M, L)`` ``E_eps |eps - eps_hat_m|^2`` (image level).
+        mmse_coords: ``(N, M, d)`` ``sum_l w_l E_eps (eps_j - eps_hat_{m,j})^2`` (integrated per
+            coordinate).
+        orth: ``(N, P, L)`` ``E_eps |eps_hat_a - eps_hat_b|^2`` for each pair ``(a, b)`` of :attr:`pairs`.
+        orth_coords: ``(N, P, d)`` its per-coordinate integral.
+        mmse_curve_coords: ``(N, M, L, d)`` per-coordinate curves (only with ``coordinate_curves=True``,
+            else ``None``).
+        orth_curve_coords: ``(N, P, L, d)`` per-coordinate pair curves (only with ``coordinate_curves=True``,
+            else ``None``).
+        noise_sq: ``(N, L, d)`` the mean of ``eps_j^2`` over the draws (only with ``noise_power=True``, else
+            ``None``; the control variate of :func:`neg_log_likelihood`).
+        pairs: the ``P`` condition pairs ``(a, b)`` whose orthogonal terms were computed.
     """
 
     log_snr: np.ndarray
@@ -175,13 +180,20 @@ def mmse_curves(
 ) -> InformationCurves:
     r"""MMSE curves of ``N`` points under ``M`` conditions (the estimator's core; module docstring).
 
-    - ``tokens``: ``(N, M, n)`` (or ``(M, n)`` shared by all points) token values of each condition;
-      ``masks``: ``(M, n)`` or ``(N, M, n)`` the conditioned slots;
-    - ``pairs``: condition pairs ``(a, b)`` whose orthogonal terms ``E|eps_hat_a - eps_hat_b|^2`` to keep;
-    - ``scheme``: the log-SNR rule; ``n_noise`` noise draws per log-SNR, shared by all conditions;
-    - ``coordinate_curves``: also keep the per-coordinate curves; ``noise_power``: also keep ``mean eps_j^2``;
-    - ``chunk_size``: points evaluated at once (memory; an explicit value fixes the compiled shape, the last
-      chunk is padded); results do not depend on it.
+    Args:
+        model: the conditional denoiser (:class:`~diffsim.scores.conditional.ConditionalMixture`, a token
+            network, ...).
+        x: the points, shape ``(N, d)`` (or ``(d,)`` for one).
+        tokens: ``(N, M, n)`` (or ``(M, n)`` shared by all points) token values of each condition.
+        masks: ``(M, n)`` or ``(N, M, n)`` the conditioned slots of each condition.
+        key: PRNG key of the log-SNRs and noise draws (point ``i`` uses ``fold_in(key, i)``).
+        scheme: the log-SNR rule (:class:`LogSNRScheme`).
+        n_noise: noise draws per log-SNR, shared by all conditions.
+        pairs: condition pairs ``(a, b)`` whose orthogonal terms ``E|eps_hat_a - eps_hat_b|^2`` to keep.
+        coordinate_curves: also keep the per-coordinate curves.
+        noise_power: also keep ``mean eps_j^2`` (``noise_sq``).
+        chunk_size: points evaluated at once (memory; an explicit value fixes the compiled shape, the last
+            chunk is padded); ``None`` picks one from the problem size; results do not depend on it.
     """
     model = _check_model(model)
     scheme = _check_scheme(scheme)

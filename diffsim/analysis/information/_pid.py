@@ -33,7 +33,14 @@ NATS_PER_BIT = math.log(2.0)
 
 
 class PIDTerms(NamedTuple):
-    """Redundancy, the two unique informations and synergy (nats unless converted), any common shape."""
+    """Redundancy, the two unique informations and synergy (nats unless converted), any common shape.
+
+    Attributes:
+        redundancy: ``R``, the information both sources carry.
+        unique1: ``U_1``, the information only the first source carries.
+        unique2: ``U_2``, the information only the second source carries.
+        synergy: ``S``, the information only the pair carries.
+    """
 
     redundancy: ArrayLike
     unique1: ArrayLike
@@ -86,6 +93,15 @@ def pid_terms(
     - ``"mmi"``: ``R = min(E[i1], E[i2])`` with the same ``U``, ``S``.
 
     ``E`` is the (``weights``-weighted) mean over ``axis``.
+
+    Args:
+        i1: informations about the first source, any shape (samples along ``axis``).
+        i2: informations about the second source, same shape.
+        i12: informations about the pair, same shape.
+        measure: ``"pointwise_min"``, ``"mmi"`` or ``"wb_imin"`` (else ``ValueError``).
+        weights: sample weights along ``axis`` (normalised here); ``None`` (default) for the plain mean.
+        axis: the sample axis averaged over (default ``0``); ``None`` keeps every element (per-sample terms;
+            not allowed for ``"mmi"``).
     """
     _check_measure(measure)
     i1, i2, i12 = np.asarray(i1), np.asarray(i2), np.asarray(i12)
@@ -102,16 +118,23 @@ def pid_terms(
 class PIDInformation(eqx.Module):
     r"""The informations every PID measure is built from, for ``N`` samples ``(x, y)``.
 
-    Columns ``[0, 1, 2]`` = ``[y_1, y_2, (y_1, y_2)]`` (all given the context ``c``):
+    Columns ``[0, 1, 2]`` = ``[y_1, y_2, (y_1, y_2)]`` (all given the context ``c``). Returned by
+    :func:`pid_information` and :func:`exact_pid_information`.
 
-    - ``pointwise``: ``(N, 3)`` pointwise MIs ``i(x; . | c)`` (standard estimator or exact);
-    - ``orthogonal``: ``(N, 3)`` orthogonal-estimator informations (None when exact);
-    - ``pointwise_coords`` / ``orthogonal_coords``: ``(N, 3, d)`` per-coordinate versions (None when exact);
-    - ``specific``: ``(N, 3)`` specific informations ``KL(p(. | x, c) || p(. | c))`` (Williams-Beer), or None;
-    - ``posterior``: ``(N, A_1, A_2)`` the token posterior ``p(y_1, y_2 | x, c)`` behind them, or None;
-    - ``weights``: ``(N,)`` sample weights (sum to one);
-    - ``curves``: the MMSE curves (conditions ``c, c+y_1, c+y_2, c+y_1+y_2``, then one per token pair for
-      the posterior), or None when exact.
+    Attributes:
+        pointwise: ``(N, 3)`` pointwise MIs ``i(x; . | c)`` (standard estimator or exact).
+        orthogonal: ``(N, 3)`` orthogonal-estimator informations (``None`` when exact).
+        pointwise_coords: ``(N, 3, d)`` per-coordinate standard-estimator informations (``None`` when exact).
+        orthogonal_coords: ``(N, 3, d)`` per-coordinate orthogonal-estimator informations (``None`` when
+            exact).
+        specific: ``(N, 3)`` specific informations ``KL(p(. | x, c) || p(. | c))`` (Williams-Beer), or
+            ``None``.
+        posterior: ``(N, A_1, A_2)`` the token posterior ``p(y_1, y_2 | x, c)`` behind them, or ``None``.
+        weights: ``(N,)`` sample weights (sum to one).
+        curves: the MMSE curves (conditions ``c, c+y_1, c+y_2, c+y_1+y_2``, then one per token pair for
+            the posterior), or ``None`` when exact.
+        sources: the two source token slots ``(s1, s2)``.
+        context: the context token slots ``c``.
     """
 
     pointwise: Float[Array | np.ndarray, "N 3"]
@@ -149,15 +172,18 @@ class PIDInformation(eqx.Module):
 
 @dataclass(frozen=True, eq=False)
 class PIDResult:
-    """One PID measure applied to :class:`PIDInformation`.
+    """One PID measure applied to :class:`PIDInformation` (returned by :func:`decompose` and :func:`pid`).
 
-    - ``measure``, ``estimator`` (``"standard"``, ``"orthogonal"`` or ``"exact"``);
-    - ``terms``: image-level :class:`PIDTerms` (scalars, nats);
-    - ``mutual_information``: ``(3,)`` ``[I(X;Y_1|C), I(X;Y_2|C), I(X;Y_1,Y_2|C)]`` used by the terms;
-    - ``sample_terms``: per-sample terms ``(N,)`` (pointwise_min: pointwise MIs; wb_imin: specific
-      informations) or None (mmi);
-    - ``maps`` / ``sample_maps``: per-coordinate terms ``(d,)`` / ``(N, d)`` from the per-coordinate
-      informations of the chosen estimator (None for wb_imin and for exact informations).
+    Attributes:
+        measure: the PID measure (``"pointwise_min"``, ``"mmi"`` or ``"wb_imin"``).
+        estimator: ``"standard"``, ``"orthogonal"`` or ``"exact"``.
+        terms: image-level :class:`PIDTerms` (scalars, nats).
+        mutual_information: ``(3,)`` ``[I(X;Y_1|C), I(X;Y_2|C), I(X;Y_1,Y_2|C)]`` used by the terms.
+        sample_terms: per-sample terms ``(N,)`` (pointwise_min: pointwise MIs; wb_imin: specific
+            informations) or ``None`` (mmi).
+        maps: per-coordinate terms ``(d,)`` from the per-coordinate informations of the chosen estimator
+            (``None`` for wb_imin and for exact informations).
+        sample_maps: per-sample per-coordinate terms ``(N, d)`` (pointwise_min only, else ``None``).
     """
 
     measure: str
@@ -249,6 +275,21 @@ def pid_information(
     ``c + (y_s1, y_s2) = (u, v)`` for every token pair (the Williams-Beer posterior, by Bayes with the
     standard estimator, ``p(u, v | x, c) \propto p(u, v | c) e^{i(x; u, v | c)}``; pairs of zero prior get
     posterior zero and are not evaluated).
+
+    Args:
+        model: the conditional denoiser.
+        x: the samples' points, shape ``(N, d)`` (or ``(d,)``).
+        tokens: ``(N, n)`` each sample's own token values (or ``(n,)`` shared).
+        key: PRNG key of the log-SNRs and noise draws.
+        sources: the two token slots decomposed (default ``(0, 1)``).
+        context: token slots conditioned on throughout (disjoint from ``sources``); empty for an
+            unconditional PID.
+        scheme: the log-SNR rule (:class:`LogSNRScheme`).
+        n_noise: noise draws per log-SNR, shared by all conditions.
+        specific: also estimate the token posterior and the specific informations (needs the model's
+            ``token_prior``; required by ``"wb_imin"``).
+        sample_weights: ``(N,)`` non-negative sample weights (normalised); ``None`` for equal weights.
+        chunk_size: points evaluated at once (memory only; ``None`` chooses).
     """
     model = _check_model(model)
     xs = _check_points(model, x)
@@ -304,7 +345,16 @@ def exact_pid_information(
     sample_weights: ArrayLike | None = None,
 ) -> PIDInformation:
     """The exact counterpart of :func:`pid_information` for an analytic :class:`ConditionalMixture`:
-    pointwise MIs from exact log-densities and the exact token posterior ``p(y | x, c)``."""
+    pointwise MIs from exact log-densities and the exact token posterior ``p(y | x, c)``.
+
+    Args:
+        model: the analytic mixture (else ``TypeError``).
+        x: the samples' points, shape ``(N, d)`` (or ``(d,)``).
+        tokens: ``(N, n)`` each sample's own token values (or ``(n,)`` shared).
+        sources: the two token slots decomposed (default ``(0, 1)``).
+        context: token slots conditioned on throughout; empty for an unconditional PID.
+        sample_weights: ``(N,)`` non-negative sample weights (normalised); ``None`` for equal weights.
+    """
     if not isinstance(model, ConditionalMixture):
         raise TypeError(f"Exact informations need a ConditionalMixture, got {type(model).__name__}.")
     xs = _check_points(model, x)
@@ -343,6 +393,12 @@ def decompose(
     ignored for exact informations and for ``wb_imin``, which uses the specific informations);
     ``map_estimator`` the per-coordinate ones for the maps (``"orthogonal"``: non-negative, DiffusionPID's
     pixel maps; or ``"standard"``).
+
+    Args:
+        info: the informations, from :func:`pid_information` or :func:`exact_pid_information`.
+        measure: ``"pointwise_min"``, ``"mmi"`` or ``"wb_imin"`` (the latter needs ``info.specific``).
+        estimator: ``"standard"`` (default) or ``"orthogonal"`` image-level informations.
+        map_estimator: ``"orthogonal"`` (default) or ``"standard"`` per-coordinate informations for the maps.
     """
     _check_measure(measure)
     for name, est in (("estimator", estimator), ("map_estimator", map_estimator)):
@@ -408,6 +464,21 @@ def pid(
 
     Returns a dict ``{measure: PIDResult}`` in the order the measures are named, whether ``measure`` is
     one name or a sequence of names (``pid(..., measure="mmi")["mmi"].terms``).
+
+    Args:
+        model: the conditional denoiser (a :class:`ConditionalMixture` for ``estimator="exact"``).
+        x: the samples' points, shape ``(N, d)`` (or ``(d,)``).
+        tokens: ``(N, n)`` each sample's own token values (or ``(n,)`` shared).
+        key: PRNG key of the MMSE estimators; unused (may be ``None``) for ``"exact"``.
+        measure: one measure name or a non-empty sequence of them (``"pointwise_min"``, ``"mmi"``,
+            ``"wb_imin"``).
+        estimator: ``"standard"`` (default), ``"orthogonal"`` or ``"exact"``.
+        sources: the two token slots decomposed (default ``(0, 1)``).
+        context: token slots conditioned on throughout; empty for an unconditional PID.
+        scheme: the log-SNR rule; required unless ``estimator="exact"``.
+        n_noise: noise draws per log-SNR.
+        sample_weights: ``(N,)`` non-negative sample weights (normalised); ``None`` for equal weights.
+        chunk_size: points evaluated at once (memory only; ``None`` chooses).
     """
     measures = (measure,) if isinstance(measure, str) else tuple(measure)
     if not measures:
@@ -463,6 +534,13 @@ def pid_tolerances(
 
     Each tolerance is ``n_se * SE + allowance``, floored at ``floor_bits`` (float32 rounding). Returns
     ``{measure: tolerance}`` for every measure of :data:`PID_MEASURES`.
+
+    Args:
+        estimate: the estimated informations (with ``specific``), from :func:`pid_information`.
+        exact: the exact informations of the same samples, from :func:`exact_pid_information`.
+        weights: ``(N,)`` the sample weights of the PID (normalised weights, as in ``info.weights``).
+        n_se: how many standard errors each tolerance allows (default 4).
+        floor_bits: the smallest tolerance returned, in bits.
     """
     w = np.asarray(weights, float)
     noise = (np.asarray(estimate.pointwise, float) - np.asarray(exact.pointwise, float)) / NATS_PER_BIT

@@ -25,8 +25,14 @@ from ._mmse import (
 
 
 class NegLogLikelihood(eqx.Module):
-    """ITD estimate of ``-log p(x | y_given)``: ``nll`` ``(N,)``, per-coordinate ``nll_coords`` ``(N, d)``
-    (they sum to ``nll``), the integrand ``gap`` ``(N, L)`` ``= 1/2 (mmse - mmse_G)`` and ``curves``."""
+    """ITD estimate of ``-log p(x | y_given)`` (returned by :func:`neg_log_likelihood`; nats).
+
+    Attributes:
+        nll: ``(N,)`` the estimate of ``-log p(x | y_given)`` per point.
+        nll_coords: ``(N, d)`` its per-coordinate parts (they sum to ``nll``).
+        gap: ``(N, L)`` the integrand ``1/2 (mmse - mmse_G)`` at each point's log-SNRs.
+        curves: the underlying MMSE curves (one condition: ``given``).
+    """
 
     nll: Float[Array | np.ndarray, " N"]
     nll_coords: Float[Array | np.ndarray, "N d"]
@@ -57,6 +63,18 @@ def neg_log_likelihood(
 
     The integral runs over ``scheme.support`` only; the mean integrand decays like ``e^{-|lambda|}``, so the
     support must cover the log-SNRs where the data differ from the base.
+
+    Args:
+        model: the conditional denoiser.
+        x: the points, shape ``(N, d)`` (or ``(d,)``).
+        key: PRNG key of the log-SNRs and noise draws.
+        scheme: the log-SNR rule (:class:`LogSNRScheme`).
+        tokens: ``(N, n)`` token values of each point (or ``(n,)`` shared); required when ``given`` is
+            non-empty; ``None`` (default) for the unconditional likelihood.
+        given: token slots conditioned on; empty (default) for ``-log p(x)``.
+        n_noise: noise draws per log-SNR.
+        base_variances: variances ``v`` of the Gaussian base, scalar or ``(d,)``, positive (default ``1``).
+        chunk_size: points evaluated at once (memory only; ``None`` chooses).
     """
     model = _check_model(model)
     xs = _check_points(model, x)
@@ -89,9 +107,17 @@ def neg_log_likelihood(
 
 
 class PointwiseInformation(eqx.Module):
-    """``i(x; y_about | y_given)`` per point by both estimators: ``standard`` / ``orthogonal`` ``(N,)``,
-    per coordinate ``standard_coords`` / ``orthogonal_coords`` ``(N, d)``, and the MMSE ``curves``
-    (condition 0 = ``given``, 1 = ``given + about``; integrands via ``curves.standard_integrand(0, 1)``)."""
+    """``i(x; y_about | y_given)`` per point by both estimators (returned by :func:`pointwise_information`;
+    nats).
+
+    Attributes:
+        standard: ``(N,)`` the standard estimator.
+        orthogonal: ``(N,)`` the orthogonal estimator.
+        standard_coords: ``(N, d)`` the standard estimator per coordinate.
+        orthogonal_coords: ``(N, d)`` the orthogonal estimator per coordinate (non-negative).
+        curves: the MMSE curves (condition 0 = ``given``, 1 = ``given + about``; integrands via
+            ``curves.standard_integrand(0, 1)``).
+    """
 
     standard: Float[Array | np.ndarray, " N"]
     orthogonal: Float[Array | np.ndarray, " N"]
@@ -115,7 +141,19 @@ def pointwise_information(
 ) -> PointwiseInformation:
     r"""Pointwise (conditional) mutual information ``i(x; y_about | y_given)`` of each point with its own
     tokens, by the standard and the orthogonal estimator, image level and per coordinate (module
-    docstring). ``about`` must be non-empty and disjoint from ``given``.
+    docstring).
+
+    Args:
+        model: the conditional denoiser.
+        x: the points, shape ``(N, d)`` (or ``(d,)``).
+        tokens: ``(N, n)`` each point's own token values (or ``(n,)`` shared).
+        key: PRNG key of the log-SNRs and noise draws.
+        about: the token slots whose information is measured; non-empty and disjoint from ``given``.
+        given: token slots conditioned on in both terms; empty (default) for unconditional information.
+        scheme: the log-SNR rule (:class:`LogSNRScheme`).
+        n_noise: noise draws per log-SNR, shared by both conditions.
+        coordinate_curves: also keep the per-coordinate curves in ``curves``.
+        chunk_size: points evaluated at once (memory only; ``None`` chooses).
     """
     model = _check_model(model)
     xs = _check_points(model, x)
@@ -157,7 +195,19 @@ def exact_pointwise_information(
     about: Sequence[int],
     given: Sequence[int] = (),
 ) -> Float[Array, " N"]:
-    """Exact ``log p(x | y_about, y_given) - log p(x | y_given)`` of an analytic conditional mixture."""
+    """Exact ``log p(x | y_about, y_given) - log p(x | y_given)`` of an analytic conditional mixture.
+
+    Args:
+        model: the analytic mixture (a :class:`~diffsim.scores.conditional.ConditionalMixture`, else
+            ``TypeError``).
+        x: the points, shape ``(N, d)`` (or ``(d,)``).
+        tokens: ``(N, n)`` each point's token values (or ``(n,)`` shared).
+        about: the token slots whose information is measured.
+        given: token slots conditioned on in both terms; empty (default) for none.
+
+    Returns:
+        ``(N,)`` the pointwise information in nats.
+    """
     if not isinstance(model, ConditionalMixture):
         raise TypeError(f"Exact informations need a ConditionalMixture, got {type(model).__name__}.")
     xs = _check_points(model, x)
@@ -180,7 +230,12 @@ def _exact_pmi(model, xs, tok, m0, m1):
 
 def pixel_map(values: Float[ArrayLike, "*b d"], image_shape: Sequence[int]) -> Float[np.ndarray, "*b H W"]:
     """Reshape per-coordinate values ``(..., d)`` to images ``(..., H, W)``, summing channels when
-    ``image_shape = (C, H, W)`` (Kong et al. 2024 sum the squared errors over latent channels)."""
+    ``image_shape = (C, H, W)`` (Kong et al. 2024 sum the squared errors over latent channels).
+
+    Args:
+        values: per-coordinate values, shape ``(..., d)``.
+        image_shape: ``(H, W)`` or ``(C, H, W)`` with ``C H W = d`` (else ``ValueError``).
+    """
     v = np.asarray(values)
     shape = tuple(int(s) for s in image_shape)
     if len(shape) == 2:

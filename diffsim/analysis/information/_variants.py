@@ -91,8 +91,16 @@ class ConditionVariants(eqx.Module):
     :meth:`from_conds` (one :class:`~diffsim.scores.adapters.CallableScore` and ``M`` conds).
     :meth:`eps` returns the ``(M, d)`` noise predictions at ``(t, x)``.
 
-    Fields: ``scores`` (the variants, general path; None on the batched path), ``template`` and
-    ``conds`` (batched path: the shared model and the conds stacked to ``(M, ...)``), ``names``.
+    Args:
+        scores (tuple[AbstractScore, ...] | None): the ``M`` variant scores (general path); ``None`` on the
+            batched path.
+        template (CallableScore | None): the shared :class:`~diffsim.scores.adapters.CallableScore`
+            (batched path); ``None`` on the general path.
+        conds (PyTree | None): the conds stacked to ``(M, ...)`` (batched path); ``None`` on the general
+            path.
+        names (Sequence[str]): labels of the ``M`` variants.
+        n_variants (int): ``M``.
+        dim (int): the flattened dimension ``d`` of a point.
     """
 
     scores: tuple[AbstractScore, ...] | None

@@ -39,8 +39,15 @@ def signal_denoiser(score: AbstractScore, t: Float[Array, ""], x: Float[Array, "
 
 
 class RidgeEvaluation(NamedTuple):
-    """Evaluation points at one time ``t``: points ``x``, the eigengap mask ``valid``, the local
-    ``normal_basis`` and the ``target`` ``alpha_t E[x_0 | x]`` of the reference score."""
+    """Evaluation points at one time (returned by :func:`ridge_evaluation_points`).
+
+    Attributes:
+        t: the time.
+        x: ``(N, D)`` the noised training points.
+        valid: ``(N,)`` the eigengap mask of their 1-ridge frames.
+        normal_basis: ``(N, D, D - 1)`` the local normal basis at each point.
+        target: ``(N, D)`` ``alpha_t E[x_0 | x]`` of the reference score.
+    """
 
     t: float
     x: Float[Array, "N D"]
@@ -58,7 +65,18 @@ def ridge_evaluation_points(
     gap_threshold: float = 1e-2,
 ) -> list[RidgeEvaluation]:
     """Noised training points at each time (key ``fold_in(key, i)`` for the ``i``-th time) with their
-    1-ridge frames and the optimum ``alpha_t E[x_0 | x]`` (the target of every denoiser)."""
+    1-ridge frames and the optimum ``alpha_t E[x_0 | x]`` (the target of every denoiser).
+
+    Args:
+        reference: the exact empirical score of the training set.
+        times: the evaluation times.
+        n: points per time.
+        key: PRNG key of the noising.
+        gap_threshold: relative eigengap below which a point is masked (see :func:`ridge_geometry`).
+
+    Returns:
+        One :class:`RidgeEvaluation` per time.
+    """
     out = []
     for i, t in enumerate(times):
         x, _ = reference.sample(jr.fold_in(key, i), n, t=t)
@@ -72,7 +90,16 @@ def directional_errors(
     predict: Callable[[float, Array], Array], evaluations: list[RidgeEvaluation]
 ) -> tuple[Float[np.ndarray, ...], Float[np.ndarray, ...]]:
     """Mean squared normal / tangent error of a denoiser-level prediction ``predict(t, x) -> (..., N, d)``
-    against the optimum over the valid evaluation points (averaged over the evaluation times)."""
+    against the optimum over the valid evaluation points (averaged over the evaluation times).
+
+    Args:
+        predict: ``predict(t, x) -> (..., N, D)`` the denoiser-level prediction ``alpha_t x0_hat`` at the
+            points ``x`` ``(N, D)``; leading axes (e.g. several models) are kept.
+        evaluations: from :func:`ridge_evaluation_points`.
+
+    Returns:
+        ``(normal, tangent)`` mean squared errors, each of the prediction's leading shape.
+    """
     n_err, t_err = [], []
     for t, x, valid, vn, m in evaluations:
         e = predict(t, x) - m
@@ -94,7 +121,17 @@ def trace_ridge(
 ) -> tuple[Float[np.ndarray, "P 2"], float, Float[np.ndarray, " P"]]:
     """Points of the 1-ridge of ``log p_t`` in 2-D, traced by SCMS from a ``grid x grid`` lattice over the
     data's bounding box (widened by ``margin``): the converged valid points inside the box, the fraction
-    of starts that converged to a valid point, and their residuals ``|P_perp g|``."""
+    of starts that converged to a valid point, and their residuals ``|P_perp g|``.
+
+    Args:
+        score: the score whose ``log p_t`` ridge is traced (2-D).
+        t: the time.
+        data: ``(M, 2)`` the training points (their bounding box sets the lattice).
+        grid: lattice points per axis.
+        margin: widening of the bounding box on each side, in data units.
+        max_iter: SCMS iterations.
+        gap_threshold: relative eigengap below which a point is masked.
+    """
     lo, hi = data.min(0) - margin, data.max(0) + margin
     xx, yy = np.meshgrid(np.linspace(lo[0], hi[0], grid), np.linspace(lo[1], hi[1], grid))
     starts = jnp.asarray(np.stack([xx.ravel(), yy.ravel()], 1), jnp.float32)
@@ -118,7 +155,17 @@ def summarise_ridge_run(
     :func:`~diffsim.analysis.ridge.ridge_stats`: valid fraction, median Newton distance, mean squared
     distance over ``codim h``, phase fractions (tube ``tube_scale sqrt(codim h)``), median reach time and
     reached fraction, the inter-mode fraction of the final samples and, where recorded, the median normal /
-    tangent score errors. Returns the JSON-like summary and the :class:`Phases`."""
+    tangent score errors. Returns the JSON-like summary and the :class:`Phases`.
+
+    Args:
+        trajectory: a :class:`~diffsim.sampling.Trajectory` whose ``stats`` came from ``ridge_stats``
+            (with ``drift=True``).
+        process: the run's process (gives ``h = sigma_t^2``).
+        data: ``(M, D)`` the training points.
+        tube_scale: the tube radius in units of ``sqrt(codim h)``.
+        codim: the ridge's codimension.
+        intermode: also compute the inter-mode fraction of the final samples.
+    """
     tr = trajectory
     ts = np.asarray(tr.ts, float)
     h = np.asarray(process.sigma2(jnp.asarray(ts)), float)
@@ -164,7 +211,14 @@ def split_on_off_ridge(
     time nearest ``split_time`` (in log time) into the quartiles of valid particles closest to (``on``) and
     farthest from (``off``) the ridge. Returns a summary (split time, valid fraction and, per group, its
     size, the median distance of its final samples to the nearest training point and its median Newton
-    distance) and the particle indices per group (empty when fewer than ``min_valid`` particles are valid)."""
+    distance) and the particle indices per group (empty when fewer than ``min_valid`` particles are valid).
+
+    Args:
+        trajectory: a :class:`~diffsim.sampling.Trajectory` whose ``stats`` came from ``ridge_stats``.
+        data: ``(M, D)`` the training points.
+        split_time: the time at which particles are split (the nearest saved time in log time).
+        min_valid: fewest valid particles needed to form the groups.
+    """
     tr = trajectory
     ts = np.asarray(tr.ts)
     i_split = int(np.argmin(np.abs(np.log(ts / split_time))))

@@ -75,13 +75,17 @@ def _unbatch(tree, single: bool):
 class RidgeGeometry(eqx.Module):
     r"""Local ridge geometry at a batch of points (leading axes ``...``; see the module docstring).
 
-    - ``eigvals`` ``(..., D)`` descending, ``eigvecs`` ``(..., D, D)`` (columns, same order);
-    - ``gradient`` ``(..., D)``: ``\nabla log p_t``;
-    - ``gap`` ``lambda_k - lambda_{k+1}``, ``relative_gap`` ``gap / |lambda_D|``, ``curvature``
-      ``lambda_{k+1}``;
-    - ``valid``: eigengap above threshold and ``lambda_{k+1} < 0``;
-    - ``residual`` ``|P_perp g|`` and ``newton_distance`` ``|Lambda_perp^{-1} V_perp^T g|``, NaN where
-      not ``valid``.
+    Attributes:
+        eigvals: ``(..., D)`` Hessian eigenvalues, descending.
+        eigvecs: ``(..., D, D)`` eigenvectors (columns, same order).
+        gradient: ``(..., D)`` ``\nabla log p_t``.
+        gap: ``(...)`` ``lambda_k - lambda_{k+1}``.
+        relative_gap: ``(...)`` ``gap / |lambda_D|``.
+        curvature: ``(...)`` ``lambda_{k+1}``.
+        valid: ``(...)`` eigengap above threshold and ``lambda_{k+1} < 0``.
+        residual: ``(...)`` ``|P_perp g|``, NaN where not ``valid``.
+        newton_distance: ``(...)`` ``|Lambda_perp^{-1} V_perp^T g|``, NaN where not ``valid``.
+        intrinsic_dim: the ridge dimension ``k``.
     """
 
     eigvals: Float[Array, "... D"]
@@ -154,7 +158,16 @@ def log_density_hessian(
 ) -> Float[Array, "*N D D"]:
     r"""``\nabla^2 log p_t(x)`` at each point: ``score.hessian`` (closed form for
     :class:`~diffsim.GaussianMixture` and :class:`~diffsim.EmpiricalScore`, forward-mode autodiff of the
-    score for any other score). ``x`` is ``(N, D)`` or one point ``(D,)``."""
+    score for any other score). ``x`` is ``(N, D)`` or one point ``(D,)``.
+
+    Args:
+        score: any diffsim score.
+        t: the time, a positive scalar.
+        x: the points, ``(N, D)`` or ``(D,)``.
+
+    Returns:
+        ``(N, D, D)`` (or ``(D, D)``) Hessians.
+    """
     _check_score(score)
     t = _check_t(score, t)
     pts, single = _check_points(x, score.dim)
@@ -164,7 +177,16 @@ def log_density_hessian(
 def hessian_spectrum(
     score: AbstractScore, t: ArrayLike, x: Float[ArrayLike, "*N D"]
 ) -> tuple[Float[Array, "*N D"], Float[Array, "*N D D"]]:
-    """Eigenvalues (descending) and eigenvectors (columns) of ``\\nabla^2 log p_t`` at each point."""
+    """Eigenvalues (descending) and eigenvectors (columns) of ``\\nabla^2 log p_t`` at each point.
+
+    Args:
+        score: any diffsim score.
+        t: the time, a positive scalar.
+        x: the points, ``(N, D)`` or ``(D,)``.
+
+    Returns:
+        ``(eigvals, eigvecs)`` of shapes ``(N, D)`` and ``(N, D, D)`` (no ``N`` axis for one point).
+    """
     _check_score(score)
     t = _check_t(score, t)
     pts, single = _check_points(x, score.dim)
@@ -181,7 +203,16 @@ def ridge_geometry(
     relative_gap: bool = True,
 ) -> RidgeGeometry:
     """The :class:`RidgeGeometry` of the ``intrinsic_dim``-ridge of ``log p_t`` at each point of ``x``
-    (``(N, D)`` or ``(D,)``): spectrum, eigengap, mask, residual and Newton distance."""
+    (``(N, D)`` or ``(D,)``): spectrum, eigengap, mask, residual and Newton distance.
+
+    Args:
+        score: any diffsim score of dimension ``D >= 2``.
+        t: the time, a positive scalar.
+        x: the points, ``(N, D)`` or ``(D,)``.
+        intrinsic_dim: the ridge dimension ``k`` in ``[1, D - 1]``.
+        gap_threshold: points with an eigengap at or below it are masked (non-negative).
+        relative_gap: compare ``gap / |lambda_D|`` (default) rather than ``gap`` with ``gap_threshold``.
+    """
     _check_score(score)
     k = _check_intrinsic_dim(intrinsic_dim, score.dim)
     t = _check_t(score, t)
@@ -195,10 +226,17 @@ def ridge_geometry(
 # SCMS projection
 # =====================================================================================================
 class SCMSResult(eqx.Module):
-    """Outcome of :func:`scms_project` per point: ``x`` (projected points), ``distance`` ``|x0 - x|``,
-    ``converged``, ``n_iter``, ``residual`` ``|P_perp g|`` at the end, ``step`` (last Newton-step length,
-    the convergence statistic), and ``valid`` (the eigengap mask at the end point). Built per point (no
-    leading axis) and stacked by ``vmap``."""
+    """Outcome of :func:`scms_project` per point. Built per point (no leading axis) and stacked by ``vmap``.
+
+    Attributes:
+        x: ``(N, D)`` the projected points.
+        distance: ``(N,)`` ``|x0 - x|``, the distance moved.
+        converged: ``(N,)`` whether the Newton-step length fell below ``tol``.
+        n_iter: ``(N,)`` iterations run.
+        residual: ``(N,)`` ``|P_perp g|`` at the end point.
+        step: ``(N,)`` the last Newton-step length (the convergence statistic).
+        valid: ``(N,)`` the eigengap mask at the end point.
+    """
 
     x: Float[Array, "*N D"]
     distance: Float[Array, "*N"]
@@ -263,6 +301,17 @@ def scms_project(
     variance ``c_t = sigma_t^2`` to run the classic SCMS of an isotropic empirical score. Start from
     points inside the tube (SCMS has no global convergence guarantee) and use ``valid`` and
     ``converged`` of the result.
+
+    Args:
+        score: any diffsim score of dimension ``D >= 2``.
+        t: the time, a positive scalar.
+        x: starting points, ``(N, D)`` or ``(D,)``.
+        intrinsic_dim: the ridge dimension ``k`` in ``[1, D - 1]``.
+        tol: convergence tolerance on the Newton-step length (data units); ``None`` for the dtype default.
+        max_iter: most iterations per point.
+        step_size: a fixed ``eta`` (positive); ``None`` for ``1 / |lambda_D(x)|``.
+        gap_threshold: eigengap threshold of the end point's ``valid`` mask.
+        relative_gap: compare the relative eigengap (default) rather than the absolute one.
     """
     _check_score(score)
     k = _check_intrinsic_dim(intrinsic_dim, score.dim)
@@ -297,7 +346,15 @@ def scms_project(
 def decompose(
     vectors: Float[ArrayLike, "... D"], normal_basis: Float[ArrayLike, "... D Dk"]
 ) -> tuple[Float[Array, ...], Float[Array, ...]]:
-    """Norms of the normal part ``|V_perp^T u|`` and of the tangent part ``|u - V_perp V_perp^T u|``."""
+    """Norms of the normal part ``|V_perp^T u|`` and of the tangent part ``|u - V_perp V_perp^T u|``.
+
+    Args:
+        vectors: ``(..., D)`` the vectors ``u``.
+        normal_basis: ``(..., D, D - k)`` orthonormal normal bases ``V_perp`` (broadcast with ``vectors``).
+
+    Returns:
+        ``(normal, tangent)`` norms, each of the leading shape ``(...)``.
+    """
     u = jnp.asarray(vectors)
     vn = jnp.asarray(normal_basis)
     coef = jnp.einsum("...dk,...d->...k", vn, u)

@@ -298,16 +298,24 @@ def hessian_spectrum_matrix_free(
 # =====================================================================================================
 class MatrixFreeRidgeGeometry(eqx.Module):
     r"""Local ridge geometry from :func:`ridge_geometry_matrix_free` (leading axes ``...``). The fields
-    shared with :class:`RidgeGeometry` mean the same (``gradient``, ``gap``, ``relative_gap``,
-    ``curvature``, ``valid``, ``residual``, ``newton_distance``, ``tangent_basis``); the spectrum is
-    kept only where it is ``O(D k)``:
+    shared with :class:`RidgeGeometry` mean the same; the spectrum is kept only where it is ``O(D k)``.
+    The normal space is the complement of ``tangent_basis``: :func:`decompose_matrix_free` splits vectors
+    with it.
 
-    - ``top_eigvals`` ``(..., k + 1)`` descending and ``top_eigvecs`` ``(..., D, k + 1)``;
-    - ``smallest_eigval``: ``lambda_D`` (the scale of the relative gap and of the SCMS step);
-    - ``ritz_residual`` ``(..., k + 1)``: ``|H y_j - theta_j y_j|`` of the top Ritz pairs (a converged
-      pair has a residual small against the gap);
-    - the normal space is the complement of ``tangent_basis``: :func:`decompose_matrix_free` splits
-      vectors with it.
+    Attributes:
+        top_eigvals: ``(..., k + 1)`` the top Hessian eigenvalues, descending.
+        top_eigvecs: ``(..., D, k + 1)`` their eigenvectors (columns).
+        smallest_eigval: ``(...)`` ``lambda_D`` (the scale of the relative gap and of the SCMS step).
+        ritz_residual: ``(..., k + 1)`` ``|H y_j - theta_j y_j|`` of the top Ritz pairs (a converged pair
+            has a residual small against the gap).
+        gradient: ``(..., D)`` ``\nabla log p_t``.
+        gap: ``(...)`` ``lambda_k - lambda_{k+1}``.
+        relative_gap: ``(...)`` ``gap / |lambda_D|``.
+        curvature: ``(...)`` ``lambda_{k+1}``.
+        valid: ``(...)`` eigengap above threshold and ``lambda_{k+1} < 0``.
+        residual: ``(...)`` ``|P_perp g|``, NaN where not ``valid``.
+        newton_distance: ``(...)`` the one-step Newton distance to the ridge, NaN where not ``valid``.
+        intrinsic_dim: the ridge dimension ``k``.
     """
 
     top_eigvals: Float[Array, "... K"]

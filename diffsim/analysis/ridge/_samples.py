@@ -23,7 +23,15 @@ def _check_data(data, d: int | None = None) -> np.ndarray:
 
 
 def nearest_distance(x: Float[ArrayLike, "N D"], data: Float[ArrayLike, "M D"]) -> Float[np.ndarray, " N"]:
-    """Distance of each sample to its nearest training point."""
+    """Distance of each sample to its nearest training point.
+
+    Args:
+        x: the samples, shape ``(N, D)``.
+        data: the training points, shape ``(M, D)`` (at least one).
+
+    Returns:
+        ``(N,)`` Euclidean distances (numpy).
+    """
     pts = np.asarray(as_float_array(x, "x", ndim=2))
     ref = _check_data(data, pts.shape[1])
     return np.asarray(_nearest(jnp.asarray(pts), jnp.asarray(ref)))
@@ -38,7 +46,13 @@ def _nearest(x, data):
 
 
 def inter_mode_fraction(x: Float[ArrayLike, "N D"], data: Float[ArrayLike, "M D"], radius: float) -> float:
-    """Fraction of samples farther than ``radius`` from every training point (inter-mode generations)."""
+    """Fraction of samples farther than ``radius`` from every training point (inter-mode generations).
+
+    Args:
+        x: the samples, shape ``(N, D)``.
+        data: the training points, shape ``(M, D)``.
+        radius: the copy radius (positive, finite), e.g. :func:`intermode_radius`.
+    """
     r = float(radius)
     if not (r > 0 and math.isfinite(r)):
         raise ValueError(f"`radius` must be positive and finite, got {radius}.")
@@ -46,7 +60,11 @@ def inter_mode_fraction(x: Float[ArrayLike, "N D"], data: Float[ArrayLike, "M D"
 
 
 def min_spacing(data: Float[ArrayLike, "M D"]) -> float:
-    """Smallest distance between two distinct training points."""
+    """Smallest distance between two distinct training points.
+
+    Args:
+        data: the training points, shape ``(M, D)`` with ``M >= 2``.
+    """
     data = np.asarray(data)
     d = np.sqrt(((data[:, None] - data[None]) ** 2).sum(-1))
     return float(d[~np.eye(len(data), dtype=bool)].min())
@@ -54,5 +72,9 @@ def min_spacing(data: Float[ArrayLike, "M D"]) -> float:
 
 def intermode_radius(data: Float[ArrayLike, "M D"]) -> float:
     """Radius around each training point inside which a sample counts as a copy: ``min(0.5, spacing/4)``
-    (0.5 is the radius of the paper's code for spacing 5-6)."""
+    (0.5 is the radius of the paper's code for spacing 5-6).
+
+    Args:
+        data: the training points, shape ``(M, D)`` with ``M >= 2``.
+    """
     return min(0.5, 0.25 * min_spacing(data))

@@ -27,7 +27,17 @@ class RidgeStats(eqx.Module):
     """Per-particle ridge statistics for :func:`diffsim.simulate` (build it with :func:`ridge_stats`).
 
     An Equinox module rather than a closure, so that runs with different scores of the same structure
-    share one compiled sampler (its arrays are traced, not hashed)."""
+    share one compiled sampler (its arrays are traced, not hashed).
+
+    Attributes:
+        reference: the score whose ridge geometry is recorded.
+        score: the sampler's score whose drift and error are decomposed; ``None`` for ``reference``.
+        gap_threshold: eigengap threshold of the mask (a scalar array).
+        intrinsic_dim: the ridge dimension ``k``.
+        drift: ``"sde"`` (reverse-SDE drift) or ``"ode"`` (PF-ODE velocity).
+        keep_basis: also record the normal basis.
+        relative_gap: compare the relative eigengap rather than the absolute one.
+    """
 
     reference: AbstractScore
     score: AbstractScore | None
@@ -88,6 +98,16 @@ def ridge_stats(
     - with ``keep_basis``: ``normal_basis`` ``(D, D - k)``, for :func:`displacement_components`.
 
     Decomposed quantities are NaN where the geometry is masked. Saved times must be > 0.
+
+    Args:
+        reference: the score whose ridge geometry is recorded.
+        intrinsic_dim: the ridge dimension ``k`` in ``[1, D - 1]``.
+        score: the sampler's score (same dimension); ``None`` (default) for ``reference``, and then no
+            score errors are recorded.
+        drift: ``"sde"`` (default) or ``"ode"``: which drift is decomposed.
+        keep_basis: also record ``normal_basis``.
+        gap_threshold: eigengap threshold of the mask (non-negative).
+        relative_gap: compare the relative eigengap (default) rather than the absolute one.
     """
     _check_score(reference)
     k = _check_intrinsic_dim(intrinsic_dim, reference.dim)
@@ -108,7 +128,16 @@ def displacement_components(
 ) -> tuple[Float[Array, "S1 N"], Float[Array, "S1 N"]]:
     """Normal and tangent norms of the displacement ``x_{s+1} - x_s`` between consecutive saved states,
     decomposed in the normal space at ``x_s`` (record it with ``ridge_stats(..., keep_basis=True)``);
-    NaN where ``valid[s]`` is False."""
+    NaN where ``valid[s]`` is False.
+
+    Args:
+        xs: ``(S, N, D)`` saved states.
+        normal_basis: ``(S, N, D, D - k)`` the normal bases recorded at the same steps.
+        valid: ``(S, N)`` the geometry mask; ``None`` (default) keeps every step.
+
+    Returns:
+        ``(normal, tangent)`` norms, each ``(S - 1, N)``.
+    """
     x = jnp.asarray(xs)
     vn = jnp.asarray(normal_basis)
     if x.ndim != 3 or vn.ndim != 4 or vn.shape[:3] != x.shape:
@@ -129,11 +158,14 @@ def displacement_components(
 class Phases(eqx.Module):
     """Phase labels of particles along a trajectory (:func:`detect_phases`).
 
-    - ``labels`` ``(S, N)``: -1 unresolved (masked geometry), 0 outside the tube, 1 align, 2 slide;
-    - ``reach_index`` / ``reach_time`` ``(N,)``: first saved step after which the particle is never again
-      seen outside the tube (and is seen inside); -1 / NaN if it never reaches it;
-    - ``slide_index`` / ``slide_time``: first step at or after reach labelled slide; -1 / NaN if none;
-    - ``fractions`` ``(S, 4)``: share of particles with each label (-1, 0, 1, 2) per step.
+    Attributes:
+        labels: ``(S, N)`` -1 unresolved (masked geometry), 0 outside the tube, 1 align, 2 slide.
+        reach_index: ``(N,)`` first saved step after which the particle is never again seen outside the
+            tube (and is seen inside); -1 if it never reaches it.
+        reach_time: ``(N,)`` the time of that step; NaN if it never reaches it.
+        slide_index: ``(N,)`` first step at or after reach labelled slide; -1 if none.
+        slide_time: ``(N,)`` the time of that step; NaN if none.
+        fractions: ``(S, 4)`` share of particles with each label (-1, 0, 1, 2) per step.
     """
 
     labels: Int[np.ndarray, "S N"]
@@ -148,7 +180,18 @@ def tube_radius(
     process: AbstractProcess, ts: Float[ArrayLike, " S"], codim: int, scale: float = 2.0, floor: float = 0.0
 ) -> Float[np.ndarray, " S"]:
     r"""``floor + scale sqrt(codim sigma_t^2)``: ``scale`` times the rms normal distance of the exact
-    sampler, whose normal fluctuation has variance ``sigma_t^2`` per normal direction."""
+    sampler, whose normal fluctuation has variance ``sigma_t^2`` per normal direction.
+
+    Args:
+        process: the process (gives ``sigma_t^2``).
+        ts: ``(S,)`` the times.
+        codim: the ridge's codimension (positive).
+        scale: multiple of the rms normal distance (default 2).
+        floor: added constant radius (default 0).
+
+    Returns:
+        ``(S,)`` radii.
+    """
     codim = check_positive_int(codim, "codim")
     return floor + scale * np.sqrt(codim * np.asarray(process.sigma2(jnp.asarray(ts)), float))
 
@@ -163,7 +206,17 @@ def detect_phases(
     tube_radius: float | Float[ArrayLike, " S"],
 ) -> Phases:
     """Label reach / align / slide along saved trajectories (module docstring). ``ts`` in the sampler's
-    order (decreasing for reverse samplers); ``tube_radius`` a scalar or one radius per saved time."""
+    order (decreasing for reverse samplers).
+
+    Args:
+        ts: ``(S,)`` saved times.
+        distance: ``(S, N)`` distances to the ridge (e.g. the Newton distance).
+        valid: ``(S, N)`` the geometry mask (non-finite distances count as masked too).
+        drift_normal: ``(S, N)`` normal norms of the drift.
+        drift_tangent: ``(S, N)`` tangent norms of the drift (inside the tube, align where
+            ``drift_normal >= drift_tangent``, else slide).
+        tube_radius: a non-negative radius, scalar or ``(S,)`` (e.g. :func:`tube_radius`).
+    """
     t = np.asarray(ts, float)
     dist = np.asarray(distance, float)
     ok = np.asarray(valid, bool)
@@ -201,7 +254,15 @@ def log_distance_rate(
     ts: Float[ArrayLike, " S"], distance: Float[ArrayLike, "S N"]
 ) -> Float[np.ndarray, "S1 N"]:
     r"""``d log(dist) / dt`` between consecutive saved times (finite differences); for the exact PF-ODE
-    of the two-point set it equals ``1/sigma_t^2 - 1`` (normal relaxation, the align phase)."""
+    of the two-point set it equals ``1/sigma_t^2 - 1`` (normal relaxation, the align phase).
+
+    Args:
+        ts: ``(S,)`` saved times.
+        distance: ``(S, N)`` positive distances to the ridge.
+
+    Returns:
+        ``(S - 1, N)`` rates.
+    """
     t = np.asarray(ts, float)
     d = np.asarray(distance, float)
     return np.diff(np.log(d), axis=0) / np.diff(t)[:, None]

@@ -69,7 +69,14 @@ _TARGETS = ("prediction", "effect")
 
 class ConditionEffectFn(eqx.Module):
     r"""``x_t -> x0_hat(t, x_t | c) - x0_hat(t, x_t | u)`` (or the ``eps_hat`` difference): the
-    conditioning's effect on the prediction at a fixed time (see :func:`prediction_fn`)."""
+    conditioning's effect on the prediction at a fixed time (see :func:`prediction_fn`).
+
+    Attributes:
+        conditional: the conditional score ``c``.
+        unconditional: the unconditional (or negative-prompt) score ``u``.
+        t: the fixed time, a scalar array.
+        output: ``"x0"`` for the ``x0_hat`` difference, anything else for the ``eps_hat`` difference.
+    """
 
     conditional: AbstractScore
     unconditional: AbstractScore
@@ -85,7 +92,13 @@ class ConditionEffectFn(eqx.Module):
 
 def latent_grid(score: AbstractScore, event_shape: Sequence[int] | None = None) -> tuple[int, int, int]:
     """``(C, H, W)`` of a score's states: its ``event_shape`` (or the one given; ``(C, H, W)``, ``(H, W)``
-    or ``(d,)``, the last a ``1 x d`` strip)."""
+    or ``(d,)``, the last a ``1 x d`` strip).
+
+    Args:
+        score: the score (its ``event_shape``, or its conditional branch's for a guided score).
+        event_shape: an explicit shape holding ``score.dim`` values; ``None`` (default) reads the score's,
+            and a score without one is a ``(d,)`` strip. Leading axes of a longer shape merge into ``C``.
+    """
     d = score.dim
     shape = event_shape if event_shape is not None else getattr(score, "event_shape", None)
     if shape is None and isinstance(score, ClassifierFreeGuidance):
@@ -237,8 +250,13 @@ def model_masking_saliency(
 
 @dataclass(frozen=True, eq=False)
 class GradientSaliency:
-    """Gradient saliency (numpy): ``gradient`` ``(d,)`` ``dJ/dx_t``, ``map`` ``(H, W)`` the sum over
-    channels of ``|dJ/dx_t|``, ``objective`` the value ``J(x_t)``."""
+    """Gradient saliency (numpy; returned by :func:`gradient_saliency`).
+
+    Attributes:
+        gradient: ``(d,)`` ``dJ/dx_t``.
+        map: ``(H, W)`` the sum over channels of ``|dJ/dx_t|``.
+        objective: the value ``J(x_t)``.
+    """
 
     gradient: np.ndarray
     map: np.ndarray

@@ -22,7 +22,13 @@ from .._concept_checks import _check_model, _check_process, _check_time
 
 class ConditionalFn(eqx.Module):
     """``x_t -> x0_hat(t, x_t)`` or ``eps_hat(t, x_t)`` of a score at a fixed time (a pytree: changing the
-    time or the tokens does not recompile the saliency methods)."""
+    time or the tokens does not recompile the saliency methods). Build it with :func:`conditional_fn`.
+
+    Attributes:
+        score: the (possibly token-conditioned or guided) score.
+        t: the fixed time, a scalar array.
+        output: ``"x0"`` for ``x0_hat``, anything else for ``eps_hat``.
+    """
 
     score: AbstractScore
     t: Array
@@ -34,7 +40,13 @@ class ConditionalFn(eqx.Module):
 
 
 class TokenEffectFn(eqx.Module):
-    r"""``x_t -> eps_hat(t, x_t | y_S) - eps_hat(t, x_t | y_{S \ k})`` (see :func:`token_effect_fn`)."""
+    r"""``x_t -> eps_hat(t, x_t | y_S) - eps_hat(t, x_t | y_{S \ k})`` (see :func:`token_effect_fn`).
+
+    Attributes:
+        full: the score conditioned on ``y_S``.
+        less: the score conditioned on ``y_{S \ k}``.
+        t: the fixed time, a scalar array.
+    """
 
     full: TokenConditionedScore
     less: TokenConditionedScore
@@ -47,7 +59,16 @@ class TokenEffectFn(eqx.Module):
 
 class ConditionalTokensFn(eqx.Module):
     """``(x_t, tokens) -> x0_hat(t, x_t | y_S)`` (or ``eps_hat``) with the tokens as an argument, for games
-    over samples with different tokens (``insertion_deletion(..., context=tokens)``)."""
+    over samples with different tokens (``insertion_deletion(..., context=tokens)``). Build it with
+    :func:`conditional_tokens_fn`.
+
+    Attributes:
+        model: the conditional denoiser.
+        process: the process of ``x_t`` (maps ``t`` to log-SNR and rescales ``x_t``).
+        t: the fixed time, a scalar array.
+        mask: ``(n,)`` the conditioned slots ``S``.
+        output: ``"eps"`` for ``eps_hat``, anything else for ``x0_hat``.
+    """
 
     model: AbstractConditionalDenoiser
     process: AbstractProcess
@@ -73,7 +94,15 @@ def conditional_tokens_fn(
     output: str = "x0",
 ) -> ConditionalTokensFn:
     """:class:`ConditionalTokensFn` at time ``t`` (validated) conditioning on the slots in ``mask``
-    (default: every slot)."""
+    (default: every slot).
+
+    Args:
+        model: the conditional denoiser.
+        process: the process of ``x_t``.
+        t: the fixed time, in ``(0, t_max]`` of ``process``.
+        mask: ``(n,)`` the conditioned slots; ``None`` (default) for every slot.
+        output: ``"x0"`` (default) or ``"eps"``.
+    """
     model = _check_model(model)
     process = _check_process(process)
     if output not in ("x0", "eps"):
@@ -99,7 +128,19 @@ def conditional_fn(
     """``x_t -> x0_hat(t, x_t | y_S)`` (``output="x0"``) or ``eps_hat`` (``"eps"``) at a fixed time ``t``
     (validated against the process: a time outside ``(0, t_max]`` raises), optionally guided with scale
     ``w = scale`` from ``unconditional_mask`` (:meth:`TokenConditionedScore.guided`). ``model`` may also be
-    a plain :class:`AbstractScore` (its own process; tokens and guidance ignored)."""
+    a plain :class:`AbstractScore` (its own process; tokens and guidance ignored).
+
+    Args:
+        model: a conditional denoiser, or any :class:`AbstractScore`.
+        process: the process of ``x_t`` (ignored, may be ``None``, for a plain score).
+        t: the fixed time, in ``(0, t_max]``.
+        tokens: ``(n,)`` token values (default zeros).
+        mask: ``(n,)`` the conditioned slots ``S`` (default none: unconditional).
+        output: ``"x0"`` (default) or ``"eps"``.
+        scale: classifier-free guidance scale ``w`` (0 unconditional, 1 unguided); ``None`` (default) for
+            no guidance.
+        unconditional_mask: ``(n,)`` the slots of the unconditional branch of the guidance (default none).
+    """
     if output not in ("x0", "eps"):
         raise ValueError(f"`output` must be 'x0' or 'eps', got {output!r}.")
     if isinstance(model, AbstractScore):
@@ -125,6 +166,14 @@ def token_effect_fn(
     ``g_k(x_t) = eps_hat(x_t | y_S) - eps_hat(x_t | y_{S \ k})`` with ``S = given + {slot}`` (``given``
     defaults to every other slot); ``|g_k|^2 / 2`` is the pointwise integrand of
     :func:`diffsim.analysis.concepts.token_information_rate`.
+
+    Args:
+        model: the conditional denoiser.
+        process: the process of ``x_t``.
+        t: the fixed time, in ``(0, t_max]``.
+        tokens: ``(n,)`` the token values.
+        slot: the token slot ``k``.
+        given: the other conditioned slots (without ``slot``); ``None`` (default) for all others.
     """
     model = _check_model(model)
     n = model.n_tokens
@@ -155,7 +204,17 @@ def token_effect_energy(
 ) -> Float[Array, " S"]:
     r"""The pathwise information rate ``1/2 |eps_hat(x_s | y_S) - eps_hat(x_s | y_{S \ k})|^2`` at every step
     ``(t_s, x_s)`` of a path (the integrand of :func:`token_information_rate` at the path's own states
-    instead of an average over fresh noise), vectorised: ``(S,)``."""
+    instead of an average over fresh noise), vectorised: ``(S,)``.
+
+    Args:
+        model: the conditional denoiser.
+        process: the process of the path.
+        ts: ``(S,)`` the path's times (in ``(0, t_max]``).
+        xs: ``(S, d)`` the path's states, one per time.
+        tokens: ``(n,)`` the token values.
+        slot: the token slot ``k``.
+        given: the other conditioned slots (without ``slot``); ``None`` (default) for all others.
+    """
     tv = as_float_array(ts, "ts", ndim=1)
     process.check_time(tv, "ts", allow_zero=False)
     xv = as_float_array(xs, "xs", ndim=2)

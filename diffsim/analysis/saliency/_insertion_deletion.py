@@ -21,15 +21,19 @@ from .._concept_checks import _image_shape
 
 @dataclass(frozen=True, eq=False)
 class InsertionDeletion:
-    """Insertion or deletion game results (numpy).
+    """Insertion or deletion game results (numpy; returned by :func:`insertion_deletion`).
 
-    - ``mode``; ``fractions`` ``(K + 1,)`` fraction of pixels revealed (insertion) or removed (deletion);
-    - ``curves`` ``{method: (N, K + 1)}`` fidelity curves, plus ``"random"`` (mean over random orders) and
-      ``"oracle"`` (greedy order);
-    - ``auc`` ``{method: (N,)}`` normalised trapezoid AUC per sample (also for random and oracle);
-    - ``score`` ``{method: (N,)}`` ``(AUC - random) / (oracle - random)`` per sample (1 = oracle, 0 =
-      random; for deletion both differences are negative, so the same formula applies);
-    - ``summary`` ``{method: {"auc", "auc_se", "score", "score_se"}}`` means over samples.
+    Attributes:
+        mode: ``"insertion"`` or ``"deletion"``.
+        fractions: ``(K + 1,)`` fraction of pixels revealed (insertion) or removed (deletion).
+        curves: ``{method: (N, K + 1)}`` fidelity curves, plus ``"random"`` (mean over random orders) and
+            ``"oracle"`` (greedy order; only with ``oracle=True``).
+        auc: ``{method: (N,)}`` normalised trapezoid AUC per sample (also for random and oracle).
+        score: ``{method: (N,)}`` ``(AUC - random) / (oracle - random)`` per sample (1 = oracle, 0 =
+            random; for deletion both differences are negative, so the same formula applies; NaN where
+            they coincide); empty without the oracle.
+        summary: ``{method: {"auc", "auc_se", "score", "score_se"}}`` means over samples and their
+            standard errors (the score entries only with the oracle).
     """
 
     mode: str
@@ -42,7 +46,14 @@ class InsertionDeletion:
 
 def normalised_auc(curve: Float[ArrayLike, "*b K1"]) -> np.ndarray | float:
     """Normalised trapezoid AUC over equally spaced fractions in ``[0, 1]``:
-    ``(sum a - a_0/2 - a_K/2) / K`` (X-Diffusion's formula, applied per curve)."""
+    ``(sum a - a_0/2 - a_K/2) / K`` (X-Diffusion's formula, applied per curve).
+
+    Args:
+        curve: ``(..., K + 1)`` curves sampled at ``K + 1 >= 2`` equally spaced fractions.
+
+    Returns:
+        The AUC of each curve, of the leading shape.
+    """
     c = np.asarray(curve, float)
     if c.shape[-1] < 2:
         raise ValueError("A curve needs at least 2 points.")
@@ -178,20 +189,31 @@ def insertion_deletion(
 ) -> InsertionDeletion:
     r"""Insertion or deletion game for ``N`` inputs (module docstring, section 5).
 
-    - ``fn``: ``f(x)`` (or ``f(x, c)`` with ``c = context[i]``, a per-sample pytree with leading axis
-      ``N``), e.g. the one-step prediction ``x0_hat(t, .)`` at the analysed step;
-    - ``saliency``: ``{method: maps (N, d) or (N, H, W)}``; pixels are ranked by decreasing saliency;
-    - ``mode``: ``"insertion"`` (start from ``baseline``, reveal ``x``) or ``"deletion"`` (start from ``x``,
-      set pixels to ``baseline``); ``stride`` pixels per step (``K = ceil(d / stride)`` steps);
-    - fidelity ``1 - |f(x') - f(x)|^2 / |f(baseline) - f(x)|^2`` (0 at the baseline, 1 at ``x``);
-    - ``n_random`` random orders per sample give the floor; the oracle (``oracle=True``) the ceiling: the
-      best, in this game, of four greedy orders built with full access to ``f`` (``4 K d`` evaluations per
-      sample): forward (add the ``stride`` pixels that raise the fidelity most / remove those that lower it
-      most) and backward (from the other end: remove the least harmful pixels first and insert them last /
-      add the least helpful first and delete them last). Forward single-pixel steps are myopic when pixels
-      are redundant (a region's evidence needs several of its pixels: removing one changes nothing); the
-      backward ones start where each pixel matters alone. The oracle is a strong reference, not a proven
-      optimum (the exact optimum is a search over all orders).
+    The fidelity is ``1 - |f(x') - f(x)|^2 / |f(baseline) - f(x)|^2`` (0 at the baseline, 1 at ``x``).
+    Random orders give the floor; the oracle the ceiling: the best, in this game, of four greedy orders built
+    with full access to ``f`` (``4 K d`` evaluations per sample): forward (add the ``stride`` pixels that
+    raise the fidelity most / remove those that lower it most) and backward (from the other end: remove the
+    least harmful pixels first and insert them last / add the least helpful first and delete them last).
+    Forward single-pixel steps are myopic when pixels are redundant (a region's evidence needs several of
+    its pixels: removing one changes nothing); the backward ones start where each pixel matters alone. The
+    oracle is a strong reference, not a proven optimum (the exact optimum is a search over all orders).
+
+    Args:
+        fn: ``f(x)`` of one input ``(d,)`` (or ``f(x, c)`` with ``c = context[i]`` when ``context`` is
+            given), e.g. the one-step prediction ``x0_hat(t, .)`` at the analysed step.
+        x: ``(N, d)`` the inputs.
+        saliency: ``{method: maps (N, d) or (N, H, W)}`` (finite; names ``"random"`` and ``"oracle"`` are
+            reserved); pixels are ranked by decreasing saliency.
+        key: PRNG key of the random orders.
+        mode: ``"insertion"`` (default; start from ``baseline``, reveal ``x``) or ``"deletion"`` (start from
+            ``x``, set pixels to ``baseline``).
+        context: a per-sample pytree with leading axis ``N`` passed to ``fn``; ``None`` (default) calls
+            ``f(x)``.
+        baseline: the value of hidden pixels, a scalar or ``(d,)`` / ``(N, d)`` (default 0).
+        stride: pixels per step (``K = ceil(d / stride)`` steps).
+        n_random: random orders per sample (the floor).
+        oracle: also run the greedy oracle (the ceiling; needed for ``score``).
+        image_shape: ``(H, W)`` of the maps when they are passed as ``(N, H, W)``; ``None`` for flat maps.
 
     Each sample's AUC is normalised on its own; nothing is min-max normalised across the dataset.
     """

@@ -19,7 +19,17 @@ from .._concept_checks import _image_shape, _point
 def bernoulli_masks(
     key: jax.Array, n: int, shape: int | Sequence[int], p: float = 0.5
 ) -> Float[Array, "n ..."]:
-    """``n`` i.i.d. Bernoulli(``p``) masks of ``shape`` (values 0/1, mean ``p``; DF-RISE's masks)."""
+    """``n`` i.i.d. Bernoulli(``p``) masks of ``shape`` (values 0/1, mean ``p``; DF-RISE's masks).
+
+    Args:
+        key: PRNG key.
+        n: number of masks.
+        shape: the shape of one mask (an int for a flat mask).
+        p: probability of a one, in ``(0, 1)``.
+
+    Returns:
+        ``(n, *shape)`` float masks.
+    """
     key = check_key(key)
     n = check_positive_int(n, "n")
     if not 0.0 < float(p) < 1.0:
@@ -33,7 +43,18 @@ def smooth_masks(
 ) -> Float[Array, "n H W"]:
     r"""RISE masks (Petsiuk et al. 2018): a ``cells`` grid of Bernoulli(``p``) values, bilinearly upsampled
     to ``(cells + 1) * cell_size`` and cropped to ``image_shape`` at a uniformly random shift in
-    ``[0, cell_size)^2``. Values in ``[0, 1]`` with mean ``p`` (interpolation preserves the mean)."""
+    ``[0, cell_size)^2``. Values in ``[0, 1]`` with mean ``p`` (interpolation preserves the mean).
+
+    Args:
+        key: PRNG key.
+        n: number of masks.
+        image_shape: ``(H, W)`` of a mask.
+        cells: ``(gh, gw)`` the coarse grid (``cell_size = ceil(H / gh), ceil(W / gw)``).
+        p: probability of a one on the coarse grid, in ``(0, 1)``.
+
+    Returns:
+        ``(n, H, W)`` masks.
+    """
     key = check_key(key)
     n = check_positive_int(n, "n")
     if not 0.0 < float(p) < 1.0:
@@ -78,7 +99,18 @@ def ssim_map(
     ``C1 = (0.01 L)^2``, ``C2 = (0.03 L)^2``, ``C3 = C2/2``, ``L = data_range``; local moments with a
     normalised Gaussian window (renormalised at the borders). The standard terms, unlike the released
     DF-RISE code (whose structure term has a factor 2, whose contrast term squares only one std and whose
-    "contrast" mode returns the structure term)."""
+    "contrast" mode returns the structure term).
+
+    Args:
+        a: ``(H, W)`` the first image.
+        b: ``(H, W)`` the second image.
+        window: side of the square Gaussian window, in pixels.
+        sigma: std of the Gaussian window, in pixels.
+        data_range: ``L``, the dynamic range of the values (sets ``C1``, ``C2``).
+
+    Returns:
+        ``(H, W)`` the SSIM map.
+    """
     x = jnp.asarray(a)
     y = jnp.asarray(b)
     if x.ndim != 2 or x.shape != y.shape:
@@ -148,6 +180,25 @@ def masking_saliency(
     and ``S = 1/(N p) sum_i M_i s_i`` with ``p`` the mean mask value (RISE's estimator of
     ``E[s | M_j = 1]``). With ``centred`` (default) ``S = 1/(N p) sum_i M_i (s_i - s_bar)``, the covariance
     form: a pixel that does not influence ``f`` scores 0 up to Monte-Carlo error (same ranking as RISE's).
+
+    Args:
+        fn: ``f``, a JAX function of one input ``(d,)``.
+        x: the input, ``(d,)``.
+        key: PRNG key of the masks; needed only when ``masks`` is ``None``.
+        masks: given masks ``(N, d)`` or ``(N, H, W)`` (at least 2, values in ``[0, 1]``); ``None`` draws
+            ``n_masks``.
+        n_masks: number of masks drawn (at least 2).
+        p: mean value of the drawn masks, in ``(0, 1)``.
+        kind: ``"bernoulli"`` (default) or ``"smooth"`` (RISE masks on ``image_shape``).
+        image_shape: ``(H, W)`` of ``x``; ``None`` for a ``1 x d`` strip.
+        cells: the coarse grid of smooth masks.
+        baseline: the value of masked pixels, a scalar or ``(d,)`` (default 0).
+        score: ``"mse"`` (default) or ``"ssim"``.
+        centred: subtract the mean score ``s_bar`` (default).
+        batch_size: masked inputs evaluated at once (memory only).
+
+    Returns:
+        ``(d,)`` the saliency map.
     """
     xv = _point(x)
     d = xv.shape[0]
@@ -197,7 +248,15 @@ def _masking_core(fn, xv, m, base, score, hw, centred, batch):
 
 
 def jacobian_saliency(fn: Callable[[Array], Array], x: Float[ArrayLike, " d"]) -> Float[Array, " d"]:
-    r"""Jacobian influence ``S_j = sum_i |d f_i / d x_j|`` (``|J|^T 1``) of ``f`` at ``x`` (forward mode)."""
+    r"""Jacobian influence ``S_j = sum_i |d f_i / d x_j|`` (``|J|^T 1``) of ``f`` at ``x`` (forward mode).
+
+    Args:
+        fn: ``f``, a JAX function of one input ``(d,)``.
+        x: the input, ``(d,)``.
+
+    Returns:
+        ``(d,)`` the saliency map.
+    """
     return _jacobian_core(fn, _point(x))
 
 
@@ -218,7 +277,18 @@ def occlusion_saliency(
     r"""Occlusion (Zeiler & Fergus 2014): ``e(P) = |f(x) - f(x with P -> baseline)|^2`` for every
     ``patch``-sized window ``P`` (stride 1; default a single pixel) and ``S_j`` the mean of ``e`` over the
     windows containing pixel ``j``. For an analytic model with a single-pixel patch this is the exact
-    occlusion effect."""
+    occlusion effect.
+
+    Args:
+        fn: ``f``, a JAX function of one input ``(d,)``.
+        x: the input, ``(d,)``.
+        baseline: the value of occluded pixels, a scalar or ``(d,)`` (default 0).
+        patch: ``(ph, pw)`` the window size; ``None`` (default) for a single pixel.
+        image_shape: ``(H, W)`` of ``x``; ``None`` for a ``1 x d`` strip.
+
+    Returns:
+        ``(d,)`` the saliency map.
+    """
     xv = _point(x)
     d = xv.shape[0]
     h, w = _image_shape(image_shape, d)

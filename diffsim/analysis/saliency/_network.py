@@ -78,9 +78,14 @@ def _eps_out(net, t, x, tok, offsets):
 
 
 class GradCAM(eqx.Module):
-    """Grad-CAM maps: ``layers`` (names), ``maps`` ``(L, H, W)`` per layer, ReLU'd and scaled to max 1, on
-    the image grid; ``combined`` ``(H, W)`` their sum (Paper D sums the per-layer maps); ``native`` per-layer
-    maps at the layer's own resolution (dict)."""
+    """Grad-CAM maps (returned by :func:`grad_cam`).
+
+    Attributes:
+        maps: ``(L, H, W)`` one map per layer, ReLU'd and scaled to max 1, on the image grid.
+        combined: ``(H, W)`` their sum (Paper D sums the per-layer maps).
+        native: ``{layer: map}`` per-layer maps at the layer's own resolution, before scaling.
+        layers: the ``L`` layer names, in the order of ``maps``.
+    """
 
     maps: Array
     combined: Array
@@ -111,7 +116,18 @@ def grad_cam(
     bilinearly upsampled to the image and scaled to max 1 per layer. Targets: ``"guidance_energy"``
     ``1/2 |eps_c - eps_u|^2`` (the conditional MMSE gap; default), ``"sum_eps"`` (Paper D's
     ``sum(eps_u) + sum(eps_c)``) or a callable. Gradients w.r.t. activations are gradients w.r.t. zero
-    ``feature_offsets`` of :meth:`UNetScore.raw`."""
+    ``feature_offsets`` of :meth:`UNetScore.raw`.
+
+    Args:
+        net: the token-conditioned :class:`~diffsim.scores.nn.UNetScore`.
+        t: the time, in ``(0, t_max]``.
+        x: one state, ``(d,)``.
+        tokens: ``(n,)`` the conditional pass's tokens.
+        unconditional: ``(n,)`` the unconditional pass's tokens; ``None`` (default) for all null tokens.
+        scale: guidance scale ``w`` combining the passes (default 1: the conditional pass).
+        layers: names of the feature maps used (a subset of ``net.feature_names``); ``None`` for all.
+        target: ``"guidance_energy"`` (default), ``"sum_eps"`` or a callable ``T(eps_u, eps_c) -> scalar``.
+    """
     net = _check_unet(net)
     tt = _check_time(net.process, t)
     xv = _point(x, dim=net.dim)
@@ -149,12 +165,17 @@ def _grad_cam_jit(net, t, x, tc, tu, w, names, tfn):
 
 
 class AttentionRelevance(eqx.Module):
-    r"""Relevance of the UNet's token cross-attention (one layer): ``weights`` ``(P, n + 1)`` head-mean
-    attention ``A`` (guidance-combined), ``product`` ``(P, n + 1)`` head-mean ``grad A * A`` before the
-    positive part, ``relevance`` ``(n + 1,)`` ``= sum_p A_bar[p, k]`` with
-    ``A_bar = mean_heads (grad A * A)^+``
-    (the last key is the time / no-token key), ``maps`` ``(n + 1, H, W)`` ``A_bar[:, k]`` upsampled to the
-    image, and ``attention_maps`` ``(n + 1, H, W)`` the raw head-mean attention, upsampled."""
+    r"""Relevance of the UNet's token cross-attention (one layer; returned by :func:`attention_relevance`).
+    ``P`` is the number of pixels of the attention layer; the last of the ``n + 1`` keys is the time /
+    no-token key; ``A_bar = mean_heads (grad A * A)^+``.
+
+    Attributes:
+        weights: ``(P, n + 1)`` head-mean attention ``A`` (guidance-combined).
+        product: ``(P, n + 1)`` head-mean ``grad A * A`` before the positive part.
+        relevance: ``(n + 1,)`` ``sum_p A_bar[p, k]``.
+        maps: ``(n + 1, H, W)`` ``A_bar[:, k]`` upsampled to the image.
+        attention_maps: ``(n + 1, H, W)`` the raw head-mean attention, upsampled.
+    """
 
     weights: Array
     product: Array
@@ -181,6 +202,15 @@ def attention_relevance(
     ``grad A`` is obtained without touching the network's code: with ``G = dT/dh_out`` the gradient at the
     layer's output (a zero feature offset on ``"attention"``), ``h_out = h + W_o (A V) + b_o`` gives
     ``dT/dA[h, p, k] = sum_e (W_o^T G_p)[h, e] V[k, h, e]`` with ``V = W_v keys``.
+
+    Args:
+        net: the token-conditioned :class:`~diffsim.scores.nn.UNetScore` (with a cross-attention layer).
+        t: the time, in ``(0, t_max]``.
+        x: one state, ``(d,)``.
+        tokens: ``(n,)`` the conditional pass's tokens.
+        unconditional: ``(n,)`` the unconditional pass's tokens; ``None`` (default) for all null tokens.
+        scale: guidance scale ``w`` combining the passes (default 1: the conditional pass).
+        target: ``"guidance_energy"`` (default), ``"sum_eps"`` or a callable ``T(eps_u, eps_c) -> scalar``.
     """
     net = _check_unet(net)
     if net.attn is None:
@@ -248,7 +278,17 @@ def attention_relevance_path(
     target: str | Callable = "guidance_energy",
 ) -> Float[Array, "S n1"]:
     """The token relevances ``sum_p A_bar[p, k]`` of :func:`attention_relevance` at every step ``(t_s, x_s)``
-    of a path (e.g. a trajectory), vectorised: ``(S, n + 1)`` (last column: the time key)."""
+    of a path (e.g. a trajectory), vectorised: ``(S, n + 1)`` (last column: the time key).
+
+    Args:
+        net: the token-conditioned :class:`~diffsim.scores.nn.UNetScore` (with a cross-attention layer).
+        ts: ``(S,)`` the path's times (in ``(0, t_max]``).
+        xs: ``(S, d)`` the path's states, one per time.
+        tokens: ``(n,)`` the conditional pass's tokens.
+        unconditional: ``(n,)`` the unconditional pass's tokens; ``None`` (default) for all null tokens.
+        scale: guidance scale ``w`` combining the passes.
+        target: ``"guidance_energy"`` (default), ``"sum_eps"`` or a callable ``T(eps_u, eps_c) -> scalar``.
+    """
     net = _check_unet(net)
     if net.attn is None:
         raise ValueError("This UNet has no token cross-attention layer (attention=False or no tokens).")

@@ -25,6 +25,14 @@ def saliency_scores(
       fraction of the image, so a perfect map scores 1 and a random one about ``q / (2 - q)``);
     - ``mass``: ``sum_region S^+ / sum S^+`` (mass fraction of the positive part; a uniform map scores the
       region's fraction).
+
+    Args:
+        saliency: ``(..., d)`` saliency maps (flattened pixels).
+        region: ``(..., d)`` or ``(d,)`` boolean ground-truth regions, each non-empty.
+        q: the top fraction of pixels for ``iou``; ``None`` (default) for each region's own fraction.
+
+    Returns:
+        ``{"pointing", "iou", "mass"}``, each of the maps' leading shape.
     """
     s = np.asarray(saliency, float)
     r = np.asarray(region, bool)
@@ -56,7 +64,12 @@ def randomise_weights(net: eqx.Module, key: jax.Array) -> eqx.Module:
     Gaussian noise with the array's own mean and standard deviation (scale kept, learned structure
     destroyed); the ``process`` field is kept. Drawn with numpy from ``key`` (no per-shape compilation).
     A saliency method that passes the sanity test gives maps of the randomised network that do not
-    rank-correlate with the trained network's."""
+    rank-correlate with the trained network's.
+
+    Args:
+        net: the network, an Equinox module with a ``process`` field.
+        key: PRNG key seeding the numpy draws.
+    """
     params, static = eqx.partition(net, eqx.is_inexact_array)
     leaves, tree = jax.tree.flatten(params)
     seed = np.asarray(jr.key_data(key)).ravel().tolist()

@@ -59,24 +59,40 @@ _SAMPLERS = {"sde": "ddpm", "ode": "ddim"}
 class FeatureRetention:
     r"""Result of :func:`feature_retention`: the feature-retention curve and its critical window.
 
-    Per ``T_hat`` (sorted ascending, ``n_t`` of them; ``N`` clean samples, ``C`` classes seen):
+    Per ``T_hat`` (sorted ascending, ``n_t`` of them; ``N`` clean samples, ``C`` classes seen).
 
-    - ``retention``: the fraction of re-denoised outputs whose class equals the original's, ``R(T_hat)``;
-      ``retention_stderr``: cluster standard error over clean samples; ``retention_low`` /
-      ``retention_high``: percentile-bootstrap interval at level ``confidence`` (resampling clean samples);
-    - ``soft_retention`` (``_stderr``): the mean probability the classifier gives the original class,
-      ``E[softmax(logits(Y))_{c(x0)}]`` (the soft label of ``window_curve``'s ``retention_init``; NaN for a
-      classifier that returns discrete features);
-    - ``keep_curve`` / ``forget_curve``: :class:`WindowCurve` s whose ``tv`` are the class-level keep TV
-      ``1 - R`` and forget TV (module docstring, bootstrap bias-corrected), ``route="classifier"``;
-    - ``window``: the :class:`CriticalWindow` ``[keep, forget]`` read at ``eps``;
-    - ``per_sample`` ``(n_t, N)``: each sample's fraction of retained repeats; ``membership_score`` ``(N,)``:
-      the normalised area under it (:func:`membership_scores` with ``kind="area"``);
-    - ``labels`` ``(N,)``: the original classes (codes into ``classes``); ``classes`` ``(C,)``: the class
-      values; ``class_retention`` ``(n_t, C)``: ``R`` per original class (NaN for a class without samples);
-      ``fresh_frequencies`` ``(C,)``: class frequencies of fresh samples;
-    - the settings: ``sampler``, ``method``, ``n_repeats``, ``n_steps``, ``t_end``, ``eps``,
-      ``confidence``, ``n_bootstrap``.
+    Attributes:
+        t_hats: the noising times, sorted ascending, shape ``(n_t,)``.
+        retention: the fraction of re-denoised outputs whose class equals the original's, ``R(T_hat)``,
+            shape ``(n_t,)``.
+        retention_stderr: cluster standard error of ``retention`` over clean samples.
+        retention_low: lower end of the percentile-bootstrap interval at level ``confidence`` (resampling
+            clean samples).
+        retention_high: upper end of that interval.
+        soft_retention: the mean probability the classifier gives the original class,
+            ``E[softmax(logits(Y))_{c(x0)}]`` (the soft label of ``window_curve``'s ``retention_init``; NaN
+            for a classifier that returns discrete features).
+        soft_retention_stderr: cluster standard error of ``soft_retention``.
+        keep_curve: a :class:`WindowCurve` whose ``tv`` is the class-level keep TV ``1 - R``
+            (``route="classifier"``).
+        forget_curve: a :class:`WindowCurve` whose ``tv`` is the class-level forget TV (module docstring,
+            bootstrap bias-corrected).
+        window: the :class:`CriticalWindow` ``[keep, forget]`` read at ``eps``.
+        per_sample: ``(n_t, N)``: each sample's fraction of retained repeats.
+        membership_score: ``(N,)``: the normalised area under ``per_sample`` (:func:`membership_scores`
+            with ``kind="area"``).
+        labels: ``(N,)``: the original classes (codes into ``classes``).
+        classes: ``(C,)``: the class values.
+        class_retention: ``(n_t, C)``: ``R`` per original class (NaN for a class without samples).
+        fresh_frequencies: ``(C,)``: class frequencies of fresh samples.
+        sampler: ``"sde"`` or ``"ode"``, as passed.
+        method: the sampler method used.
+        n_repeats: re-denoisings per clean sample and ``T_hat``.
+        n_steps: the ``n_steps`` setting.
+        t_end: the end time of every run.
+        eps: the tolerance the window was read at.
+        confidence: the level of the bootstrap intervals.
+        n_bootstrap: the number of bootstrap resamples.
     """
 
     t_hats: np.ndarray

@@ -159,6 +159,16 @@ def girsanov_tv_bound(
     :func:`_separation_rate` (Girsanov + Pinsker); ODE: ``int_0^{T_hat} g(t)^2/4 R_t dt`` (posterior
     transport along the flow, ``R_t`` already divided by ``2 W_S``). Integrated by the trapezoid rule on
     ``n_grid`` times in ``[0, t_max]``.
+
+    Args:
+        gm: the data mixture (a :class:`~diffsim.scores.GaussianMixture`).
+        group: the kept group ``S``: component indices or a boolean mask of shape ``(K,)``.
+        t_hats: the noising times ``T_hat``, a scalar or 1-D array in ``[0, t_max]``.
+        sampler: ``"sde"`` (Girsanov bound, default) or ``"ode"`` (posterior-transport bound).
+        n_grid: number of integration times in ``[0, t_max]`` (at least 3).
+
+    Returns:
+        The bounds, shape ``(n,)`` for ``n`` times, capped at 1 (all zeros when ``S`` is every component).
     """
     gm = _check_mixture(gm)
     idx = _group(gm, group, "group")
@@ -196,6 +206,14 @@ def intra_separation(gm: GaussianMixture, s_init: Any, s_targ: Any) -> float:
     ``pi = w/W_init`` on ``S_init``, ``pi' = w/W_rest`` on the rest of ``S_targ`` (product coupling). Since
     ``p^{S_targ} - p^{S_init} = (1 - W_init/W_targ)(p^{rest} - p^{S_init})`` and TV is jointly convex,
     ``TV(p^{S_init}_t, p^{S_targ}_t) <= alpha_t Delta_intra / (2 sigma_t)``.
+
+    Args:
+        gm: the data mixture (a :class:`~diffsim.scores.GaussianMixture`).
+        s_init: the group ``S_init``: component indices or a boolean mask of shape ``(K,)``.
+        s_targ: the group ``S_targ``, a superset of ``s_init``.
+
+    Returns:
+        ``Delta_intra`` as a float (0 when ``S_init == S_targ``).
     """
     idx_i, idx_t = _nested(gm, s_init, s_targ)
     rest = np.setdiff1d(idx_t, idx_i)
@@ -214,7 +232,12 @@ def intra_separation(gm: GaussianMixture, s_init: Any, s_targ: Any) -> float:
 
 
 def inter_separation(gm: GaussianMixture, group: Any) -> float:
-    """``min_{i in S, j notin S} |mu_i - mu_j|`` (informational; ``inf`` for the whole mixture)."""
+    """``min_{i in S, j notin S} |mu_i - mu_j|`` (informational; ``inf`` for the whole mixture).
+
+    Args:
+        gm: the data mixture (a :class:`~diffsim.scores.GaussianMixture`).
+        group: the group ``S``: component indices or a boolean mask of shape ``(K,)``.
+    """
     idx = _group(gm, group, "group")
     rest = np.setdiff1d(np.arange(gm.n_components), idx)
     if rest.size == 0:
@@ -229,6 +252,12 @@ def t_lower_w2(gm: GaussianMixture, s_init: Any, s_targ: Any, eps: float) -> flo
     ``alpha/sigma = 2 eps / Delta_intra``, i.e. ``log-SNR = 2 log(2 eps / Delta_intra)``, inverted with
     ``process.t_from_log_snr`` (OU: ``T = 1/2 log(1 + Delta_intra^2 / (4 eps^2))``). 0 when ``Delta = 0``.
     May exceed ``t_max`` (then the process range cannot certify the bound).
+
+    Args:
+        gm: the data mixture (a :class:`~diffsim.scores.GaussianMixture`).
+        s_init: the group ``S_init``: component indices or a boolean mask of shape ``(K,)``.
+        s_targ: the group ``S_targ``, a superset of ``s_init``.
+        eps: the TV tolerance (here ``eps_lower``), in ``(0, 1)``.
     """
     gm = _check_mixture(gm)
     eps = _check_eps(eps)
@@ -254,6 +283,16 @@ def t_lower(
     ``n_grid`` times in ``[0, t_max]``, refined twice on 8 interior points and linearly interpolated (Monte
     Carlo TV uses common random numbers, so it is a deterministic, smooth function of ``t``). ``0`` when
     ``S_init == S_targ``; ``inf`` if the TV is still above ``eps`` at ``t_max``.
+
+    Args:
+        gm: the data mixture (a :class:`~diffsim.scores.GaussianMixture`).
+        s_init: the group ``S_init``: component indices or a boolean mask of shape ``(K,)``.
+        s_targ: the group ``S_targ``, a superset of ``s_init``.
+        eps: the TV tolerance (here ``eps_lower``), in ``(0, 1)``.
+        key: PRNG key for the Monte Carlo TV (used only when no exact method applies); ``None`` uses
+            ``jax.random.key(0)``.
+        n_samples: Monte Carlo sample size of :func:`submixture_tv`.
+        n_grid: number of coarse grid times in ``[0, t_max]`` (at least 3).
     """
     gm = _check_mixture(gm)
     eps = _check_eps(eps)
@@ -289,7 +328,16 @@ def t_lower(
 def t_upper(
     gm: GaussianMixture, group: Any, eps: float, *, sampler: str = "sde", n_grid: int = 1001
 ) -> float:
-    """``T_upper = sup{T : girsanov_tv_bound(T) <= eps}`` (``t_max`` if never exceeded; all components)."""
+    """``T_upper = sup{T : girsanov_tv_bound(T) <= eps}`` (``t_max`` if never exceeded; all components).
+
+    Args:
+        gm: the data mixture (a :class:`~diffsim.scores.GaussianMixture`).
+        group: the kept group ``S``: component indices or a boolean mask of shape ``(K,)``;
+            the whole mixture gives ``t_max``.
+        eps: the TV tolerance (here ``eps_upper``), in ``(0, 1)``.
+        sampler: ``"sde"`` (default) or ``"ode"``, as in :func:`girsanov_tv_bound`.
+        n_grid: number of times in ``[0, t_max]`` (at least 3), for the crossing and the integral.
+    """
     gm = _check_mixture(gm)
     eps = _check_eps(eps)
     idx = _group(gm, group, "group")
@@ -335,6 +383,16 @@ def t_upper_numerical(
     SDE: ``KL(T) = 1/2 int_0^T g^2 E_{p^S_t}|s^S_t - s_t|^2 dt`` (exact scores of the mixture and of the
     sub-mixture), ``TV <= sqrt(KL/2)``; ODE: ``TV <= 1/(2 W_S) int_0^T E_{p_t}[P(1-P)|dL/dt|] dt``.
     Tighter than the closed form (no Bhattacharyya step) but subject to Monte Carlo error.
+
+    Args:
+        gm: the data mixture (a :class:`~diffsim.scores.GaussianMixture`).
+        group: the kept group ``S``: component indices or a boolean mask of shape ``(K,)``;
+            the whole mixture gives ``t_max``.
+        eps: the TV tolerance (here ``eps_upper``), in ``(0, 1)``.
+        sampler: ``"sde"`` (default) or ``"ode"``.
+        key: PRNG key for the stratified samples (shared by all times).
+        n_samples: Monte Carlo sample size.
+        n_grid: number of times in ``[0, t_max]`` (at least 3).
     """
     gm = _check_mixture(gm)
     eps = _check_eps(eps)
@@ -383,6 +441,20 @@ class TheoremBounds:
 
     For every ``T_hat`` in ``[t_lower, t_upper]`` (``t_lower_w2`` may replace ``t_lower``) the theorem
     guarantees ``TV(p^{S_init,T_hat}, p^{S_targ}) <= eps``.
+
+    Attributes:
+        s_init: sorted component indices of ``S_init``.
+        s_targ: sorted component indices of ``S_targ``.
+        eps: the total TV tolerance.
+        sampler: ``"sde"`` or ``"ode"``.
+        eps_lower: the share of ``eps`` given to ``t_lower``.
+        eps_upper: the share of ``eps`` given to ``t_upper``.
+        t_lower: exact forward-TV crossing time at ``eps_lower`` (0 when ``S_init == S_targ``).
+        t_lower_w2: closed-form upper estimate of ``t_lower``.
+        t_upper: closed-form keep bound at ``eps_upper`` (``t_max`` when ``S_targ`` is the whole mixture).
+        t_upper_numerical: Monte Carlo ``T_upper`` (NaN unless ``numerical=True``).
+        intra_separation: ``Delta_intra`` of :func:`intra_separation`.
+        inter_separation: ``min |mu_i - mu_j|`` between ``S_targ`` and its complement (``inf`` if empty).
     """
 
     s_init: tuple[int, ...]
@@ -414,7 +486,19 @@ def theorem_bounds(
     n_samples: int = 20_000,
     numerical: bool = False,
 ) -> TheoremBounds:
-    """Compute :class:`TheoremBounds` (``numerical=True`` adds :func:`t_upper_numerical`, needs ``key``)."""
+    """Compute :class:`TheoremBounds` (``numerical=True`` adds :func:`t_upper_numerical`, needs ``key``).
+
+    Args:
+        gm: the data mixture (a :class:`~diffsim.scores.GaussianMixture`).
+        s_init: the group ``S_init``: component indices or a boolean mask of shape ``(K,)``.
+        s_targ: the group ``S_targ``, a superset of ``s_init``.
+        eps: the total TV tolerance, in ``(0, 1)``; split between the two ends as described above.
+        sampler: ``"sde"`` (default) or ``"ode"``, for the ``t_upper`` bounds.
+        key: PRNG key for the Monte Carlo TV of :func:`t_lower` (``None`` uses ``jax.random.key(0)``) and
+            for :func:`t_upper_numerical` (required then).
+        n_samples: Monte Carlo sample size of :func:`t_lower`.
+        numerical: also compute :func:`t_upper_numerical`.
+    """
     gm = _check_mixture(gm)
     idx_i, idx_t = _nested(gm, s_init, s_targ)
     eps = _check_eps(eps)

@@ -27,6 +27,11 @@ def speciation_time(gm: GaussianMixture, group: Any = None) -> float:
     covariance of ``p^S`` (all components by default). OU: ``t_S = 1/2 log Lambda`` (Biroli et al. 2024);
     other VP schedules via :func:`diffsim.processes.alpha_bar_to_time` (VE processes have no speciation time
     in this sense: ``TypeError``). ``Lambda <= 1`` gives ``0``.
+
+    Args:
+        gm: the data mixture (a :class:`~diffsim.scores.GaussianMixture`).
+        group: the group ``S``: component indices or a boolean mask of shape ``(K,)``;
+            ``None`` (default) uses all components.
     """
     gm = _check_mixture(gm)
     idx = np.arange(gm.n_components) if group is None else _group(gm, group, "group")
@@ -51,6 +56,15 @@ def two_gaussian_cloning(
         Gamma_t = alpha_t^2 sigma^2 + sigma_t^2,
 
     the probability that two clones branched at ``t`` end in the same component (1-D trapezoid quadrature).
+
+    Args:
+        m_norm: ``|m|``, the distance of each mean from the origin.
+        sigma2: ``sigma^2``, the variance of each component.
+        t: a forward time or a 1-D array of times, valid for ``process``.
+        process: the forward process (gives ``alpha_t`` and ``sigma_t``).
+
+    Returns:
+        ``phi(t)``: a float for a scalar ``t``, else an array shaped like ``t``.
     """
     ts = np.atleast_1d(np.asarray(t, float))
     process.check_time(ts, "t")
@@ -107,6 +121,17 @@ def cloning_theory(
     Two clones branched at ``x_t`` land independently in group ``g`` with probability ``P_t(g | x_t)``
     under the exact reverse dynamics, hence this formula; for two symmetric Gaussians it is
     :func:`two_gaussian_cloning`.
+
+    Args:
+        gm: the data mixture (a :class:`~diffsim.scores.GaussianMixture`).
+        t: a forward time or a 1-D array of times (0 allowed).
+        groups: a partition of the components: a list of disjoint groups (indices or masks) covering
+            every component; ``None`` makes each component its own group.
+        key: PRNG key for the stratified samples; ``None`` uses ``jax.random.key(0)``.
+        n_samples: Monte Carlo sample size (at least 8), shared by all times.
+
+    Returns:
+        ``(phi, stderr)``, each of shape ``(n,)`` for ``n`` times.
     """
     gm = _check_mixture(gm)
     ts = _times(gm.process, t, "t", allow_zero=True)
@@ -143,6 +168,20 @@ def cloning_overlap(
     two clones continued with independent noise by ``method`` to ``t_end`` (default ``t_min``), and scored
     with the soft overlap ``sum_g P_{t_end}(g | Y^1) P_{t_end}(g | Y^2)``. By the tower property its mean is
     exactly ``E[sum_g P_t(g | x_t)^2]`` for the exact sampler (:func:`cloning_theory`), with no label noise.
+
+    Args:
+        gm: the data mixture (a :class:`~diffsim.scores.GaussianMixture`).
+        t: a branching time or a 1-D array of them, each above ``t_end``.
+        groups: a partition of the components: a list of disjoint groups (indices or masks) covering
+            every component; ``None`` makes each component its own group.
+        key: PRNG key (folded with the index of each time).
+        n: number of branched states per time (at least 2).
+        method: sampler method name for continuing the clones (default ``"euler_maruyama"``).
+        n_steps: reverse steps from ``t`` to ``t_end``.
+        t_end: end time of the clones; ``None`` uses ``process.t_min``.
+
+    Returns:
+        ``(phi, stderr)``, each of shape ``(n_times,)``.
     """
     gm = _check_mixture(gm)
     key = check_key(key)

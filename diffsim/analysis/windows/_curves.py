@@ -46,6 +46,21 @@ class WindowCurve:
       probability that the output belongs to the group, with soft labels), with standard errors;
     - ``mass``: ``E_p[g]/W_init`` (must be 1: a check of the identity's normalisation; route (a) only);
     - ``route``: ``"identity"`` (route (a)) or ``"simulation"`` (route (b)); ``sampler``: ``"sde"``/``"ode"``.
+
+    Attributes:
+        t_hats: the noising times ``T_hat``, shape ``(n,)``, in the order they were given.
+        tv: ``TV(p^{S_init, T_hat}, p^{S_targ}_{t_out})`` at each ``T_hat``, shape ``(n,)``.
+        tv_stderr: standard error of ``tv``, shape ``(n,)``.
+        retention_init: ``E_out[P_{t_out}(S_init | Y)]``, shape ``(n,)``.
+        retention_init_stderr: standard error of ``retention_init``.
+        retention_targ: ``E_out[P_{t_out}(S_targ | Y)]``, shape ``(n,)``.
+        retention_targ_stderr: standard error of ``retention_targ``.
+        mass: ``E_p[g]/W_init`` per ``T_hat`` (1 up to sampling error; NaN for route (b)).
+        s_init: the sorted component indices of ``S_init``.
+        s_targ: the sorted component indices of ``S_targ``.
+        sampler: ``"sde"`` (reverse SDE) or ``"ode"`` (probability-flow ODE).
+        route: ``"identity"`` (route (a)) or ``"simulation"`` (route (b)).
+        t_out: the output time at which the law is compared with ``p^{S_targ}``.
     """
 
     t_hats: np.ndarray
@@ -263,6 +278,28 @@ def window_curve(
     The outer expectation uses ``n_outer`` exact samples of ``p_{t_out}``, stratified over components and
     shared by all ``T_hat`` (common random numbers). ``t_out`` is the time at which the output is compared
     with ``p^{S_targ}`` (0: data; use the sampler's end time to compare with simulations).
+
+    Args:
+        gm: the data mixture (a :class:`~diffsim.scores.GaussianMixture`); its exact score drives the
+            reverse process.
+        s_init: the starting group ``S_init``: component indices or a boolean mask of shape ``(K,)``.
+        s_targ: the target group ``S_targ``, a superset of ``s_init``, in the same form.
+        t_hats: the noising times ``T_hat``, a scalar or 1-D array, each above ``t_out``.
+        key: PRNG key for the outer samples and the inner Monte Carlo.
+        sampler: ``"sde"`` (reverse SDE, default) or ``"ode"`` (probability-flow ODE).
+        n_outer: number of exact outer samples of ``p_{t_out}`` (at least 8).
+        inner: how ``g`` is computed for the SDE: ``"auto"`` (quadrature in dimension <= 2 after reduction,
+            else Monte Carlo), ``"quadrature"`` or ``"monte_carlo"``; unused for the ODE.
+        n_inner: Monte Carlo normals per outer point (rounded down to a multiple of 4, at least 4).
+        n_gh: Gauss-Hermite nodes per axis (at least 2); ``None`` uses 64 in 1-D and 20 in 2-D.
+        t_out: the output time (0 by default: the data).
+        reduce: apply :func:`spherical_reduction` when the components share one ``s^2 I``.
+        chunk_size: outer points per compiled batch (capped further by memory estimates).
+        rtol: relative tolerance of the ODE flow map (``sampler="ode"`` only).
+        atol: absolute tolerance of the ODE flow map (``sampler="ode"`` only).
+
+    Returns:
+        A :class:`WindowCurve` with ``route="identity"``.
     """
     gm, [(idx_i, idx_t)], sampler, key, ts = _curve_inputs(gm, s_init, [s_targ], t_hats, key, sampler, t_out)
     n_outer = check_positive_int(n_outer, "n_outer", minimum=8)
@@ -321,6 +358,17 @@ def simulated_window_curve(
     ``n_steps``, ``method``, ``grid``, ``t_out``, ``n_reference``, ``inner``, ``n_inner``, ``chunk_size`` and
     the sampler method's own options), with the same defaults. Compare with :func:`window_curve` at the same
     ``t_out``.
+
+    Args:
+        gm: the data mixture (a :class:`~diffsim.scores.GaussianMixture`); its exact score drives the
+            reverse process.
+        s_init: the starting group ``S_init``: component indices or a boolean mask of shape ``(K,)``.
+        s_targ: the target group ``S_targ``, a superset of ``s_init``.
+        t_hats: the noising times ``T_hat``, a scalar or 1-D array, each above ``t_out``.
+        key: PRNG key for the starting points, the simulations and the reference samples.
+
+    Returns:
+        A :class:`WindowCurve` with ``route="simulation"``.
     """
     return simulated_window_curves(gm, s_init, [s_targ], t_hats, key=key, **options)[0]
 
@@ -362,6 +410,27 @@ def simulated_window_curves(
     Every target of ``s_targs`` (each containing ``s_init``) is measured on the same simulations (one
     noising-denoising run per ``T_hat``); :func:`simulated_window_curve` is the one-target form. Compare
     with :func:`window_curve` at the same ``t_out``.
+
+    Args:
+        gm: the data mixture (a :class:`~diffsim.scores.GaussianMixture`); its exact score drives the
+            reverse process.
+        s_init: the starting group ``S_init``: component indices or a boolean mask of shape ``(K,)``.
+        s_targs: a non-empty list (or tuple) of target groups, each a superset of ``s_init``.
+        t_hats: the noising times ``T_hat``, a scalar or 1-D array, each above ``t_out``.
+        key: PRNG key for the starting points, the simulations and the reference samples.
+        sampler: ``"sde"`` (default) or ``"ode"``; selects the default ``method`` and how ``g`` is evaluated.
+        n_particles: simulated particles per ``T_hat`` (at least 8).
+        n_steps: reverse steps from ``T_hat`` to ``t_out``.
+        method: sampler method name; ``None`` uses ``"ddpm"`` (SDE) or ``"dpm_solver_2m"`` (ODE).
+        grid: time grid of the reverse run, ``"uniform"`` or ``"logsnr"``.
+        t_out: end time of the simulations (must be positive); ``None`` uses ``process.t_min``.
+        n_reference: exact reference samples for ``p^{S_targ}(A)`` (at least 8).
+        inner: how ``g`` is computed for the SDE, as in :func:`window_curve`.
+        n_inner: Monte Carlo normals per point for ``g`` (SDE only).
+        chunk_size: points per compiled batch for ``g``.
+
+    Returns:
+        One :class:`WindowCurve` per target, in the order of ``s_targs``.
     """
     if isinstance(s_targs, (str, bytes)) or not isinstance(s_targs, (list, tuple)) or not s_targs:
         raise ValueError("`s_targs` must be a non-empty list of component groups.")
@@ -470,6 +539,20 @@ def compare_routes(
     Route (b) is :func:`simulated_window_curves` with ``n_particles`` particles (and as many reference
     samples) on ``n_steps`` steps, key ``fold_in(key, 2)``; route (a) is :func:`window_curve` with
     ``curve_options``, key ``fold_in(key, 1)``. The inner Monte Carlo size ``n_inner`` (default 64) is shared.
+
+    Args:
+        gm: the data mixture (a :class:`~diffsim.scores.GaussianMixture`); its exact score drives the
+            reverse process.
+        s_init: the starting group ``S_init``: component indices or a boolean mask of shape ``(K,)``.
+        s_targs: a non-empty list of target groups, each a superset of ``s_init``.
+        t_hats: the noising times ``T_hat``, each above ``process.t_min``.
+        key: PRNG key; the two routes use keys folded from it.
+        sampler: ``"sde"`` (default) or ``"ode"``, for both routes.
+        n_particles: particles and reference samples of route (b).
+        n_steps: reverse steps of route (b).
+
+    Returns:
+        One ``(identity, simulation)`` pair of :class:`WindowCurve` per target, in the order of ``s_targs``.
     """
     sims = simulated_window_curves(
         gm,

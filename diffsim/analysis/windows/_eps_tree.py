@@ -34,7 +34,14 @@ from ._trees import _TreeWalk
 @dataclasses.dataclass(frozen=True)
 class EpsTreeNode(_TreeWalk):
     """A node of an eps-mixture tree: its components, ``NoiseAmount`` (0 for leaves), the separation time
-    ``sup{t : TV(p^u_t, p^{rest}_t) >= 1 - eps^2}`` (``t_max`` for the root) and its children."""
+    ``sup{t : TV(p^u_t, p^{rest}_t) >= 1 - eps^2}`` (``t_max`` for the root) and its children.
+
+    Args:
+        components: the sorted component indices of the node's group.
+        noise_amount: ``NoiseAmount(u)``, the node's decision time (0 for leaves).
+        separation_time: the time up to which the group is ``(1 - eps^2)``-separated from the rest.
+        children: the child nodes; empty for a leaf.
+    """
 
     components: tuple[int, ...]
     noise_amount: float
@@ -47,7 +54,16 @@ class EpsMixtureTree:
     """An eps-mixture tree: the root, ``eps``, the pairwise closeness times ``pair_times[i, j] = inf{t :
     TV(N_i(t), N_j(t)) <= eps}``, the candidate groups of the complete-linkage tree that were dissolved (not
     separated at their merge time, or not below their parent), and the decision times of the internal nodes
-    sorted from first decided (largest noise) to last."""
+    sorted from first decided (largest noise) to last.
+
+    Attributes:
+        root: the root :class:`EpsTreeNode` (covers every component).
+        eps: the tree's tolerance.
+        pair_times: the ``(K, K)`` matrix of pairwise closeness times ``tau_ij`` (0 on the diagonal).
+        dissolved: the component groups of the complete-linkage candidates that were dissolved.
+        decision_order: internal node names (``"{0,1}"``) sorted by decreasing ``noise_amount``.
+        decision_times: their ``noise_amount`` values in that order.
+    """
 
     root: EpsTreeNode
     eps: float
@@ -170,6 +186,15 @@ class EpsTreeDecision:
     Starting group ``start`` (a child of ``node``, or ``node`` itself for the keep side), ``T_hat`` =
     ``NoiseAmount(node)``; predicted: ``TV(p^{start, T_hat}, p^{node}) <= error = eps (1 + max(1, W) /
     sqrt 2)``; measured: the exact TV (route (a), :func:`window_curve`) with its standard error.
+
+    Attributes:
+        node: the component indices of the node ``u``.
+        start: the component indices of the starting group (a child of ``u``, or ``u`` itself).
+        t_hat: the noising time, ``NoiseAmount(u)``.
+        odds: ``W = W(rest) / W(u)``.
+        error: the predicted bound ``eps (1 + max(1, W) / sqrt 2)``.
+        exact_tv: the measured ``TV(p^{start, t_hat}, p^u)``.
+        exact_tv_stderr: its standard error.
     """
 
     node: tuple[int, ...]
@@ -245,7 +270,13 @@ def eps_tree_decisions(
 
 
 def eps_tree_record(tree: EpsMixtureTree, decisions: Sequence[EpsTreeDecision] = ()) -> dict[str, Any]:
-    """A JSON-ready dict of an eps-mixture tree (nodes, noise levels, separation times) and its decisions."""
+    """A JSON-ready dict of an eps-mixture tree (nodes, noise levels, separation times) and its decisions.
+
+    Args:
+        tree: the :class:`EpsMixtureTree` of :func:`eps_mixture_tree`.
+        decisions: the :class:`EpsTreeDecision` results of :func:`eps_tree_decisions` (default none: the
+            ``decisions`` entry is an empty list).
+    """
 
     def node_rec(n: EpsTreeNode) -> dict[str, Any]:
         return {

@@ -198,6 +198,16 @@ class FollowUpBound:
     - ``t_end``: the first time ``TV(p^{S_init}_t, p^{S_targ}_t) <= eps``;
     - ``method``: ``"numerical"`` (exact forward TVs, :func:`follow_up_bound`) or ``"closed_form"``
       (:func:`spherical_follow_up_bound`; exact for single components, conservative otherwise).
+
+    Attributes:
+        s_init: sorted component indices of ``S_init``.
+        s_targ: sorted component indices of ``S_targ``.
+        eps: the theorem's tolerance.
+        odds: ``W = W(rest) / W(S_targ)``.
+        error: ``eps (1 + max(1, odds) / sqrt 2)``.
+        t_start: the upper end of the window.
+        t_end: the lower end of the window (0 when ``S_init == S_targ``).
+        method: ``"numerical"`` or ``"closed_form"``.
     """
 
     s_init: tuple[int, ...]
@@ -267,7 +277,11 @@ def follow_up_bound(
 
 
 def follow_up_record(b: FollowUpBound) -> dict:
-    """A JSON-ready dict of a :class:`FollowUpBound`."""
+    """A JSON-ready dict of a :class:`FollowUpBound`.
+
+    Args:
+        b: the bound; its fields and ``nonempty`` become keys, groups as lists.
+    """
     return {
         "s_init": list(b.s_init),
         "s_targ": list(b.s_targ),

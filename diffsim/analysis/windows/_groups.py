@@ -125,6 +125,11 @@ def spherical_reduction(
     posterior over components and the exact reverse SDE/PF-ODE drift decouple in the same way. Every law of
     the noising-denoising protocol is therefore (reduced law) x (same orthogonal law), and TVs and
     retentions are unchanged.
+
+    Args:
+        gm: the mixture to reduce.
+        tol: relative threshold on the singular values of the ``(K, d)`` means matrix (relative to the
+            largest, or to 1 if that is smaller) below which a direction is dropped.
     """
     vals = np.asarray(gm.eigvals, float)
     if not np.allclose(vals, vals.flat[0], rtol=1e-7, atol=0.0):

@@ -27,6 +27,13 @@ def symmetric_retention_oracle(r: float, t_hats: ArrayOrSequence) -> Float[np.nd
     ``X_0 = ±r + Z_0``, ``X_T = e^{-T} X_0 + sqrt(1 - e^{-2T}) Z_1``, ``P(+|x, t) = sigmoid(2 e^{-t} r x)``;
     tensor Gauss-Hermite with 200 nodes per axis (float64 NumPy). This is the probability that a
     noising-denoising run started in ``+`` and noised to ``T`` returns to ``+`` (soft labels).
+
+    Args:
+        r: the half-distance between the two means (means ``±r e_1``).
+        t_hats: the OU noising times ``T_hat``, a sequence or 1-D array.
+
+    Returns:
+        The retentions, a float64 array of shape ``(len(t_hats),)`` with values in ``[1/2, 1]``.
     """
     z, w = np.polynomial.hermite_e.hermegauss(200)
     w = w / math.sqrt(2 * math.pi)
@@ -50,6 +57,12 @@ def symmetric_window_asymptotes(eps: float) -> tuple[float, float]:
     With ``R(a) = E sigmoid(2a(a + Z))`` (the well-separated retention), keep solves ``1 - R(a) = eps`` and
     forget solves ``R(a) - 1/2 = eps`` (bisection, 80 steps; 160-node Gauss-Hermite). The window is then
     ``[log r - log a_keep, log r - log a_forget]``.
+
+    Args:
+        eps: the TV tolerance of the window, in ``(0, 1/2)``.
+
+    Returns:
+        ``(a_keep, a_forget)`` as floats.
     """
     z, w = np.polynomial.hermite_e.hermegauss(160)
     w = w / math.sqrt(2 * math.pi)

@@ -17,6 +17,15 @@ class Window:
 
     An end that coincides with the first/last ``T_hat`` evaluated is *censored* (the curve was already
     below ``eps`` there); both ends are NaN when the curve never drops below ``eps``.
+
+    Attributes:
+        lower: first ``T_hat`` of the window (NaN when empty).
+        upper: last ``T_hat`` of the window (NaN when empty).
+        lower_stderr: standard error of ``lower`` (delta method; 0 when censored).
+        upper_stderr: standard error of ``upper`` (delta method; 0 when censored).
+        lower_censored: ``lower`` is the first ``T_hat`` evaluated, so the true end may lie below it.
+        upper_censored: ``upper`` is the last ``T_hat`` evaluated, so the true end may lie above it.
+        eps: the TV tolerance the window was read at.
     """
 
     lower: float
@@ -49,6 +58,13 @@ def read_window(curve: WindowCurve, eps: float) -> Window:
 
     Takes the longest run of consecutive ``T_hat`` (sorted) below ``eps``; interior ends are linear
     interpolations of the crossing, with standard error ``se(TV)/|dTV/dT_hat|`` (delta method).
+
+    Args:
+        curve: a :class:`WindowCurve` (from :func:`window_curve` or :func:`simulated_window_curve`).
+        eps: the TV tolerance, in ``(0, 1)``.
+
+    Returns:
+        A :class:`Window` (both ends NaN when the curve never drops below ``eps``).
     """
     if not isinstance(curve, WindowCurve):
         raise TypeError(f"`curve` must be a WindowCurve, got {type(curve).__name__}.")
@@ -87,6 +103,13 @@ class CriticalWindow:
     ``keep``: the last ``T_hat`` with ``TV(p^{S,T_hat}, p^S) <= eps`` (the feature is still decided);
     ``forget``: the first ``T_hat`` with ``TV(p^{S,T_hat}, p^V) <= eps`` (the feature is fully resampled
     within ``V``). The sampler decides the feature during ``[keep, forget]``.
+
+    Attributes:
+        keep: the upper end of the keep curve's window (NaN if that curve never drops below ``eps``).
+        forget: the lower end of the forget curve's window (NaN if it never drops below ``eps``).
+        keep_stderr: standard error of ``keep``.
+        forget_stderr: standard error of ``forget``.
+        eps: the TV tolerance of both windows.
     """
 
     keep: float
@@ -105,7 +128,17 @@ class CriticalWindow:
 
 
 def critical_window(keep_curve: WindowCurve, forget_curve: WindowCurve, eps: float) -> CriticalWindow:
-    """``[keep, forget]`` from the curves with ``S_targ = S_init = S`` (keep) and ``S_targ = V`` (forget)."""
+    """``[keep, forget]`` from the curves with ``S_targ = S_init = S`` (keep) and ``S_targ = V`` (forget).
+
+    Args:
+        keep_curve: the :class:`WindowCurve` with ``s_targ == s_init`` (the feature kept).
+        forget_curve: the :class:`WindowCurve` from the same ``s_init`` to the parent group ``V``.
+        eps: the TV tolerance, in ``(0, 1)``.
+
+    Returns:
+        A :class:`CriticalWindow`: ``keep`` is the keep window's upper end, ``forget`` the forget
+        window's lower end.
+    """
     if keep_curve.s_init != keep_curve.s_targ:
         raise ValueError("`keep_curve` must have s_targ == s_init (the feature kept).")
     if forget_curve.s_init != keep_curve.s_init:

@@ -25,7 +25,11 @@ __all__ = [
 
 
 def curve_record(c: WindowCurve) -> dict[str, Any]:
-    """``{t, tv, se, ri, ri_se, rt, rt_se}`` of a :class:`WindowCurve`."""
+    """``{t, tv, se, ri, ri_se, rt, rt_se}`` of a :class:`WindowCurve`.
+
+    Args:
+        c: the curve; its arrays are stored as they are (not copied or converted to lists).
+    """
     return {
         "t": c.t_hats,
         "tv": c.tv,
@@ -38,7 +42,12 @@ def curve_record(c: WindowCurve) -> dict[str, Any]:
 
 
 def window_record(w: Window) -> dict[str, Any]:
-    """Ends, standard errors and censoring flags of a :class:`Window`."""
+    """Ends, standard errors and censoring flags of a :class:`Window`.
+
+    Args:
+        w: the window; the keys are ``lower``, ``upper``, ``lower_se``, ``upper_se``, ``lower_censored``,
+            ``upper_censored`` (``eps`` is not stored).
+    """
     return {
         "lower": w.lower,
         "upper": w.upper,
@@ -50,7 +59,13 @@ def window_record(w: Window) -> dict[str, Any]:
 
 
 def critical_window_record(keep: WindowCurve, forget: WindowCurve, eps: float) -> dict[str, Any]:
-    """Keep/forget curves and the critical window ``[keep, forget]`` (with standard errors) they give."""
+    """Keep/forget curves and the critical window ``[keep, forget]`` (with standard errors) they give.
+
+    Args:
+        keep: the keep :class:`WindowCurve` (``s_targ == s_init``).
+        forget: the forget :class:`WindowCurve` (same ``s_init``, parent group as ``s_targ``).
+        eps: the TV tolerance passed to :func:`critical_window`.
+    """
     crit = critical_window(keep, forget, eps)
     return {
         "keep_curve": curve_record(keep),
@@ -63,7 +78,11 @@ def critical_window_record(keep: WindowCurve, forget: WindowCurve, eps: float) -
 
 
 def bounds_record(b: TheoremBounds) -> dict[str, Any]:
-    """The bounds, tolerances and separations of a :class:`TheoremBounds`."""
+    """The bounds, tolerances and separations of a :class:`TheoremBounds`.
+
+    Args:
+        b: the bounds; the groups, ``eps`` and ``sampler`` are not stored.
+    """
     return {
         "t_lower": b.t_lower,
         "t_lower_w2": b.t_lower_w2,
@@ -79,7 +98,13 @@ def bounds_record(b: TheoremBounds) -> dict[str, Any]:
 def tree_windows_record(tw: TreeWindows, eps: float) -> dict[str, Any]:
     """Per internal node: per child the critical window, bounds, curves and the Li-Chen window
     ``{T : TV(p^{child,T}, p^{node}) <= eps}`` (``lichen``); the node's decision and speciation times; and
-    the decision order/times of the tree."""
+    the decision order/times of the tree.
+
+    Args:
+        tw: the :class:`TreeWindows` of :func:`tree_windows`.
+        eps: the TV tolerance for the Li-Chen windows read off the forget curves (normally the ``eps`` the
+            windows were computed with).
+    """
     nodes = []
     for nw in tw.nodes:
         kids = []
@@ -120,7 +145,11 @@ def tree_windows_record(tw: TreeWindows, eps: float) -> dict[str, Any]:
 
 
 def tree_nested(node: TreeNode) -> Any:
-    """The tree as nested lists of component indices (a leaf is its index)."""
+    """The tree as nested lists of component indices (a leaf is its index).
+
+    Args:
+        node: the root (or any node) of a tree from :func:`mixture_tree`.
+    """
     if node.is_leaf:
         return node.components[0]
     return [tree_nested(c) for c in node.children]

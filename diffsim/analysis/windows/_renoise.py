@@ -226,13 +226,19 @@ def _row_normals(key: jax.Array, rows: Array) -> Array:
 
 @dataclasses.dataclass(frozen=True)
 class RenoiseRetention:
-    """Result of :func:`renoise_retention`, per ``k`` (sorted ascending; ``N`` clean samples):
+    """Result of :func:`renoise_retention`, per ``k`` (sorted ascending; ``N`` clean samples).
 
-    - ``ks``; ``start_timesteps``: ``tau_{n-k}``; ``start_times``: their diffsim times ``(tau + 1) / T``;
-      ``start_log_snr``: ``log(alpha_bar / (1 - alpha_bar))`` at the start;
-    - ``retention``: fraction of outputs whose class equals the original's; ``retention_stderr``: cluster
-      standard error over clean samples; ``per_sample`` ``(n_k, N)``: each sample's retained fraction;
-    - ``labels`` ``(N,)``: the original classes; ``n_repeats``; ``method``.
+    Attributes:
+        ks: the numbers of remaining timesteps ``k``, sorted ascending, shape ``(n_k,)``.
+        start_timesteps: the starting timesteps ``tau_{n-k}``, shape ``(n_k,)``.
+        start_times: their diffsim times ``(tau + 1) / T``.
+        start_log_snr: ``log(alpha_bar / (1 - alpha_bar))`` at the start.
+        retention: fraction of outputs whose class equals the original's, shape ``(n_k,)``.
+        retention_stderr: cluster standard error of ``retention`` over clean samples.
+        per_sample: ``(n_k, N)``: each sample's retained fraction.
+        labels: ``(N,)``: the original classes.
+        n_repeats: re-denoisings per clean sample and ``k``.
+        method: the sampler method used.
     """
 
     ks: np.ndarray

@@ -53,7 +53,12 @@ class _TreeWalk:
 
 @dataclasses.dataclass(frozen=True)
 class TreeNode(_TreeWalk):
-    """A node of a mixture tree: the components it covers and its children (leaves have none)."""
+    """A node of a mixture tree: the components it covers and its children (leaves have none).
+
+    Args:
+        components: the sorted component indices the node covers (one index for a leaf).
+        children: the child nodes; empty for a leaf.
+    """
 
     components: tuple[int, ...]
     children: tuple[TreeNode, ...] = ()
@@ -115,6 +120,13 @@ def mixture_tree(gm: GaussianMixture, groups: Any = None, *, linkage: str = "ave
     binary agglomerative clustering of the component means (``linkage``: average/single/complete/ward).
 
     Leaves are components; each internal node is the sub-mixture of its leaves; the root covers all.
+
+    Args:
+        gm: the data mixture (a :class:`~diffsim.scores.GaussianMixture`).
+        groups: nested lists of component indices covering every component exactly once (a one-element
+            list is collapsed into its element); ``None`` builds the tree by clustering.
+        linkage: ``"average"`` (default), ``"single"``, ``"complete"`` or ``"ward"``; used only when
+            ``groups`` is ``None``.
     """
     gm = _check_mixture(gm)
     k = gm.n_components
@@ -136,7 +148,20 @@ class NodeWindows:
     window ``[keep_c, forget_c]`` and the theorem bounds (keep side: ``S_init = S_targ = c``; forget side:
     ``S_init = c``, ``S_targ = V``). ``decision_time``: mean centre of the children's critical windows;
     ``decision_time_bounds``: mean centre of ``[t_upper(c, c), t_lower(c, V)]``; ``speciation_time``:
-    :func:`speciation_time` of ``p^V``."""
+    :func:`speciation_time` of ``p^V``.
+
+    Attributes:
+        node: the internal node ``V``.
+        children: its children.
+        keep_curves: per child, the :class:`WindowCurve` with ``S_init = S_targ = c``.
+        forget_curves: per child, the :class:`WindowCurve` with ``S_init = c``, ``S_targ = V``.
+        windows: per child, the :class:`CriticalWindow` ``[keep_c, forget_c]``.
+        keep_bounds: per child, the :class:`TheoremBounds` of ``(c, c)``.
+        forget_bounds: per child, the :class:`TheoremBounds` of ``(c, V)``.
+        decision_time: mean centre of the children's critical windows (NaNs ignored).
+        decision_time_bounds: mean centre of ``[t_upper(c, c), t_lower(c, V)]``.
+        speciation_time: :func:`speciation_time` of ``p^V``.
+    """
 
     node: TreeNode
     children: tuple[TreeNode, ...]
@@ -152,7 +177,14 @@ class NodeWindows:
 
 @dataclasses.dataclass(frozen=True)
 class TreeWindows:
-    """Per-node windows and the decision times sorted from first decided (largest ``T_hat``) to last."""
+    """Per-node windows and the decision times sorted from first decided (largest ``T_hat``) to last.
+
+    Attributes:
+        tree: the root :class:`TreeNode`.
+        nodes: one :class:`NodeWindows` per internal node, in pre-order (parents first).
+        decision_order: node names (``"{0,1}"``) sorted by decreasing decision time (NaN last).
+        decision_times: the decision times in that order.
+    """
 
     tree: TreeNode
     nodes: tuple[NodeWindows, ...]
@@ -177,6 +209,15 @@ def tree_windows(
     during the critical windows of its children; the decision times are ordered coarse (large separation,
     early in the reverse process) to fine. ``curve_options`` go to :func:`window_curve`;
     ``n_bound_samples`` to :func:`theorem_bounds` (Monte Carlo forward TV when no quadrature applies).
+
+    Args:
+        gm: the data mixture (a :class:`~diffsim.scores.GaussianMixture`).
+        tree: the root :class:`TreeNode`, e.g. from :func:`mixture_tree`.
+        eps: the TV tolerance of the windows and bounds, in ``(0, 1)``.
+        t_hats: the noising times ``T_hat`` of every curve.
+        key: PRNG key, folded per node and child (keep and forget curves share it).
+        sampler: ``"sde"`` (default) or ``"ode"``, for the curves and bounds.
+        n_bound_samples: Monte Carlo sample size of :func:`theorem_bounds`.
     """
     gm = _check_mixture(gm)
     if not isinstance(tree, TreeNode):

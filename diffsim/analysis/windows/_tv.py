@@ -23,7 +23,15 @@ def gaussian_tv_equal_cov(mean_a: ArrayLike, mean_b: ArrayLike, cov: ArrayLike) 
     r"""``TV(N(m_a, C), N(m_b, C)) = 2 Phi(delta / 2) - 1``, ``delta^2 = (m_a - m_b)^T C^{-1} (m_a - m_b)``.
 
     Closed form: the likelihood ratio is monotone in the projection on ``C^{-1}(m_a - m_b)``, which is
-    ``N(±delta/2, 1)`` after standardisation. ``cov``: a scalar, a diagonal ``(d,)`` or a matrix ``(d, d)``.
+    ``N(±delta/2, 1)`` after standardisation.
+
+    Args:
+        mean_a: mean of the first Gaussian, shape ``(d,)`` (a scalar is read as ``d = 1``).
+        mean_b: mean of the second Gaussian, same shape as ``mean_a``.
+        cov: the shared covariance: a scalar (``c I``), a diagonal ``(d,)`` or a matrix ``(d, d)``.
+
+    Returns:
+        The total variation, a scalar array in ``[0, 1)``.
     """
     ma, mb = jnp.atleast_1d(jnp.asarray(mean_a)), jnp.atleast_1d(jnp.asarray(mean_b))
     diff = ma - mb
@@ -37,7 +45,13 @@ def gaussian_tv_equal_cov(mean_a: ArrayLike, mean_b: ArrayLike, cov: ArrayLike) 
 
 @dataclasses.dataclass(frozen=True)
 class TVEstimate:
-    """A total variation with its standard error (0 for closed forms and quadrature) and the method used."""
+    """A total variation with its standard error (0 for closed forms and quadrature) and the method used.
+
+    Attributes:
+        value: the TV, a NumPy float for one time ``t``, an array shaped like ``t`` for several.
+        stderr: its Monte Carlo standard error, same shape as ``value`` (0 for exact methods).
+        method: the method used: ``"closed_form"``, ``"quadrature"`` or ``"monte_carlo"``.
+    """
 
     value: np.ndarray | float  # a NumPy float for one pair, an array for several
     stderr: np.ndarray | float
@@ -152,7 +166,19 @@ def submixture_tv(
       ``TV = E[|tanh(log(p_a/p_b)/2)|]``, stratified over components, with a standard error (needs ``key``);
     - ``"auto"``: the first of these that applies.
 
-    Returns a :class:`TVEstimate` (arrays shaped like ``t``; ``stderr`` is 0 for exact methods).
+    Args:
+        gm: the data mixture (a :class:`~diffsim.scores.GaussianMixture`); its process noises both groups.
+        group_a: the first group of components: integer indices or a boolean mask of shape ``(K,)``.
+        group_b: the second group, in the same form.
+        t: one forward time or a 1-D array of times (``t = 0`` allowed: the clean sub-mixtures).
+        method: ``"auto"`` (default), ``"closed_form"``, ``"quadrature"`` or ``"monte_carlo"``, as above;
+            a method that does not apply raises ``ValueError``.
+        key: PRNG key for ``"monte_carlo"`` (required when that method is used, ignored otherwise).
+        n_samples: Monte Carlo sample size (at least 8; half from each group).
+        reduce: apply :func:`spherical_reduction` first when the covariances are one shared ``s^2 I``.
+
+    Returns:
+        A :class:`TVEstimate` (arrays shaped like ``t``; ``stderr`` is 0 for exact methods).
     """
     gm = _check_mixture(gm)
     ia, ib = _group(gm, group_a, "group_a"), _group(gm, group_b, "group_b")

@@ -54,6 +54,18 @@ def batched_call(fn: Any, x: Array, t: Array, cond: PyTree | None = None, *, bat
     there is no single call and the rule falls back to ``jax.vmap`` of the model. With ``batched=False``
     ``fn`` takes ONE point (``fn(x_i, t_i[, cond_i])``, e.g. a per-example Equinox module) and plain
     ``jax.vmap`` batches it.
+
+    Args:
+        fn: the model, called as ``fn(x, t)`` or ``fn(x, t, cond)``; its array leaves (an Equinox module's
+            parameters) are passed as an explicit argument, so derivatives reach them. A ``fn`` with
+            ``natively_batched = True`` is called directly.
+        x: the batch of states ``(B, *event)``.
+        t: the model's time inputs ``(B,)``.
+        cond: optional conditioning, a pytree of arrays with leading axis ``B``; ``None`` calls ``fn(x, t)``.
+        batched: whether ``fn`` takes a batch (default) or one point.
+
+    Returns:
+        ``fn``'s output for the batch, shape ``(B, ...)``.
     """
     if not batched:
         per_point = lambda xi, ti, ci: _call_model(fn, xi, ti, ci)  # noqa: E731

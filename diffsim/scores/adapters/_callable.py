@@ -81,7 +81,20 @@ def model_time(
     num_train_timesteps: int | None = None,
     timestep_snap: float = 1e-3,
 ) -> Float[Array, "*b"]:
-    r"""The model's time argument for diffsim time ``t`` (see the module docstring for the four kinds)."""
+    r"""The model's time argument for diffsim time ``t`` (see the module docstring for the four kinds).
+
+    Args:
+        process: the process that gives ``log_snr(t)``.
+        t: diffsim times, any shape.
+        time_input: ``"t"``, ``"log_snr"``, ``"sigma"`` or ``"timestep"``.
+        num_train_timesteps: ``N`` of ``"timestep"`` (``n = N t - 1``); ``None`` raises ``ValueError`` for
+            ``"timestep"`` and is ignored otherwise.
+        timestep_snap: for ``"timestep"``, timesteps closer than this to an integer are rounded to it;
+            ``0`` disables the rounding.
+
+    Returns:
+        The model's time inputs, with the shape of ``t``.
+    """
     if time_input == "t":
         return t
     if time_input == "log_snr":
@@ -120,23 +133,25 @@ class CallableScore(AbstractScore):
     r"""A batched model ``f(x (B, *event_shape), t_in (B,)[, cond (B, ...)]) -> (B, *event_shape)`` as a
     diffsim score (module docstring: parametrisations and time inputs).
 
-    **Arguments:**
-
-    - ``fn``: any JAX callable: a function, an ``equinox.Module`` (its arrays are this score's leaves, so
-      ``jax.grad`` and :func:`diffsim.training.train` reach them) or a Flax module through
-      :meth:`from_flax_linen` / :meth:`from_flax_nnx`. With ``batched=False``, ``fn`` takes ONE point
-      ``fn(x (*event_shape), t_in ()[, cond])`` (per-example Equinox style) and is vmapped.
-    - ``process``: the diffsim process the model was trained on (for diffusers:
-      ``VP.from_alpha_bar(scheduler.alphas_cumprod)``).
-    - ``event_shape``: the shape of one state, e.g. ``(C, H, W)``; diffsim states are flat of length
-      ``prod(event_shape)``.
-    - ``parametrisation``: ``"eps"``, ``"x0"``, ``"score"`` or ``"v"``.
-    - ``time_input``: ``"t"``, ``"log_snr"``, ``"sigma"`` or ``"timestep"``.
-    - ``cond``: optional conditioning (a pytree of arrays, one instance: class label, prompt embedding
-      ``(L, D)``, ...), broadcast to the batch.
-    - ``num_train_timesteps``: ``N`` for ``time_input="timestep"`` (default: from a discrete process).
-    - ``check``: call the model once on a probe batch of two points at construction and raise a clear
-      error for a wrong output shape, a non-float or different dtype, or non-finite values.
+    Args:
+        fn: any JAX callable: a function, an ``equinox.Module`` (its arrays are this score's leaves, so
+            ``jax.grad`` and :func:`diffsim.training.train` reach them) or a Flax module through
+            :meth:`from_flax_linen` / :meth:`from_flax_nnx`. With ``batched=False``, ``fn`` takes ONE point
+            ``fn(x (*event_shape), t_in ()[, cond])`` (per-example Equinox style) and is vmapped.
+        process: the diffsim process the model was trained on (for diffusers:
+            ``VP.from_alpha_bar(scheduler.alphas_cumprod)``).
+        event_shape: the shape of one state, e.g. ``(C, H, W)`` (an int ``d`` means ``(d,)``); diffsim
+            states are flat of length ``prod(event_shape)``.
+        parametrisation: ``"eps"`` (default), ``"x0"``, ``"score"`` or ``"v"``.
+        time_input: ``"t"`` (default), ``"log_snr"``, ``"sigma"`` or ``"timestep"``.
+        cond: optional conditioning (a pytree of arrays, one instance: class label, prompt embedding
+            ``(L, D)``, ...), broadcast to the batch; ``None`` calls ``fn(x, t_in)``.
+        num_train_timesteps: ``N`` for ``time_input="timestep"`` (default: from a discrete process).
+        timestep_snap: for ``time_input="timestep"``, timesteps within this of an integer are rounded to it
+            (default ``1e-3``; ``0`` disables it).
+        batched: whether ``fn`` takes a batch (default) or one point.
+        check: call the model once on a probe batch of two points at construction and raise a clear
+            error for a wrong output shape, a non-float or different dtype, or non-finite values.
     """
 
     fn: Callable

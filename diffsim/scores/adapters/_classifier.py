@@ -59,6 +59,20 @@ class CallableClassifier(AbstractNoisyClassifier):
 
     ``classes`` are ``0 .. n_classes - 1``. With ``check=True`` the model is called once on a probe batch and
     a wrong logits shape or non-finite logits raise before any sampling.
+
+    Args:
+        fn: the batched JAX classifier: ``fn(x, t_in)`` when ``noisy``, else ``fn(x)``; ``x`` has shape
+            ``(B, *event_shape)`` and the logits ``(B, n_classes)``.
+        process: the diffsim process (gives ``t_in`` and the probe times).
+        event_shape: the shape of one state, e.g. ``(C, H, W)`` (an int ``d`` means ``(d,)``).
+        n_classes: the number of classes (``>= 2``).
+        noisy: whether ``fn`` classifies noisy states at a time (default) or clean data.
+        time_input: the time convention of a noisy ``fn``: ``"t"`` (default), ``"log_snr"``, ``"sigma"`` or
+            ``"timestep"``.
+        denoiser: for a clean classifier only: a score whose Tweedie ``x0_hat`` is classified instead of
+            ``x_t``; ``None`` classifies ``x_t`` as is.
+        num_train_timesteps: ``N`` for ``time_input="timestep"`` (default: from a discrete process).
+        check: call the model once on a probe batch of two points at construction.
     """
 
     fn: Callable
@@ -149,7 +163,26 @@ class CallableClassifier(AbstractNoisyClassifier):
 class TorchClassifier(CallableClassifier):
     r"""A PyTorch classifier through the bridge (:class:`TorchFunction`): ``module(x, t_in)`` (noisy) or
     ``module(x)`` (clean, optionally on ``x0_hat`` of a ``denoiser``) returning logits ``(B, n_classes)``.
-    ``jax.grad`` of :meth:`log_prob` runs ``torch.autograd`` (classifier guidance, saliency)."""
+    ``jax.grad`` of :meth:`log_prob` runs ``torch.autograd`` (classifier guidance, saliency).
+
+    Args:
+        module: the ``torch.nn.Module`` returning logits ``(B, n_classes)``.
+        process: the diffsim process (gives ``t_in`` and the probe times).
+        event_shape: the shape of one state, e.g. ``(C, H, W)`` (an int ``d`` means ``(d,)``).
+        n_classes: the number of classes (``>= 2``).
+        noisy: whether the module takes ``(x, t_in)`` (default) or ``x`` alone (clean data).
+        time_input: the time convention of a noisy module: ``"t"`` (default), ``"log_snr"``, ``"sigma"`` or
+            ``"timestep"`` (the last is not differentiable in time).
+        denoiser: for a clean classifier only: a score whose Tweedie ``x0_hat`` is classified instead of
+            ``x_t``; ``None`` classifies ``x_t`` as is.
+        dtype: the torch dtype, ``"float32"`` (default) or ``"float64"``; the module's parameters and the
+            states must have it.
+        device: the torch device; ``None`` takes the device of the module's first parameter.
+        call: ``call(module, x, t, cond) -> logits``; ``None`` calls ``module(x, t)`` (noisy) or
+            ``module(x)`` (clean).
+        num_train_timesteps: ``N`` for ``time_input="timestep"`` (default: from a discrete process).
+        check: call the model once on a probe batch of two points at construction.
+    """
 
     def __init__(
         self,

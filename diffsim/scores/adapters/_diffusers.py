@@ -62,7 +62,12 @@ def _import_diffusers():
 
 
 def parametrisation_from_scheduler(scheduler_or_type: Any) -> str:
-    """diffsim parametrisation for a scheduler (or a ``prediction_type`` string); unknown types raise."""
+    """diffsim parametrisation for a scheduler (or a ``prediction_type`` string); unknown types raise.
+
+    Args:
+        scheduler_or_type: a diffusers scheduler (its ``config.prediction_type`` is read) or the string
+            itself: ``"epsilon"`` -> ``"eps"``, ``"sample"`` -> ``"x0"``, ``"v_prediction"`` -> ``"v"``.
+    """
     kind = scheduler_or_type
     if not isinstance(kind, str):
         kind = getattr(getattr(scheduler_or_type, "config", None), "prediction_type", None)
@@ -76,7 +81,12 @@ def parametrisation_from_scheduler(scheduler_or_type: Any) -> str:
 
 def process_from_scheduler(scheduler: Any) -> VP:
     r"""``VP.from_alpha_bar(scheduler.alphas_cumprod)``: the scheduler's exact discrete schedule (timestep
-    ``n`` at ``t = (n + 1) / N``)."""
+    ``n`` at ``t = (n + 1) / N``).
+
+    Args:
+        scheduler: a diffusers scheduler with ``alphas_cumprod`` (NumPy or torch, strictly decreasing in
+            ``(0, 1)``; a zero-terminal-SNR schedule raises ``ValueError``).
+    """
     ab = getattr(scheduler, "alphas_cumprod", None)
     if ab is None:
         raise TypeError(
@@ -126,16 +136,28 @@ def from_diffusers(
 ) -> AbstractScore:
     r"""A diffusers model as a diffsim score.
 
-    - ``model``: a ``UNet2DModel`` / ``UNet2DConditionModel`` (then ``scheduler`` is required), a loaded
-      diffusers pipeline, a :class:`DiffusersPipeline`, or the path of a pipeline saved on disk.
-    - ``prompt`` (a string, with a tokenizer, or token ids ``(L,)``) or ``prompt_embeds`` ``(L, D)``: the
-      text condition of a ``UNet2DConditionModel``; ``class_labels``: a class-conditional UNet's label.
-    - ``guidance_scale``: classifier-free guidance, ``eps_u + w (eps_c - eps_u)`` with the
-      ``negative_prompt`` (default the empty prompt) as the unconditional branch (diffusers' convention,
-      equal to diffsim's scale ``w``).
-    - ``dtype`` (default the UNet's), ``device`` (default the UNet's).
+    Args:
+        model: a ``UNet2DModel`` / ``UNet2DConditionModel`` (then ``scheduler`` is required), a loaded
+            diffusers pipeline, a :class:`DiffusersPipeline`, or the path of a pipeline saved on disk.
+        scheduler: the diffusers scheduler of a bare UNet (it defines the process and the
+            parametrisation); ignored otherwise.
+        prompt: the text condition of a ``UNet2DConditionModel``: a string (needs a tokenizer) or token
+            ids ``(L,)``.
+        prompt_embeds: the text condition as embeddings ``(L, D)``, instead of ``prompt``.
+        class_labels: a class-conditional UNet's label.
+        guidance_scale: classifier-free guidance, ``eps_u + w (eps_c - eps_u)`` with the
+            ``negative_prompt`` as the unconditional branch (diffusers' convention, equal to diffsim's
+            scale ``w``); ``None`` gives the plain conditional score.
+        negative_prompt: the unconditional branch's prompt under guidance (default the empty prompt).
+        event_shape: the shape of one state; ``None`` takes the UNet's ``(in_channels, H, W)``.
+        dtype: the torch dtype; ``None`` keeps the UNet's (as loaded, for a path). Not applied to an
+            already built pipeline.
+        device: the torch device; ``None`` keeps the UNet's. Not applied to an already built pipeline.
+        check: call the model once on a probe batch at construction.
 
-    Returns a :class:`TorchScore` (or a :class:`~diffsim.scores.ClassifierFreeGuidance` of two).
+    Returns:
+        A :class:`TorchScore` on the scheduler's process (``time_input="timestep"``), or a
+        :class:`~diffsim.scores.ClassifierFreeGuidance` of two with ``guidance_scale``.
     """
     if isinstance(model, (str, Path)):
         pipe = DiffusersPipeline.load(model, dtype=dtype, device=device)
@@ -158,7 +180,12 @@ def from_diffusers(
 
 
 def load_pipeline(path: str | Path, **kwargs: Any) -> DiffusersPipeline:
-    """:meth:`DiffusersPipeline.load`."""
+    """:meth:`DiffusersPipeline.load`.
+
+    Args:
+        path: the directory of a pipeline saved with ``save_pretrained``; keyword arguments go to
+            :meth:`DiffusersPipeline.load` (``dtype``, ``device``, ``components``).
+    """
     return DiffusersPipeline.load(path, **kwargs)
 
 
@@ -187,6 +214,16 @@ class DiffusersPipeline:
 
     Build with :meth:`load` (a local directory), :meth:`from_pipeline` (a loaded diffusers pipeline) or
     directly from the modules. The process is built once, so every score of the pipeline shares it.
+
+    Args:
+        unet: the diffusers UNet (a ``torch.nn.Module``); it is cast and moved when needed and set to eval.
+        scheduler: the diffusers scheduler: gives the process (:func:`process_from_scheduler`) and the
+            parametrisation (:func:`parametrisation_from_scheduler`).
+        text_encoder: optional text encoder, for prompts (:meth:`encode_prompt`).
+        tokenizer: optional tokenizer, for string prompts.
+        vae: optional VAE, for :meth:`decode`.
+        dtype: the torch dtype of every module; ``None`` keeps the UNet's.
+        device: the torch device of every module; ``None`` keeps the UNet's.
     """
 
     def __init__(

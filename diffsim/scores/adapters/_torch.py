@@ -91,6 +91,17 @@ class TorchFunction(eqx.Module):
     taking ``.sample`` of a diffusers output). Any number of leading vmapped axes are flattened into one
     torch batch. ``time_grad=False`` marks a module on integer timesteps, whose derivative in time is not
     defined (differentiating it in ``t`` raises ``ValueError``).
+
+    Args:
+        module: the ``torch.nn.Module`` (any object when ``call`` is given).
+        in_shape: the shape of one input, e.g. ``(C, H, W)`` (an int ``d`` means ``(d,)``).
+        out_shape: the shape of one output; ``None`` means ``in_shape``.
+        call: ``call(module, x, t, cond) -> tensor``; ``None`` calls ``module(x, t[, cond])`` and takes
+            ``.sample`` of the output when it has one.
+        dtype: ``"float32"`` (default) or ``"float64"``; the module's floating parameters must have it.
+        device: the torch device the inputs are moved to; ``None`` takes the device of the module's first
+            parameter (``"cpu"`` without parameters).
+        time_grad: whether derivatives in ``t`` are defined (``False`` for integer timesteps).
     """
 
     module: Any = eqx.field(static=True)
@@ -404,6 +415,20 @@ class TorchScore(CallableScore):
     mode (``jax.jacfwd``, one batched ``torch.func.jvp``) gives the same. Two TorchScores of one module that
     differ only in ``cond`` form a classifier-free guidance pair evaluated in one torch call of the doubled
     batch (:meth:`_guidance_pair`).
+
+    Args:
+        module: the ``torch.nn.Module`` denoiser (any object when ``call`` is given).
+        process: the diffsim process the model was trained on.
+        event_shape: the shape of one state, e.g. ``(C, H, W)`` (an int ``d`` means ``(d,)``).
+        parametrisation: what the module predicts: ``"eps"`` (default), ``"x0"``, ``"score"`` or ``"v"``.
+        time_input: ``"t"`` (default), ``"log_snr"``, ``"sigma"`` or ``"timestep"`` (the last is not
+            differentiable in time).
+        cond: optional conditioning, a pytree of arrays for one instance, broadcast to the batch.
+        dtype: ``"float32"`` (default) or ``"float64"``; the module's parameters and the states must have it.
+        device: the torch device; ``None`` takes the device of the module's first parameter.
+        call: ``call(module, x, t_in, cond) -> tensor``; ``None`` calls ``module(x, t_in[, cond])``.
+        num_train_timesteps: ``N`` for ``time_input="timestep"`` (default: from a discrete process).
+        check: call the model once on a probe batch of two points at construction.
     """
 
     def __init__(

@@ -21,6 +21,16 @@ def check_tokens(
     integer array. Slot ``j`` accepts ``0 .. A_j - 1`` and, with ``allow_null``, the null id ``A_j``.
 
     Concrete values are range-checked (``ValueError`` naming the slot); tracers are accepted unchecked.
+
+    Args:
+        tokens: integer token ids, shape ``(n,)`` or ``(N, n)``; ``None`` or a float dtype raises
+            ``TypeError``.
+        alphabet_sizes: the ``n`` alphabet sizes ``(A_1, ..., A_n)``.
+        name: the argument's name, used in error messages.
+        allow_null: whether the null id ``A_j`` (an unconditioned slot) is accepted (default ``True``).
+
+    Returns:
+        ``tokens`` as an int32 array of the same shape.
     """
     n = len(alphabet_sizes)
     if tokens is None:

@@ -24,6 +24,14 @@ def fourier_time_features(process: AbstractProcess, t: ArrayLike, n_freqs: int) 
     and ``f_k = 2^{k}`` for ``k`` evenly spaced in ``[-3, 3]`` (``2 n_freqs + 1`` features).
 
     The log-SNR is clipped to ``[-40, 40]`` so that ``t`` at the ends of the process stays finite.
+
+    Args:
+        process: the process that gives ``lambda_t``.
+        t: one time (a scalar).
+        n_freqs: the number of frequencies.
+
+    Returns:
+        The ``2 n_freqs + 1`` features, shape ``(2 n_freqs + 1,)``.
     """
     lam = jnp.clip(process.log_snr(t), -40.0, 40.0)
     u = lam / 8.0
@@ -34,7 +42,16 @@ def fourier_time_features(process: AbstractProcess, t: ArrayLike, n_freqs: int) 
 
 def input_scale(process: AbstractProcess, t: ArrayLike, data_std: float) -> Array:
     r"""``c_in(t) = 1 / sqrt(alpha_t^2 sigma_data^2 + sigma_t^2)``: the inverse std of ``x_t`` for data of
-    per-coordinate std ``sigma_data`` (Karras et al. 2022, Table 1)."""
+    per-coordinate std ``sigma_data`` (Karras et al. 2022, Table 1).
+
+    Args:
+        process: the process that gives ``alpha_t`` and ``sigma_t``.
+        t: the time, any shape.
+        data_std: the per-coordinate std ``sigma_data`` of the data.
+
+    Returns:
+        ``c_in(t)``, with the shape of ``t``.
+    """
     return jax.lax.rsqrt(process.alpha(t) ** 2 * data_std**2 + process.sigma2(t))
 
 

@@ -50,6 +50,16 @@ class FlaxScore(AbstractTokenScore):
 
     Flax is an optional dependency (``pip install diffsim[flax]``): it is imported only when a Flax module
     is wrapped or an nnx model is called.
+
+    Args:
+        params: the parameter pytree (linen ``variables`` or an nnx state), passed first to ``apply_fn``.
+        apply_fn: ``apply_fn(params, t_in, x[, tokens]) -> (d,)``, for one point.
+        dim: the dimension ``d`` of one point (a positive integer).
+        process: the forward process; ``None`` takes :meth:`~diffsim.processes.VP.ou`.
+        alphabet_sizes: the token alphabet sizes ``(A_1, ..., A_n)``; empty (default) for an unconditional
+            module, which is then called without tokens.
+        parametrisation: what the module returns: ``"eps"`` (default), ``"x0"``, ``"score"`` or ``"v"``.
+        time_input: ``"log_snr"`` (default) or ``"t"``.
     """
 
     params: PyTree

@@ -24,7 +24,11 @@ __all__ = ["Dense", "init_rng"]
 # them with jax.random instead compiles one small XLA program per new parameter shape, about 10 s of CPU
 # for a small UNet; NumPy draws cost nothing.
 def init_rng(key: jax.Array) -> np.random.Generator:
-    """A NumPy generator seeded by a concrete JAX key (its raw key data)."""
+    """A NumPy generator seeded by a concrete JAX key (its raw key data).
+
+    Args:
+        key: a concrete JAX PRNG key (typed or legacy ``uint32[2]``); a traced key raises ``ValueError``.
+    """
     key = check_key(key)
     if not is_concrete(key):
         raise ValueError("Network constructors need a concrete `key` (not a traced value).")
@@ -43,7 +47,15 @@ def uniform(rng, shape, bound) -> Array:
 
 class Dense(eqx.Module):
     """Affine map ``W x + b`` of one vector, ``W`` of shape ``(d_out, d_in)`` and ``b`` drawn from
-    ``U(-1/sqrt(d_in), 1/sqrt(d_in))`` (the PyTorch / Equinox default); ``zero=True`` starts at zero."""
+    ``U(-1/sqrt(d_in), 1/sqrt(d_in))`` (the PyTorch / Equinox default); ``zero=True`` starts at zero.
+
+    Args:
+        d_in: the input dimension.
+        d_out: the output dimension.
+        rng: the NumPy generator the weights are drawn from (see :func:`init_rng`); it advances.
+        use_bias: whether to add a bias ``b`` (default ``True``; ``False`` stores ``None``).
+        zero: start ``W`` and ``b`` at zero instead of drawing them (default ``False``).
+    """
 
     weight: Array
     bias: Array | None

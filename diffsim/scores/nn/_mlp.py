@@ -27,9 +27,17 @@ class MLPScore(AbstractTokenScore):
     ``h <- h + W_2 silu(W_1 silu(h) + U c)`` (``c`` the time-token vector), and a linear read-out in
     :attr:`parametrisation`.
 
-    **Arguments:** ``dim``; ``key``; ``process`` (default :meth:`VP.ou`); ``alphabet_sizes`` (default
-    ``()``: unconditional); ``width`` (128); ``depth`` (3); ``n_freqs`` (8 Fourier frequencies);
-    ``embed_dim`` (64); ``parametrisation`` (``"eps"``); ``data_std`` (1.0, for ``c_in``).
+    Args:
+        dim: the data dimension ``d`` (a positive integer).
+        key: a concrete JAX PRNG key; the parameters are drawn from it (deterministically).
+        process: the forward process; ``None`` takes :meth:`~diffsim.processes.VP.ou`.
+        alphabet_sizes: the token alphabet sizes ``(A_1, ..., A_n)``; ``()`` (default) is unconditional.
+        width: the hidden width (default 128).
+        depth: the number of residual blocks (default 3; 0 allowed).
+        n_freqs: the number of Fourier frequencies of the log-SNR features (default 8).
+        embed_dim: the dimension of the time-token vector ``c`` (default 64).
+        parametrisation: what the network outputs: ``"eps"`` (default), ``"x0"``, ``"score"`` or ``"v"``.
+        data_std: the per-coordinate data std ``sigma_data`` of the input scale ``c_in`` (default 1.0).
     """
 
     embed: TimeTokenEmbedding

@@ -29,6 +29,11 @@ class AbstractTokenScore(AbstractScore):
     Subclasses implement :meth:`raw` (the network output in :attr:`parametrisation`). Everything else --
     the score, Tweedie's denoiser, eps and v predictions, binding tokens, classifier-free guidance --
     derives from it through exact conversions.
+
+    Attributes:
+        process: the forward process the network was trained on.
+        alphabet_sizes: ``(A_1, ..., A_n)``; slot ``j`` takes ids ``0 .. A_j - 1`` and the null id ``A_j``.
+        parametrisation: what :meth:`raw` returns: ``"eps"``, ``"x0"``, ``"score"`` or ``"v"``.
     """
 
     process: eqx.AbstractVar[AbstractProcess]
@@ -126,7 +131,13 @@ class AbstractTokenScore(AbstractScore):
 
 
 class TokenBoundScore(AbstractScore):
-    """A token-conditional network with its tokens fixed: ``score(t, x) = net.score(t, x, tokens)``."""
+    """A token-conditional network with its tokens fixed: ``score(t, x) = net.score(t, x, tokens)``.
+
+    Args:
+        net: the :class:`AbstractTokenScore`; its process is this score's.
+        tokens: one token vector ``(n,)`` int32 (null ids allowed), used as given: build through
+            :meth:`AbstractTokenScore.bind`, which checks it.
+    """
 
     net: AbstractTokenScore
     tokens: Int[Array, " n"]

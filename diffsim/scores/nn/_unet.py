@@ -40,10 +40,19 @@ class UNetScore(AbstractTokenScore):
     tokens and ``attention=True``. ``H`` and ``W`` must be divisible by ``2^{L-1}`` (8x8 digits:
     ``L <= 4``; 28x28 MNIST: ``L <= 3``).
 
-    **Arguments:** ``image_shape`` ``(H, W)`` or ``(C, H, W)``; ``key``; ``process`` (default VP.ou);
-    ``alphabet_sizes`` (``()``); ``base_channels`` (32); ``channel_mults`` (``(1, 2)``); ``embed_dim``
-    (64); ``n_freqs`` (8); ``attention`` (True); ``n_heads`` (2); ``parametrisation`` (``"eps"``);
-    ``data_std`` (0.5).
+    Args:
+        image_shape: ``(H, W)`` (one channel) or ``(C, H, W)``.
+        key: a concrete JAX PRNG key; the parameters are drawn from it (deterministically).
+        process: the forward process; ``None`` takes :meth:`~diffsim.processes.VP.ou`.
+        alphabet_sizes: the token alphabet sizes ``(A_1, ..., A_n)``; ``()`` (default) is unconditional.
+        base_channels: the channel count of the first level (default 32).
+        channel_mults: the per-level channel multipliers (default ``(1, 2)``: ``L = 2`` levels).
+        embed_dim: the dimension of the conditioning vector ``c`` (default 64).
+        n_freqs: the number of Fourier frequencies of the log-SNR features (default 8).
+        attention: add the token cross-attention layer when there are tokens (default ``True``).
+        n_heads: the attention heads (default 2); the deepest channel count must be divisible by it.
+        parametrisation: what the network outputs: ``"eps"`` (default), ``"x0"``, ``"score"`` or ``"v"``.
+        data_std: the per-coordinate data std ``sigma_data`` of the input scale ``c_in`` (default 0.5).
     """
 
     embed: TimeTokenEmbedding
