@@ -93,6 +93,9 @@ from .concepts import (
 )
 from .convergence import (
     fit_order as fit_order,
+    gaussian_law_error as gaussian_law_error,
+    gaussian_pathwise_error as gaussian_pathwise_error,
+    scan_sampler as scan_sampler,
     significant_tail as significant_tail,
 )
 from .entropy import (
@@ -262,12 +265,14 @@ from .windows import (
     FeatureRetention as FeatureRetention,
     FollowUpBound as FollowUpBound,
     NodeWindows as NodeWindows,
+    RenoiseRetention as RenoiseRetention,
     TheoremBounds as TheoremBounds,
     TreeNode as TreeNode,
     TreeWindows as TreeWindows,
     TVEstimate as TVEstimate,
     Window as Window,
     WindowCurve as WindowCurve,
+    add_noise as add_noise,
     bounds_record as bounds_record,
     cloning_overlap as cloning_overlap,
     cloning_theory as cloning_theory,
@@ -276,6 +281,7 @@ from .windows import (
     critical_window as critical_window,
     critical_window_record as critical_window_record,
     curve_record as curve_record,
+    ddpm_alphas_cumprod as ddpm_alphas_cumprod,
     eps_mixture_tree as eps_mixture_tree,
     eps_tree_decisions as eps_tree_decisions,
     eps_tree_record as eps_tree_record,
@@ -293,6 +299,8 @@ from .windows import (
     membership_scores as membership_scores,
     mixture_tree as mixture_tree,
     read_window as read_window,
+    renoise_denoise as renoise_denoise,
+    renoise_retention as renoise_retention,
     separation_time as separation_time,
     simulated_window_curve as simulated_window_curve,
     simulated_window_curves as simulated_window_curves,
