@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -98,8 +99,7 @@ class Config:
             raise ValueError("Config.steps needs at least two positive step counts.")
 
 
-@dataclass(frozen=True)
-class Convergence:
+class Convergence(eqx.Module):
     """One dimension: the exact law's entropy, the energy-distance floor and, per ``sampler/steps``, the
     mode-weight error, energy distance, NLL gap (with its standard error), NFE and pathwise error."""
 
