@@ -130,7 +130,7 @@ def _eps_tree_item(cfg: Config, tree: Any, gm, key, **curve_opts) -> dict:
     return rec | {"label": tree.label, "exact_nodes": exact, "exact_tree": tree.tree}
 
 
-def compute_follow_up(cfg: Config, ctx: PartContext) -> Any:
+def compute_follow_up(cfg: Config, ctx: PartContext) -> FollowUp:
     res, eps = ctx.results, cfg.eps
     key = jr.fold_in(jr.key(cfg.seed), 700)
     n_mc = cfg.bound_samples

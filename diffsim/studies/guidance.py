@@ -26,6 +26,7 @@ Every theory statement is a check in ``results.json``; see docs/guidance.md for 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -249,7 +250,7 @@ def figures_overview(config: Config, r: Overview) -> list[Figure]:
 # =====================================================================================================
 def _parts(config: Config) -> list[Part]:
     def case(name: str) -> Part:
-        return Part(name, lambda config, ctx: compute_case(name, config, ctx), checks_case, figures_case)
+        return Part(name, functools.partial(compute_case, name), checks_case, figures_case)
 
     return [case(name) for name in CASES if name in config.cases] + [
         Part("knn_calibration", compute_knn, checks_knn),

@@ -24,6 +24,7 @@ distance. Orders are fitted on the three finest grids (the asymptotic regime).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -216,7 +217,7 @@ def _parts(config: Config) -> list[Part]:
     def part(dim: int) -> Part:
         return Part(
             f"d{dim}",
-            lambda config, ctx: convergence(dim, config, ctx),
+            functools.partial(convergence, dim),
             convergence_checks,
             convergence_figures,
         )
