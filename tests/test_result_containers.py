@@ -2,9 +2,11 @@
 
 The walker reads the return annotation of every public function (and every public method of a public class)
 of the faces (``diffsim``, ``diffsim.scores``, ``diffsim.sampling``, ``diffsim.analysis`` and its
-subpackages, ``diffsim.data``, ``diffsim.training``) and of every study part's ``compute``, and asserts that
-each diffsim-defined class it names is an ``eqx.Module``. Configuration objects are deliberately frozen
-dataclasses (hashable static inputs, not results); they are listed here and asserted frozen.
+subpackages, ``diffsim.data``, ``diffsim.training``) and asserts that each diffsim-defined class it names is
+an ``eqx.Module``. Configuration objects are deliberately frozen dataclasses (hashable static inputs, not
+results); they are listed here and asserted frozen. The study parts' results, the ``Check`` and ``Figure``
+records and the study configs are checked in ``tests/test_runner.py`` (only the runner tests import the
+studies).
 """
 
 import collections.abc
@@ -24,7 +26,6 @@ import diffsim.analysis
 import diffsim.data
 import diffsim.sampling
 import diffsim.scores
-import diffsim.studies
 import diffsim.training
 
 
@@ -34,9 +35,6 @@ CONFIG_DATACLASSES = {
     "diffsim.data.autoencoder.AutoencoderConfig",
     "diffsim.data._guidance_mixtures.GuidanceCase",
     "diffsim.sampling._run.Run",  # a validated simulate() call (the input of the compiled run)
-    "diffsim.studies._runner.Part",
-    "diffsim.studies._runner.Study",
-    "diffsim.studies._runner.StudySpec",
 }
 
 
@@ -100,16 +98,6 @@ def _callables() -> dict[str, collections.abc.Callable]:
     return out
 
 
-def _part_computes() -> dict[str, collections.abc.Callable]:
-    out = {}
-    for name, spec in diffsim.studies.discover().items():
-        if spec.study is None:
-            continue
-        for part in spec.study.parts_for(spec.config_cls()):
-            out[f"{name}/{part.name}"] = part.compute
-    return out
-
-
 def _result_classes(fns: dict[str, collections.abc.Callable]) -> dict[type, list[str]]:
     found: dict[type, list[str]] = {}
     for where, fn in fns.items():
@@ -141,9 +129,6 @@ def test_walker_finds_known_results():
     ):
         assert known in names, known
     assert len(found) > 30
-    parts = _result_classes(_part_computes())
-    assert len(parts) >= 20
-    assert "diffsim.studies.samplers.Convergence" in {_name(c) for c in parts}
 
 
 def test_annotations_are_readable():
@@ -157,28 +142,9 @@ def test_face_results_are_modules():
     assert _not_modules(_result_classes(_callables())) == []
 
 
-def test_study_part_results_are_modules():
-    found = _result_classes(_part_computes())
-    missing = [k for k, fn in _part_computes().items() if not _return_classes(fn)]
-    assert missing == [], f"parts without a result annotation: {missing}"
-    assert _not_modules(found) == []
-
-
-def test_study_records_are_modules():
-    assert issubclass(diffsim.studies.Check, eqx.Module)
-    assert issubclass(diffsim.studies.Figure, eqx.Module)
-
-
 @pytest.mark.parametrize("qualname", sorted(CONFIG_DATACLASSES))
 def test_configs_are_frozen_dataclasses(qualname):
     module, _, name = qualname.rpartition(".")
     cls = getattr(importlib.import_module(module), name)
     assert dataclasses.is_dataclass(cls) and not issubclass(cls, eqx.Module)
     assert cls.__dataclass_params__.frozen
-
-
-def test_study_configs_are_frozen_dataclasses():
-    for spec in diffsim.studies.discover().values():
-        cls = spec.config_cls
-        assert dataclasses.is_dataclass(cls) and not issubclass(cls, eqx.Module), cls
-        assert cls.__dataclass_params__.frozen, cls
