@@ -236,7 +236,7 @@ def compute(config: Config, ctx) -> Information:
         "orthogonal": (np.asarray(w) @ info.orthogonal / LN2).tolist(),
     }
     pid = {
-        f"{m}/{e}": [float(v) / LN2 for v in decompose(info, m, estimator=e).terms]
+        f"{m}/{e}": [float(v) / LN2 for v in decompose(info, m, estimator=e).terms.as_tuple()]
         for m in ("pointwise_min", "mmi")
         for e in ("standard", "orthogonal")
     }

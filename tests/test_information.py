@@ -269,7 +269,7 @@ def test_discrete_pid_matches_dit_on_random_tables():
     for shape in [(2, 2, 2), (2, 3, 3), (3, 2, 4)]:
         joint = rng.dirichlet(np.ones(int(np.prod(shape)))).reshape(shape)
         for measure in ("wb_imin", "mmi"):
-            ours = np.asarray(info.discrete_pid(joint, measure, unit="bits"))
+            ours = info.discrete_pid(joint, measure, unit="bits").as_array()
             chex.assert_trees_all_close(ours, _dit_pid(joint, measure), atol=1e-9)
 
 
@@ -316,10 +316,10 @@ def test_gate_pid_reproduces_exact_and_dit(gate, gate_results):
     m, est, exact = gate_results[gate]
     joint = info.well_separated_joint(m)
     for measure in info.PID_MEASURES:
-        disc = np.asarray(info.discrete_pid(joint, measure, unit="bits"))
-        chex.assert_trees_all_close(np.asarray(exact[measure].terms.to_bits()), disc, atol=1e-6)
+        disc = info.discrete_pid(joint, measure, unit="bits").as_array()
+        chex.assert_trees_all_close(exact[measure].terms.to_bits().as_array(), disc, atol=1e-6)
         tol = 0.03 if measure == "wb_imin" else 0.08
-        got = np.asarray(est[measure].terms.to_bits())
+        got = est[measure].terms.to_bits().as_array()
         assert np.abs(got - disc).max() < tol, (measure, got, disc)
         if measure != "pointwise_min":
             chex.assert_trees_all_close(disc, _dit_pid(joint, measure), atol=1e-9)
@@ -407,13 +407,13 @@ def test_independent_irrelevant_token_changes_nothing(gate_results):
         )
         for measure in info.PID_MEASURES:
             chex.assert_trees_all_close(
-                np.asarray(got[measure].terms), np.asarray(est[measure].terms), atol=1e-8
+                got[measure].terms.as_array(), est[measure].terms.as_array(), atol=1e-8
             )
     exact3 = info.pid(m3, x, y3, None, measure="wb_imin", estimator="exact", context=(2,), sample_weights=w)[
         "wb_imin"
     ]
     chex.assert_trees_all_close(
-        np.asarray(exact3.terms), np.asarray(gate_results["AND"][2]["wb_imin"].terms), atol=1e-10
+        exact3.terms.as_array(), gate_results["AND"][2]["wb_imin"].terms.as_array(), atol=1e-10
     )
 
 
@@ -426,17 +426,15 @@ def test_pid_returns_a_dict_and_select_keeps_the_terms(copy_gate):
     both = info.pid(m, x, y, None, measure=("mmi", "wb_imin"), estimator="exact", sample_weights=w)
     assert list(one) == ["mmi"] and list(both) == ["mmi", "wb_imin"]
     assert all(isinstance(r, info.PIDResult) for r in (*one.values(), *both.values()))
-    chex.assert_trees_all_close(np.asarray(one["mmi"].terms), np.asarray(both["mmi"].terms), atol=0)
+    chex.assert_trees_all_close(one["mmi"].terms.as_array(), both["mmi"].terms.as_array(), atol=0)
     ex = info.exact_pid_information(m, x, y, sample_weights=w)
     n = x.shape[0]
     for measure in ("pointwise_min", "wb_imin"):
         full = info.decompose(ex.select(slice(0, n)), measure).terms
-        chex.assert_trees_all_close(
-            np.asarray(full), np.asarray(info.decompose(ex, measure).terms), atol=1e-12
-        )
+        chex.assert_trees_all_close(full.as_array(), info.decompose(ex, measure).terms.as_array(), atol=1e-12)
         half = info.decompose(ex.select(np.arange(0, n, 2)), measure).terms
         want = info.pid_terms(*(ex.specific if measure == "wb_imin" else ex.pointwise)[::2].T, measure)
-        chex.assert_trees_all_close(np.asarray(half), np.asarray(want), atol=1e-12)
+        chex.assert_trees_all_close(half.as_array(), want.as_array(), atol=1e-12)
 
 
 def test_conditional_pid_context_that_copies_a_source():
@@ -452,7 +450,7 @@ def test_conditional_pid_context_that_copies_a_source():
         cond = info.pid(m, x, y, None, measure=measure, estimator="exact", context=(2,), sample_weights=w)[
             measure
         ]
-        chex.assert_trees_all_close(np.asarray(cond.terms), np.zeros(4), atol=1e-10)
+        chex.assert_trees_all_close(cond.terms.as_array(), np.zeros(4), atol=1e-10)
         unc = info.pid(m, x, y, None, measure=measure, estimator="exact", sample_weights=w)[measure]
         chex.assert_trees_all_close(unc.terms.to_bits().redundancy, 1.0, atol=1e-6)
     est = info.pid(
@@ -468,7 +466,7 @@ def test_conditional_pid_context_that_copies_a_source():
         chunk_size=CHUNK,
     )
     for measure in info.PID_MEASURES:  # identical conditions given c: every term is exactly zero
-        chex.assert_trees_all_close(np.asarray(est[measure].terms), np.zeros(4), atol=1e-10)
+        chex.assert_trees_all_close(est[measure].terms.as_array(), np.zeros(4), atol=1e-10)
     chex.assert_trees_all_close(est["pointwise_min"].maps.redundancy, np.zeros(2), atol=1e-10)
 
 
@@ -540,7 +538,7 @@ def test_network_adapter_runs_pid(key):
         n_noise=2,
     )
     for r in res.values():
-        chex.assert_tree_all_finite(np.asarray(r.terms))
+        chex.assert_tree_all_finite(r.terms.as_array())
     with pytest.raises(ValueError, match="token prior"):
         info.pid(TokenNetworkDenoiser(net), x, y, jr.key(2), measure="wb_imin", scheme=GATE_SCHEME)
 
@@ -600,6 +598,6 @@ def test_dit_helper():
     vals = info.dit_pid_values(joint)
     for measure in ("wb_imin", "mmi"):
         chex.assert_trees_all_close(
-            np.asarray(vals[measure]), np.asarray(info.discrete_pid(joint, measure, unit="bits")), atol=1e-9
+            np.asarray(vals[measure]), info.discrete_pid(joint, measure, unit="bits").as_array(), atol=1e-9
         )
     chex.assert_trees_all_close(np.asarray(vals["broja"]), np.asarray([0.3113, 0.0, 0.0, 0.5]), atol=1e-3)

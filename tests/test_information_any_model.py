@@ -121,12 +121,12 @@ def test_gate_pid_reproduces_study_values(gate):
     tol = pid_tolerances(patched, exact, w, n_se=4.0, floor_bits=0.005)
     joint = well_separated_joint(m)
     for measure in ("pointwise_min", "mmi"):
-        est = np.asarray(decompose(info, measure).terms) / LN2
-        truth = np.asarray(discrete_pid(joint, measure, unit="bits"))
+        est = decompose(info, measure).terms.as_array() / LN2
+        truth = discrete_pid(joint, measure, unit="bits").as_array()
         print(gate, measure, np.round(est, 4), truth, "tol", round(tol[measure], 4))
         assert np.max(np.abs(est - truth)) <= tol[measure], (gate, measure, est, truth, tol[measure])
         # the exact continuous PID of these samples is the discrete one (well separated)
-        chex.assert_trees_all_close(np.asarray(decompose(exact, measure).terms) / LN2, truth, atol=1e-4)
+        chex.assert_trees_all_close(decompose(exact, measure).terms.as_array() / LN2, truth, atol=1e-4)
 
 
 def test_batched_path_calls_model_once_per_noise_draw_and_equals_per_score_path(and_gate):
@@ -232,8 +232,8 @@ def test_importance_sampling_agrees_with_uniform(and_gate, scheme):
         tol = 4 * math.hypot(_se(d_ref, w), _se(d_oth, w)) + 2e-3
         diff = np.sum(w * (other.pointwise[:, k] - ref.pointwise[:, k]))
         assert abs(diff) <= tol, (k, diff, tol)
-    a = np.asarray(decompose(ref, "mmi").terms)
-    b = np.asarray(decompose(other, "mmi").terms)
+    a = decompose(ref, "mmi").terms.as_array()
+    b = decompose(other, "mmi").terms.as_array()
     assert np.max(np.abs(a - b)) < 0.05
 
 

@@ -38,7 +38,7 @@ def joint_of(tm, **kw):
 
 
 def pid_bits(tm, measure, **kw):
-    return np.asarray(discrete_pid(joint_of(tm, **kw), measure, unit="bits", context="context" in kw))
+    return discrete_pid(joint_of(tm, **kw), measure, unit="bits", context="context" in kw).as_array()
 
 
 def test_context_switch_pid_and_cpid():
@@ -146,6 +146,6 @@ def test_estimator_on_the_homonym_matches_the_exact_pid():
     ex = exact_pid_information(m, x, y, sample_weights=w)
     tol = pid_tolerances(est, ex, w)
     for meas in ("mmi", "wb_imin"):
-        got = np.asarray(decompose(est, meas).terms) / math.log(2)
-        want = np.asarray(discrete_pid(well_separated_joint(m), meas, unit="bits"))
+        got = decompose(est, meas).terms.as_array() / math.log(2)
+        want = discrete_pid(well_separated_joint(m), meas, unit="bits").as_array()
         assert np.max(np.abs(got - want)) <= tol[meas], (meas, got, want, tol[meas])

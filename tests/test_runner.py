@@ -3,13 +3,16 @@ and the runner's behaviour on damaged or contested state (cache entries, locks, 
 unwritable or nested output directories, ``--strict``)."""
 
 import dataclasses
+import functools
 import json
 import logging
 import shutil
 import stat
 import subprocess
+import typing
 from pathlib import Path
 
+import equinox as eqx
 import pytest
 
 from diffsim.cli import main
@@ -20,6 +23,7 @@ from diffsim.studies import (
     ResultCache,
     RunLockedError,
     Study,
+    build_config,
     check,
     register_study,
     run_all,
@@ -414,3 +418,40 @@ def test_every_numeric_study_field_is_validated_by_its_config():
                     unvalidated.append(f"{name}.{f.name}={bad}")
     assert not unvalidated, f"accepted: {unvalidated}"
     assert not unnamed, f"errors not naming the field: {unnamed}"
+
+
+# -----------------------------------------------------------------------------------------------------
+# one kind of result container (tests/test_result_containers.py checks the faces)
+# -----------------------------------------------------------------------------------------------------
+def _part_result_type(compute):
+    while isinstance(compute, functools.partial):
+        compute = compute.func
+    return typing.get_type_hints(compute).get("return")
+
+
+def test_part_results_are_modules():
+    """Every part of every registered study names its result type, and it is an ``eqx.Module``."""
+    from diffsim.studies import discover
+
+    seen = {}
+    for name, spec in discover().items():
+        if spec.study is None:
+            continue
+        for config in (spec.config_cls(), build_config(spec, quick=True)):
+            for part in spec.study.parts_for(config):
+                seen[f"{name}/{part.name}"] = _part_result_type(part.compute)
+    assert len(seen) >= 30
+    bad = {k: v for k, v in seen.items() if not (isinstance(v, type) and issubclass(v, eqx.Module))}
+    assert bad == {}
+
+
+def test_study_records_are_modules_and_configs_frozen_dataclasses():
+    from diffsim.studies import Check, StudySpec, discover
+
+    assert issubclass(Check, eqx.Module) and issubclass(Figure, eqx.Module)
+    c = check("x", 1.0, 1.0, 0.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.part = "p"  # type: ignore[misc]
+    for cls in (Part, Study, StudySpec, *(spec.config_cls for spec in discover().values())):
+        assert dataclasses.is_dataclass(cls) and not issubclass(cls, eqx.Module), cls
+        assert cls.__dataclass_params__.frozen, cls

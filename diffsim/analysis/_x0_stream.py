@@ -28,7 +28,6 @@ posteriors of analytic token mixtures); this module takes any callable.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import equinox as eqx
@@ -82,8 +81,7 @@ class FeatureStatistics(eqx.Module):
         return out
 
 
-@dataclass(frozen=True, eq=False)
-class X0Stream:
+class X0Stream(eqx.Module):
     """What :func:`stream_x0` kept (numpy arrays).
 
     Attributes:
@@ -191,8 +189,7 @@ def stream_x0(
     )
 
 
-@dataclass(frozen=True, eq=False)
-class EmergenceCurves:
+class EmergenceCurves(eqx.Module):
     """Emergence of each feature along the saved steps (numpy; module docstring).
 
     Attributes:

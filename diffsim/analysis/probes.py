@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import equinox as eqx
 import jax
@@ -227,8 +226,7 @@ def train_probe(
     return trained
 
 
-@dataclass(frozen=True, eq=False)
-class ConceptCurve:
+class ConceptCurve(eqx.Module):
     """A concept's detectability along the saved steps of a trajectory.
 
     Attributes:

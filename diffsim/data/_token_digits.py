@@ -10,8 +10,8 @@ the ``information`` study (DiffusionPID pixel maps against a trained token netwo
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
+import equinox as eqx
 import numpy as np
 from jaxtyping import ArrayLike, Bool, Float, Int
 
@@ -24,8 +24,7 @@ from .digits import apply_attributes, load_digits
 __all__ = ["TokenDigits", "kde_token_mixture", "token_digits", "token_frequencies"]
 
 
-@dataclass(frozen=True, eq=False)
-class TokenDigits:
+class TokenDigits(eqx.Module):
     """Flattened 8x8 digits with tokens ``(class, attribute)``, as built by :func:`token_digits`.
 
     Attributes:

@@ -30,9 +30,9 @@ import gzip
 import os
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
+import equinox as eqx
 import jax
 import jax.random as jr
 import numpy as np
@@ -58,8 +58,7 @@ __all__ = [
 ATTRIBUTES = ("thickness", "shift", "bar", "invert")
 
 
-@dataclass(frozen=True, eq=False)
-class ImageDataset:
+class ImageDataset(eqx.Module):
     """Images in ``[-1, 1]`` with integer labels, split into train and test.
 
     ``train_images`` ``(N, H, W)`` float32, ``train_labels`` ``(N,)`` int, same for ``test_*``;
@@ -238,8 +237,7 @@ def load_mnist(path: str | os.PathLike) -> ImageDataset:
 # =====================================================================================================
 # attribute tokens with known spatial support
 # =====================================================================================================
-@dataclass(frozen=True, eq=False)
-class AttributeBatch:
+class AttributeBatch(eqx.Module):
     """Images with attribute tokens and their ground-truth support.
 
     - ``images``: ``(N, H, W)`` modified images in ``[-1, 1]``;

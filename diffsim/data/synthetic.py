@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -161,8 +161,7 @@ def ring(
 # =====================================================================================================
 # token mixtures
 # =====================================================================================================
-@dataclass(frozen=True, eq=False)
-class TokenMixture:
+class TokenMixture(eqx.Module):
     """A Gaussian mixture whose components carry discrete tokens.
 
     - ``mixture``: the :class:`GaussianMixture` ``p(x) = sum_k w_k N(mu_k, Sigma_k)``; ``w_k`` is the

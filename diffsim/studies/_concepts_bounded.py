@@ -15,8 +15,8 @@ Monte-Carlo error.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
+import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
@@ -33,8 +33,7 @@ _SWEEP = (0.35, 0.4, 0.5, 0.6)  # fixed angle bounds (radians) reported beside t
 _FLOOR = 0.1  # the uniform floor of grids.information_schedule's default, as in part ``schedules``
 
 
-@dataclass(frozen=True)
-class BoundedSchedules:
+class BoundedSchedules(eqx.Module):
     """Per arm (``late``, ``information``, ``bounded``, ``bounded_<delta>``): grid log-SNRs, angle and
     information increments per step, the energy distance on the first ``half`` samples (the estimator of
     part ``schedules``) and per block, and the paired block difference to ``late``."""

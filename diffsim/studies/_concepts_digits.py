@@ -5,9 +5,10 @@ token against its known pixels, randomisation test and AUC table (results, compu
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -52,8 +53,7 @@ from ._concepts_toy import _key, _mean_se, _process
 from ._runner import Check, PartContext, check, progress_bar
 
 
-@dataclass(frozen=True)
-class Digits:
+class Digits(eqx.Module):
     """Digits: probe test accuracy, emergence on the KDE model (``kde``) and the UNet (``unet``), the bar
     token's saliency scores and randomisation test, and the UNet's insertion/deletion games."""
 

@@ -11,8 +11,7 @@ exact model itself misses there, which happens once the bar is decided and the t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+import equinox as eqx
 import numpy as np
 
 from ._concepts_config import Config
@@ -22,8 +21,7 @@ from ._runner import Check, PartContext, check
 _METHODS = ("masking", "occlusion")
 
 
-@dataclass(frozen=True)
-class PointingDiagnosis:
+class PointingDiagnosis(eqx.Module):
     """Per method and model: pointing (mean, SE over test digits) per step; the steps' log-SNRs; the step
     the exact model misses (``None`` if none); the verdict per step."""
 

@@ -6,9 +6,10 @@ checks shared with the digits part are in ``_concepts_saliency_maps``."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
@@ -49,8 +50,7 @@ from ._concepts_toy import _key, _mean_se, _process, _toy
 from ._runner import Check, PartContext, check, progress_bar
 
 
-@dataclass(frozen=True)
-class Saliency:
+class Saliency(eqx.Module):
     """Saliency scores per ``model/method`` and step (``summary``; ``table`` averaged over steps), agreement
     with the exact maps, the randomisation test (``sanity``), the insertion/deletion games (``auc``), the
     attention-vs-information correlation (toy network only) and timings; ``examples`` holds maps to draw."""

@@ -4,8 +4,8 @@ information rates, step schedules (results, compute, checks), and helpers shared
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -76,8 +76,7 @@ def _key(config: Config, part: int) -> jax.Array:
 # =====================================================================================================
 # part results
 # =====================================================================================================
-@dataclass(frozen=True)
-class Emergence:
+class Emergence(eqx.Module):
     """Per token: probe / exact / closed-form accuracy curves over ``log_snr`` and emergence log-SNRs;
     ``x0_grid`` four trajectories' ``x0_hat`` at eight steps."""
 
@@ -88,8 +87,7 @@ class Emergence:
     x0_grid_tokens: list
 
 
-@dataclass(frozen=True)
-class Information:
+class Information(eqx.Module):
     """Per token: mean rate ``rho_k`` over ``log_snr``, its integral (with SE), the exact CMI and the peak;
     the emergence log-SNRs of part ``emergence`` beside them."""
 
@@ -99,8 +97,7 @@ class Information:
     peak_minus_emergence: list | None = None
 
 
-@dataclass(frozen=True)
-class Schedules:
+class Schedules(eqx.Module):
     """Information densities over log-SNR and, per schedule, its grid and final-sample quality."""
 
     densities: dict

@@ -14,9 +14,9 @@ tolerance ``eps``), both bound families certify ``TV <= eps`` on their interval:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
+import equinox as eqx
 import jax.random as jr
 import numpy as np
 
@@ -28,8 +28,7 @@ from ._runner import Check, PartContext, check
 Config = Any  # the study's Config, by name only (critical_windows imports this module, not back)
 
 
-@dataclass(frozen=True)
-class FollowUp:
+class FollowUp(eqx.Module):
     """Per configuration both bound families beside the exact window; closed form vs numerical route;
     the eps-mixture trees with their decisions against the exact per-node windows; bracketing counts."""
 
@@ -131,7 +130,7 @@ def _eps_tree_item(cfg: Config, tree: Any, gm, key, **curve_opts) -> dict:
     return rec | {"label": tree.label, "exact_nodes": exact, "exact_tree": tree.tree}
 
 
-def compute_follow_up(cfg: Config, ctx: PartContext) -> Any:
+def compute_follow_up(cfg: Config, ctx: PartContext) -> FollowUp:
     res, eps = ctx.results, cfg.eps
     key = jr.fold_in(jr.key(cfg.seed), 700)
     n_mc = cfg.bound_samples

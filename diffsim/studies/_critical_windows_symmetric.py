@@ -8,9 +8,10 @@ forward-TV crossing)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+import equinox as eqx
 import jax.random as jr
 import numpy as np
 
@@ -22,8 +23,7 @@ from ._runner import Check, PartContext, check
 Config = Any  # the study's Config, by name only (critical_windows imports this module, not back)
 
 
-@dataclass(frozen=True)
-class Symmetric:
+class Symmetric(eqx.Module):
     """Per ``r``: curves, critical window, bounds, GH retention oracle, ``t_S``; large-``r`` asymptotes."""
 
     mixtures: list[dict]
@@ -31,8 +31,7 @@ class Symmetric:
     a_forget: float
 
 
-@dataclass(frozen=True)
-class Unreduced:
+class Unreduced(eqx.Module):
     """Windows computed in ``R^d`` without the reduction (``rows``) beside the reduced ``reference``."""
 
     r: float
@@ -41,8 +40,7 @@ class Unreduced:
     symmetric: list[dict] = field(metadata={"json": False})
 
 
-@dataclass(frozen=True)
-class SdeVsOde:
+class SdeVsOde(eqx.Module):
     """SDE and ODE windows at one ``r``, the ODE bounds and route (a) beside route (b) (``verify``)."""
 
     r: float

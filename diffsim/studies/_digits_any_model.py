@@ -19,7 +19,6 @@ model").
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import equinox as eqx
@@ -122,8 +121,7 @@ def _stderr_diff(a_se: Any, b_se: Any) -> np.ndarray:
 
 
 # --- 1. class windows: feature retention of real digits and membership inference ------------------------
-@dataclass(frozen=True)
-class ClassWindows:
+class ClassWindows(eqx.Module):
     """Per sampler (``sde``, ``ode``): retention curve with CI and SE, forget TV, window ``[keep, forget]``;
     the membership AUC between training and held-out digits (with its Hanley-McNeil standard error)."""
 
@@ -242,8 +240,7 @@ def figures_class_windows(config: Any, r: ClassWindows) -> list[Figure]:
 
 
 # --- 2. the Stable Diffusion protocol's structure on a discrete schedule ---------------------------------
-@dataclass(frozen=True)
-class SdProtocol:
+class SdProtocol(eqx.Module):
     """Retention against ``k`` (steps before the end) at CFG scales ``0`` and ``sd_guidance``; the start
     timesteps, their log-SNR, and the ``class_windows`` SDE retention interpolated at those log-SNRs."""
 

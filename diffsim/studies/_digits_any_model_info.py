@@ -11,9 +11,10 @@ UNet and classifier (no retraining; helpers and config checks in ``_digits_any_m
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
@@ -30,8 +31,7 @@ __all__ = ["PARTS"]
 
 
 # --- 3. guidance sweep: confidence and diversity against the CFG scale -----------------------------------
-@dataclass(frozen=True)
-class GuidanceSweep:
+class GuidanceSweep(eqx.Module):
     """Per sampler and scale, averaged over the target classes: confidence, target fraction, kNN entropy of
     the classifier's 64-d features and pixel variance (each with a standard error)."""
 
@@ -114,8 +114,7 @@ def figures_guidance_sweep(config: Any, r: GuidanceSweep) -> list[Figure]:
 
 
 # --- 4. pixel-wise mutual information of the class token --------------------------------------------------
-@dataclass(frozen=True)
-class ClassInformation:
+class ClassInformation(eqx.Module):
     """Pointwise MI ``i(x; c)`` (nats) between each generated digit and its class token, standard and
     orthogonal estimators (mean and SE of the mean, and of their paired difference); per-class mean
     pixel maps ``(10, 8, 8)`` of the orthogonal estimator."""

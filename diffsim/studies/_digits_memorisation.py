@@ -7,7 +7,7 @@ Yoon et al. 2023) while the network's samples do not, and it minimises the DSM t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 import equinox as eqx
@@ -49,8 +49,7 @@ def _process(name: str):
 
 
 # --- memorisation: the exact empirical score copies training digits, the network does not ---------------
-@dataclass(frozen=True)
-class Memorisation:
+class Memorisation(eqx.Module):
     """Memorised fractions and median ``d1/d2``, Fréchet distances of the memorising reference."""
 
     reference: str
@@ -124,8 +123,7 @@ def figures_memorisation(config: Any, r: Memorisation) -> list[Figure]:
 
 
 # --- the DSM loss: the empirical score minimises the training objective ---------------------------------
-@dataclass(frozen=True)
-class Dsm:
+class Dsm(eqx.Module):
     """DSM loss on the training set per time ``t``."""
 
     loss: dict[str, dict[str, float]]  # per t: network, empirical, standard error of the paired difference

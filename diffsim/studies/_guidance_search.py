@@ -5,9 +5,10 @@ control (Wu et al., ICML 2024, section 6)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+import equinox as eqx
 import numpy as np
 
 from ..analysis.fokker_planck import FokkerPlanckGrid
@@ -17,8 +18,7 @@ from ._figures import guidance as figures
 from ._runner import Check, Figure, PartContext, check
 
 
-@dataclass(frozen=True)
-class SearchResult:
+class SearchResult(eqx.Module):
     """The random distortion-search trials per family (``identity``, ``unequal``) and their counts."""
 
     identity: list[dict[str, Any]]
@@ -26,8 +26,7 @@ class SearchResult:
     unequal_splits: dict[str, int]
 
 
-@dataclass(frozen=True)
-class DesignedResult:
+class DesignedResult(eqx.Module):
     """Modes per strength of the designed example, and the random splits of the search it is read with."""
 
     ddim_modes: list[int]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 import equinox as eqx
@@ -49,8 +49,7 @@ def validate(config: Any) -> None:
         raise ValueError("`split_n_null` must exceed 1 / split_level.")
 
 
-@dataclass(frozen=True)
-class SplitResult:
+class SplitResult(eqx.Module):
     """Per spacing: the dip-test phase map (``SplitMap.to_dict``) and the continuous-limit mode counts per
     strength (``{"ddim": [...], "ddpm": [...]}``); the dip test's rejection rates on unimodal samples."""
 

@@ -6,10 +6,10 @@ MLP trained on it, against the exact discrete values (mmi redundancy ``I(Y1; Y2)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import equinox as eqx
 import jax.random as jr
 import numpy as np
 
@@ -29,8 +29,7 @@ from ._information_pid import CHUNK, bits, logistic_scheme, max_dev, part_key
 from ._runner import Check, PartContext, check
 
 
-@dataclass(frozen=True)
-class TrainedBias:
+class TrainedBias(eqx.Module):
     """Per correlation (key ``f"{rho:g}"``): the CPID given the correlation token ``r`` of the exact
     mixture (engine, exact discrete, tolerance) and of the trained network (standard and orthogonal
     estimator), bits; the network's final training loss."""

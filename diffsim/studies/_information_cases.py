@@ -7,9 +7,9 @@ in ``_information_bias.py``."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
+import equinox as eqx
 import jax.random as jr
 import numpy as np
 
@@ -47,7 +47,7 @@ def _conditional(tm) -> ConditionalMixture:
 
 
 def _discrete(joint: np.ndarray, measure: str, context: bool) -> list[float]:
-    return list(discrete_pid(joint, measure, unit="bits", context=context))
+    return list(discrete_pid(joint, measure, unit="bits", context=context).as_tuple())
 
 
 def case_row(config: Config, m, x, y, w, key, context=()) -> dict[str, Any]:
@@ -102,8 +102,7 @@ def _row_checks(config: Config, label: str, row: dict[str, Any], note: str) -> l
 # =====================================================================================================
 # 7. CPID: a context token that decides which source is depicted
 # =====================================================================================================
-@dataclass(frozen=True)
-class ContextPID:
+class ContextPID(eqx.Module):
     """PID (context marginalised) and CPID (given the context token ``c``) rows of :func:`context_switch`."""
 
     pid: dict[str, Any]
@@ -185,8 +184,7 @@ def case_mixture(config: Config, name: str):
     return co_hyponyms(target=name.split("_")[-1], block_size=1, separation=6.0)  # 1-D blocks: 12 std apart
 
 
-@dataclass(frozen=True)
-class Cases:
+class Cases(eqx.Module):
     """Per case of :data:`CASES`: PID rows as the gates (bits)."""
 
     rows: dict[str, dict[str, Any]]
@@ -254,8 +252,7 @@ def checks_cases(config: Config, r: Cases) -> list[Check]:
 # =====================================================================================================
 # 9. prompt intervention
 # =====================================================================================================
-@dataclass(frozen=True)
-class Intervention:
+class Intervention(eqx.Module):
     """Removing each token ``y1, y2, y3`` of a prompt of :func:`synonyms` (``agreement < 1``): the
     conditional informations ``I(X; Y_k | rest)`` (engine, exact, closed form; bits, with tolerance) and the
     change of the samples (mean displacement from the same initial noise with DDIM; energy distance), and

@@ -5,9 +5,9 @@ checks)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -34,8 +34,7 @@ _ESTIMATOR_KEYS = (("standard", "std"), ("orthogonal", "orth"))
 # =====================================================================================================
 # 2. MMSE curves and ITD
 # =====================================================================================================
-@dataclass(frozen=True)
-class Curves:
+class Curves(eqx.Module):
     """AND gate, one point per component: integrands of ``i(x; y1)`` per log-SNR (``curves``: one draw, dense
     reference, MMSE curves), their integrals (nats) and largest z-score against the exact values, the
     zigzag of one-draw integrands, and ITD's ``-log p(x)`` error (nats)."""
@@ -157,8 +156,7 @@ def checks_curves(config: Config, r: Curves) -> list[Check]:
 _DESIGNS = {"coupled": ("y1", "y2", "xor", "none"), "independent": ("y1", "y2", "none", "none")}
 
 
-@dataclass(frozen=True)
-class Blocks:
+class Blocks(eqx.Module):
     """Per design (its blocks' token functions in ``blocks``): per-pixel orthogonal informations
     ``[y1, y2, both]`` and pointwise-min PID maps ``[R, U1, U2, S]`` averaged over samples, image-level
     pointwise-min PID (bits)."""

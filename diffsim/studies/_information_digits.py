@@ -5,10 +5,11 @@ the same log-SNRs and noise draws (results, compute, checks)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
+import equinox as eqx
 import jax.random as jr
 import numpy as np
 
@@ -28,8 +29,7 @@ from ._runner import Check, PartContext, check
 # =====================================================================================================
 # 6. digits: analytic KDE mixture and a trained token network
 # =====================================================================================================
-@dataclass(frozen=True)
-class Digits:
+class Digits(eqx.Module):
     """Tokens (class, attribute) on 8x8 test digits: informations, maps and PID terms (bits) of the analytic
     KDE model (``kde``, with exact values) and of the trained MLP (``network``, None when not trained); the
     KDE's estimator error (bits); the attribute's pixel support; the network's training and its gap to the

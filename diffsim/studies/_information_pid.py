@@ -4,9 +4,9 @@ bias sweep and the estimator ablation (results, compute, checks); and the helper
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -44,7 +44,7 @@ def logistic_scheme(config: Config, n: int | None = None) -> LogSNRScheme:
 
 
 def bits(terms) -> list[float]:
-    return [float(v) / LN2 for v in terms]
+    return [float(v) / LN2 for v in terms.as_tuple()]
 
 
 def pid_row(config: Config, m, x, y, w, key) -> tuple[dict[str, Any], np.ndarray]:
@@ -61,7 +61,7 @@ def pid_row(config: Config, m, x, y, w, key) -> tuple[dict[str, Any], np.ndarray
             "engine_orthogonal": bits(decompose(est, measure, estimator="orthogonal").terms),
             "exact": bits(decompose(ex, measure).terms),
             "tolerance": round(tol[measure], 4),
-            "discrete": list(discrete_pid(joint, measure, unit="bits")),
+            "discrete": list(discrete_pid(joint, measure, unit="bits").as_tuple()),
         }
         for measure in PID_MEASURES
     }
@@ -75,8 +75,7 @@ def max_dev(a, b) -> float:
 # =====================================================================================================
 # 1. gates
 # =====================================================================================================
-@dataclass(frozen=True)
-class Gates:
+class Gates(eqx.Module):
     """Per gate and measure: ``[R, U1, U2, S]`` (bits) of the engine (standard, orthogonal), exact and
     discrete PID, the tolerance; and ``dit``'s values (None without ``dit``)."""
 
@@ -135,8 +134,7 @@ def checks_gates(config: Config, r: Gates) -> list[Check]:
 # =====================================================================================================
 # 4. bias sweep
 # =====================================================================================================
-@dataclass(frozen=True)
-class Bias:
+class Bias(eqx.Module):
     """Per correlation ``rho`` (key ``f"{rho:g}"``): PID rows as for the gates; ``I(Y1; Y2)`` (bits)."""
 
     rows: dict[str, dict[str, Any]]
@@ -187,8 +185,7 @@ def checks_bias(config: Config, r: Bias) -> list[Check]:
 # =====================================================================================================
 # 5. estimator ablation
 # =====================================================================================================
-@dataclass(frozen=True)
-class Ablation:
+class Ablation(eqx.Module):
     """Per budget ``"LxK"`` (log-SNRs x noise draws): RMSE of the per-sample pointwise MIs (standard,
     orthogonal; nats) and RMS over repeats of the max |PID error| (pointwise_min, mmi; both estimators)."""
 
@@ -202,9 +199,7 @@ def compute_ablation(config: Config, ctx: PartContext) -> Ablation:
     x, y, w = m.sample_stratified(jr.fold_in(key, 0), c.ablation_per_component)
     n, reps = x.shape[0], c.ablation_repeats
     exact = np.tile(exact_pid_information(m, x, y, sample_weights=w).pointwise, (reps, 1))
-    disc = {
-        meas: np.asarray(discrete_pid(well_separated_joint(m), meas)) for meas in ("pointwise_min", "mmi")
-    }
+    disc = {meas: discrete_pid(well_separated_joint(m), meas).as_array() for meas in ("pointwise_min", "mmi")}
     xr, yr = jnp.tile(x, (reps, 1)), jnp.tile(y, (reps, 1))
     table = {}
     for L, K in ctx.progress([(L, K) for L in c.ablation_logsnr for K in c.ablation_noise], "ablation"):
@@ -220,7 +215,9 @@ def compute_ablation(config: Config, ctx: PartContext) -> Ablation:
                 (a, b) for a in ("pointwise_min", "mmi") for b in ("standard", "orthogonal")
             ):
                 subs = (est.select(slice(r * n, (r + 1) * n), np.asarray(w)) for r in range(reps))
-                errs = [max_dev(decompose(s, meas, estimator=est_name).terms, disc[meas]) for s in subs]
+                errs = [
+                    max_dev(decompose(s, meas, estimator=est_name).terms.as_tuple(), disc[meas]) for s in subs
+                ]
                 out[f"{meas}_{est_name}_err"] = float(np.sqrt(np.mean(np.square(errs))))
             return out
 

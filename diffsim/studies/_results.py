@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import io
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import equinox as eqx
 import numpy as np
 
 from .._io import read_json, to_jsonable, write_atomic
@@ -24,8 +24,7 @@ __all__ = ["Check", "Figure", "Results", "check", "serialise_result"]
 RELATIONS = ("abs", "rel", "le", "ge", "true")
 
 
-@dataclass
-class Check:
+class Check(eqx.Module):
     """One theory prediction beside its measurement.
 
     ``part`` names the study part that stated it; ``skipped`` holds the reason when the check could not be
@@ -42,8 +41,7 @@ class Check:
     skipped: str = ""
 
 
-@dataclass(frozen=True)
-class Figure:
+class Figure(eqx.Module):
     """A matplotlib figure a study part draws, saved as ``figures/<name>.png`` with its caption."""
 
     name: str
@@ -159,7 +157,7 @@ class Results:
         if not isinstance(c, Check):
             raise TypeError(f"Expected a Check (made with diffsim.studies.check), got {type(c).__name__}.")
         if part:
-            c.part = part
+            c = dataclasses.replace(c, part=part)
         self.checks.append(c)
         return c
 

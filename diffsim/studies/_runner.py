@@ -7,8 +7,7 @@ A study module reads as the paper's experiment list::
         n_particles: int = 20_000
         steps: tuple[int, ...] = (8, 16, 32)
 
-    @dataclass(frozen=True)
-    class Sweep:                                   # a part's typed result; it serialises itself
+    class Sweep(eqx.Module):                       # a part's typed result; it serialises itself
         errors: dict[str, float]
         slope: float
 

@@ -22,8 +22,7 @@ not by the grid, so its error does not vanish at a rate (slopes 1.31, 1.33, 1.18
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -58,8 +57,7 @@ NO_ORDER = {
 }
 
 
-@dataclass(frozen=True)
-class GaussianOrders:
+class GaussianOrders(eqx.Module):
     """Per sampler: how the error is measured (``pathwise`` or ``law``), the process, the step counts, the
     exact errors there and the fitted order."""
 

@@ -32,6 +32,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import equinox as eqx
 import jax.random as jr
 import numpy as np
 
@@ -150,8 +151,7 @@ QUICK = {
 # =====================================================================================================
 
 
-@dataclass(frozen=True)
-class Tree:
+class Tree(eqx.Module):
     """Per-node windows of a mixture tree, the tree as nested lists, decision order/times, route check."""
 
     label: str
@@ -162,8 +162,7 @@ class Tree:
     verify: dict | None = None
 
 
-@dataclass(frozen=True)
-class Cloning:
+class Cloning(eqx.Module):
     """Measured overlap ``phi`` (s.e. ``se``) at ``t``, two-Gaussian theory, general Monte Carlo formula."""
 
     r: float
@@ -180,8 +179,7 @@ class Cloning:
     phi_at_ts: float
 
 
-@dataclass(frozen=True)
-class Summary:
+class Summary(eqx.Module):
     """One row per configuration: exact window, bounds and whether the bounds bracket it."""
 
     configurations: list[dict]

@@ -161,8 +161,7 @@ class Config:
 
 
 # --- the evaluator: a small classifier on real digits and its penultimate features ----------------------
-@dataclass(frozen=True)
-class Evaluator:
+class Evaluator(eqx.Module):
     """The evaluator classifier, its accuracy on the real test digits and their features."""
 
     test_accuracy: float
@@ -185,8 +184,7 @@ def checks_evaluator(config: Config, r: Evaluator) -> list[Check]:
 
 
 # --- the model: a class-conditional UNet trained by DSM --------------------------------------------------
-@dataclass(frozen=True)
-class Model:
+class Model(eqx.Module):
     """The trained UNet (its EMA weights) and its training summary."""
 
     from_cache: bool
@@ -231,8 +229,7 @@ def figures_model(config: Config, r: Model) -> list[Figure]:
 
 
 # --- sampling with guidance: accuracy and Fréchet distance -----------------------------------------------
-@dataclass(frozen=True)
-class Sampling:
+class Sampling(eqx.Module):
     """Per sampler and guidance strength ``w``: accuracy (mean and per class), Fréchet distance, samples."""
 
     accuracy: dict[str, dict[str, float]]

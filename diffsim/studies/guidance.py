@@ -26,11 +26,13 @@ Every theory statement is a check in ``results.json``; see docs/guidance.md for 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
@@ -118,8 +120,7 @@ class Config:
 # =====================================================================================================
 # result types
 # =====================================================================================================
-@dataclass(frozen=True)
-class CaseResult:
+class CaseResult(eqx.Module):
     """One case: the sweep summary (``GuidanceSweep.to_dict``), derived metrics (pathwise fractions,
     Fokker-Planck entropy errors, variance shrinkage, finite-step errors), the conditional-prior
     translation error (``None`` when it does not apply) and the 2-D mode counts (obtuse case)."""
@@ -135,15 +136,13 @@ class CaseResult:
     mixture: GaussianMixture = field(default=None, metadata={"json": False})
 
 
-@dataclass(frozen=True)
-class KnnCalibration:
+class KnnCalibration(eqx.Module):
     """Kozachenko-Leonenko estimate, closed form and tolerance per dimension."""
 
     rows: dict[int, dict[str, float]]
 
 
-@dataclass(frozen=True)
-class Overview:
+class Overview(eqx.Module):
     """The sweeps of every case, for the figures across cases."""
 
     sweeps: dict[str, GuidanceSweep] = field(default=None, metadata={"json": False})
@@ -251,7 +250,7 @@ def figures_overview(config: Config, r: Overview) -> list[Figure]:
 # =====================================================================================================
 def _parts(config: Config) -> list[Part]:
     def case(name: str) -> Part:
-        return Part(name, lambda config, ctx: compute_case(name, config, ctx), checks_case, figures_case)
+        return Part(name, functools.partial(compute_case, name), checks_case, figures_case)
 
     return [case(name) for name in CASES if name in config.cases] + [
         Part("knn_calibration", compute_knn, checks_knn),

@@ -24,9 +24,11 @@ distance. Orders are fitted on the three finest grids (the asymptotic regime).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -98,8 +100,7 @@ class Config:
             raise ValueError("Config.steps needs at least two positive step counts.")
 
 
-@dataclass(frozen=True)
-class Convergence:
+class Convergence(eqx.Module):
     """One dimension: the exact law's entropy, the energy-distance floor and, per ``sampler/steps``, the
     mode-weight error, energy distance, NLL gap (with its standard error), NFE and pathwise error."""
 
@@ -216,7 +217,7 @@ def _parts(config: Config) -> list[Part]:
     def part(dim: int) -> Part:
         return Part(
             f"d{dim}",
-            lambda config, ctx: convergence(dim, config, ctx),
+            functools.partial(convergence, dim),
             convergence_checks,
             convergence_figures,
         )

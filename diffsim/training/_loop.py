@@ -27,7 +27,6 @@ import os
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import equinox as eqx
@@ -79,8 +78,7 @@ class TrainState(eqx.Module):
     step: Array
 
 
-@dataclass(frozen=True, eq=False)
-class TrainResult:
+class TrainResult(eqx.Module):
     """Outcome of :func:`train` / :func:`train_or_load`.
 
     Attributes:

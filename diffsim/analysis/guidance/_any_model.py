@@ -55,8 +55,7 @@ __all__ = ["ModelGuidanceSweep", "model_guidance_sweep"]
 DEFAULT_SAMPLERS = ("ddpm", "ddim")
 
 
-@dataclasses.dataclass(frozen=True)
-class ModelGuidanceSweep:
+class ModelGuidanceSweep(eqx.Module):
     """Result of :func:`model_guidance_sweep`; arrays are indexed ``[sampler, scale]``.
 
     Attributes:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 
+import equinox as eqx
 import numpy as np
 from jaxtyping import ArrayLike
 
@@ -180,8 +181,7 @@ def dip_null_quantile(n: int, level: float, *, n_null: int = 500, seed: int = 0)
     return float(np.quantile(null, 1.0 - level))
 
 
-@dataclasses.dataclass(frozen=True)
-class DipTest:
+class DipTest(eqx.Module):
     """Result of :func:`dip_test`: the dip, its calibrated p-value, the sample size, the level and the
     decision ``bimodal = p_value < level`` (unimodality rejected).
 

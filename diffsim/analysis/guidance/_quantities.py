@@ -4,7 +4,6 @@ reduction of projectable problems."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import equinox as eqx
@@ -135,8 +134,7 @@ def pathwise_monotone_fraction(values: ArrayLike, *, atol: float = 1e-6) -> floa
 # =====================================================================================================
 # projection to 1-D
 # =====================================================================================================
-@dataclasses.dataclass(frozen=True)
-class ProjectedProblem:
+class ProjectedProblem(eqx.Module):
     """A guided mixture problem reduced to the class-separating line (see the module docstring).
 
     Attributes:

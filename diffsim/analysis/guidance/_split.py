@@ -138,8 +138,7 @@ def _padded_outputs(score, kernel, grid, active, x, key):
     return x
 
 
-@dataclasses.dataclass(frozen=True)
-class SplitMap:
+class SplitMap(eqx.Module):
     """Result of :func:`split_map`; arrays are indexed ``[sampler, scale, step count]``.
 
     Attributes:

@@ -3,11 +3,11 @@ along the class direction and entropy by every applicable route (see the package
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -138,8 +138,7 @@ def fokker_planck_summary(
 # =====================================================================================================
 # the sweep
 # =====================================================================================================
-@dataclasses.dataclass
-class GuidanceSweep:
+class GuidanceSweep(eqx.Module):
     """Result of :func:`guidance_sweep`.
 
     Attributes:

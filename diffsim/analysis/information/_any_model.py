@@ -466,8 +466,8 @@ def pixel_pid(
     sample = None
     if measure == "pointwise_min":
         sample = pid_terms(pix[:, 0], pix[:, 1], pix[:, 2], measure, axis=None)
-        sample = PIDTerms(*(np.asarray(v) for v in sample))
-    return PixelPID(PIDTerms(*(np.asarray(v) for v in maps)), sample, pix)
+        sample = PIDTerms(*(np.asarray(v) for v in sample.as_tuple()))
+    return PixelPID(PIDTerms(*(np.asarray(v) for v in maps.as_tuple())), sample, pix)
 
 
 __all__ = [

@@ -94,8 +94,8 @@ def discrete_pid(joint: ArrayLike, measure: str, *, unit: str = "nats", context:
         red = float(np.sum(pg * np.minimum(spec1, spec2)))
     terms = PIDTerms(red, big1 - red, big2 - red, big12 - big1 - big2 + red)
     if unit == "bits":
-        terms = PIDTerms(*(float(v) / NATS_PER_BIT for v in terms))
-    return PIDTerms(*(float(v) for v in terms))
+        terms = PIDTerms(*(float(v) / NATS_PER_BIT for v in terms.as_tuple()))
+    return PIDTerms(*(float(v) for v in terms.as_tuple()))
 
 
 def well_separated_joint(

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -32,7 +30,7 @@ ESTIMATORS = ("standard", "orthogonal")
 NATS_PER_BIT = math.log(2.0)
 
 
-class PIDTerms(NamedTuple):
+class PIDTerms(eqx.Module):
     """Redundancy, the two unique informations and synergy (nats unless converted), any common shape.
 
     Attributes:
@@ -48,14 +46,18 @@ class PIDTerms(NamedTuple):
     synergy: ArrayLike
 
     def to_bits(self) -> PIDTerms:
-        return PIDTerms(*(np.asarray(v) / NATS_PER_BIT for v in self))
+        return PIDTerms(*(np.asarray(v) / NATS_PER_BIT for v in self.as_tuple()))
+
+    def as_tuple(self) -> tuple[ArrayLike, ArrayLike, ArrayLike, ArrayLike]:
+        """``(R, U1, U2, S)``."""
+        return (self.redundancy, self.unique1, self.unique2, self.synergy)
 
     def as_dict(self) -> dict[str, ArrayLike]:
-        return dict(zip(self._fields, self, strict=False))
+        return dict(zip(("redundancy", "unique1", "unique2", "synergy"), self.as_tuple(), strict=True))
 
     def as_array(self) -> np.ndarray:
         """``(4, ...)``: ``[R, U1, U2, S]``."""
-        return np.stack([np.asarray(v, float) for v in self])
+        return np.stack([np.asarray(v, float) for v in self.as_tuple()])
 
 
 def _check_measure(measure: str) -> str:
@@ -170,8 +172,7 @@ class PIDInformation(eqx.Module):
         )
 
 
-@dataclass(frozen=True, eq=False)
-class PIDResult:
+class PIDResult(eqx.Module):
     """One PID measure applied to :class:`PIDInformation` (returned by :func:`decompose` and :func:`pid`).
 
     Attributes:
@@ -419,9 +420,9 @@ def decompose(
         return PIDResult(
             measure,
             label,
-            PIDTerms(*(float(v) for v in terms)),
+            PIDTerms(*(float(v) for v in terms.as_tuple())),
             mi,
-            PIDTerms(*(np.asarray(v) for v in sample)),
+            PIDTerms(*(np.asarray(v) for v in sample.as_tuple())),
             None,
             None,
         )
@@ -431,16 +432,18 @@ def decompose(
     sample = None
     if measure == "pointwise_min":
         sample = pid_terms(vals[:, 0], vals[:, 1], vals[:, 2], measure, axis=None)
-        sample = PIDTerms(*(np.asarray(v) for v in sample))
+        sample = PIDTerms(*(np.asarray(v) for v in sample.as_tuple()))
     maps = sample_maps = None
     c = info.orthogonal_coords if map_estimator == "orthogonal" else info.pointwise_coords
     if c is not None:
         maps = pid_terms(c[:, 0], c[:, 1], c[:, 2], measure, weights=w)
-        maps = PIDTerms(*(np.asarray(v) for v in maps))
+        maps = PIDTerms(*(np.asarray(v) for v in maps.as_tuple()))
         if measure == "pointwise_min":
             sm = pid_terms(c[:, 0], c[:, 1], c[:, 2], measure, axis=None)
-            sample_maps = PIDTerms(*(np.asarray(v) for v in sm))
-    return PIDResult(measure, label, PIDTerms(*(float(v) for v in terms)), mi, sample, maps, sample_maps)
+            sample_maps = PIDTerms(*(np.asarray(v) for v in sm.as_tuple()))
+    return PIDResult(
+        measure, label, PIDTerms(*(float(v) for v in terms.as_tuple())), mi, sample, maps, sample_maps
+    )
 
 
 def pid(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -38,7 +38,7 @@ def signal_denoiser(score: AbstractScore, t: Float[Array, ""], x: Float[Array, "
     return jax.vmap(lambda xi: xi + s2 * score.score(t, xi))(x)
 
 
-class RidgeEvaluation(NamedTuple):
+class RidgeEvaluation(eqx.Module):
     """Evaluation points at one time (returned by :func:`ridge_evaluation_points`).
 
     Attributes:
@@ -101,7 +101,8 @@ def directional_errors(
         ``(normal, tangent)`` mean squared errors, each of the prediction's leading shape.
     """
     n_err, t_err = [], []
-    for t, x, valid, vn, m in evaluations:
+    for ev in evaluations:
+        t, x, valid, vn, m = ev.t, ev.x, ev.valid, ev.normal_basis, ev.target
         e = predict(t, x) - m
         en, et = decompose(e, jnp.broadcast_to(vn, e.shape[:-1] + vn.shape[-2:]))
         n_err.append(np.mean(np.asarray(en) ** 2 * valid, axis=-1) / max(valid.mean(), 1e-12))

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 
 import equinox as eqx
 import jax
@@ -248,8 +247,7 @@ def model_masking_saliency(
     return s.reshape(c, h, w).mean(0)
 
 
-@dataclass(frozen=True, eq=False)
-class GradientSaliency:
+class GradientSaliency(eqx.Module):
     """Gradient saliency (numpy; returned by :func:`gradient_saliency`).
 
     Attributes:

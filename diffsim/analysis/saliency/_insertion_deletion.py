@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import equinox as eqx
@@ -19,8 +18,7 @@ from ..._validation import as_float_array, check_key, check_positive_int
 from .._concept_checks import _image_shape
 
 
-@dataclass(frozen=True, eq=False)
-class InsertionDeletion:
+class InsertionDeletion(eqx.Module):
     """Insertion or deletion game results (numpy; returned by :func:`insertion_deletion`).
 
     Attributes:

@@ -27,7 +27,6 @@ resamples clean samples (with all their repeats) and fresh samples.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -55,8 +54,7 @@ __all__ = ["FeatureRetention", "feature_retention"]
 _SAMPLERS = {"sde": "ddpm", "ode": "ddim"}
 
 
-@dataclasses.dataclass(frozen=True)
-class FeatureRetention:
+class FeatureRetention(eqx.Module):
     r"""Result of :func:`feature_retention`: the feature-retention curve and its critical window.
 
     Per ``T_hat`` (sorted ascending, ``n_t`` of them; ``N`` clean samples, ``C`` classes seen).

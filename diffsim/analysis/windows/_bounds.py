@@ -3,11 +3,11 @@ its W2/KL closed form, and the Girsanov / posterior-transport ``T_upper`` (close
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -423,8 +423,7 @@ def t_upper_numerical(
     return _first_crossing_up(grid, vals, eps)
 
 
-@dataclasses.dataclass(frozen=True)
-class TheoremBounds:
+class TheoremBounds(eqx.Module):
     r"""Theorem-side window ``[t_lower, t_upper]`` for ``S_init ⊆ S_targ`` at tolerance ``eps``.
 
     ``TV(p^{S_init,T}, p^{S_targ}) <= TV(p^{S_init}_T, p^{S_targ}_T) + TV(p^{S_targ,T}, p^{S_targ})``

@@ -3,7 +3,6 @@ route (b), direct simulation of noising-denoising."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -37,8 +36,7 @@ _MAX_GH_DIM = 2
 _GH_NODES = {1: 64, 2: 20}
 
 
-@dataclasses.dataclass(frozen=True)
-class WindowCurve:
+class WindowCurve(eqx.Module):
     r"""``TV(p^{S_init, T_hat}, p^{S_targ})`` and retentions as functions of ``T_hat``.
 
     - ``tv``, ``tv_stderr``: the total variation between the output and ``p^{S_targ}`` (at ``t_out``);

@@ -14,11 +14,11 @@ features.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.random as jr
 import numpy as np
@@ -31,8 +31,7 @@ from ._groups import _check_eps, _check_mixture
 from ._trees import _TreeWalk
 
 
-@dataclasses.dataclass(frozen=True)
-class EpsTreeNode(_TreeWalk):
+class EpsTreeNode(_TreeWalk, eqx.Module):
     """A node of an eps-mixture tree: its components, ``NoiseAmount`` (0 for leaves), the separation time
     ``sup{t : TV(p^u_t, p^{rest}_t) >= 1 - eps^2}`` (``t_max`` for the root) and its children.
 
@@ -49,8 +48,7 @@ class EpsTreeNode(_TreeWalk):
     children: tuple[EpsTreeNode, ...] = ()
 
 
-@dataclasses.dataclass(frozen=True)
-class EpsMixtureTree:
+class EpsMixtureTree(eqx.Module):
     """An eps-mixture tree: the root, ``eps``, the pairwise closeness times ``pair_times[i, j] = inf{t :
     TV(N_i(t), N_j(t)) <= eps}``, the candidate groups of the complete-linkage tree that were dissolved (not
     separated at their merge time, or not below their parent), and the decision times of the internal nodes
@@ -179,8 +177,7 @@ def eps_mixture_tree(
     )
 
 
-@dataclasses.dataclass(frozen=True)
-class EpsTreeDecision:
+class EpsTreeDecision(eqx.Module):
     r"""One decision of an eps-mixture tree against the exact noising-denoising law.
 
     Starting group ``start`` (a child of ``node``, or ``node`` itself for the keep side), ``T_hat`` =

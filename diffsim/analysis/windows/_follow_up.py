@@ -16,10 +16,10 @@ TVs of :func:`submixture_tv`; the bound needs no score, Lipschitz or dimension a
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 
+import equinox as eqx
 import jax
 import jax.random as jr
 import numpy as np
@@ -186,8 +186,7 @@ def closeness_time(
     return _tv_crossing(tv, float(gm.process.t_max), eps, n_grid)
 
 
-@dataclasses.dataclass(frozen=True)
-class FollowUpBound:
+class FollowUpBound(eqx.Module):
     r"""The window ``[t_end, t_start]`` of Li, Karan & Chen's Theorem 2 for ``S_init ⊆ S_targ``.
 
     For every ``T_hat`` in ``[t_end, t_start]`` (reverse SDE or probability-flow ODE),

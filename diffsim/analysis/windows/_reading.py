@@ -3,16 +3,14 @@ r"""Reading windows off window curves: the ``eps`` window of one curve and the c
 
 from __future__ import annotations
 
-import dataclasses
-
+import equinox as eqx
 import numpy as np
 
 from ._curves import WindowCurve
 from ._groups import _check_eps
 
 
-@dataclasses.dataclass(frozen=True)
-class Window:
+class Window(eqx.Module):
     """The longest run of ``T_hat`` with ``TV <= eps``: ``[lower, upper]`` with standard errors.
 
     An end that coincides with the first/last ``T_hat`` evaluated is *censored* (the curve was already
@@ -96,8 +94,7 @@ def read_window(curve: WindowCurve, eps: float) -> Window:
     return Window(lo, hi, lo_se, hi_se, lo_c, hi_c, eps)
 
 
-@dataclasses.dataclass(frozen=True)
-class CriticalWindow:
+class CriticalWindow(eqx.Module):
     """The critical window ``[keep, forget]`` of a feature (a group ``S`` inside its parent ``V``).
 
     ``keep``: the last ``T_hat`` with ``TV(p^{S,T_hat}, p^S) <= eps`` (the feature is still decided);

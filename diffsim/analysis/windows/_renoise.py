@@ -22,7 +22,6 @@ t(tau_{n-k})`` with the schedule as grid: the same law, reached through diffuser
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -224,8 +223,7 @@ def _row_normals(key: jax.Array, rows: Array) -> Array:
     return jax.vmap(lambda kk: jr.normal(kk, rows.shape[1:], rows.dtype))(keys)
 
 
-@dataclasses.dataclass(frozen=True)
-class RenoiseRetention:
+class RenoiseRetention(eqx.Module):
     """Result of :func:`renoise_retention`, per ``k`` (sorted ascending; ``N`` clean samples).
 
     Attributes:

@@ -3,7 +3,6 @@ errors, fixed-shape row/time blocks (one compilation per mixture) and Gauss-Herm
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any
 
@@ -49,8 +48,7 @@ def _component_points_block(gm: GaussianMixture, t, comp, z):
     return a * gm.means[comp] + y
 
 
-@dataclasses.dataclass(frozen=True)
-class _Strata:
+class _Strata(eqx.Module):
     comp: np.ndarray  # (N,) component of each sample
     probs: np.ndarray  # (K,) stratum probabilities (the mixing weights of the law sampled)
     z: Array  # (N, d) standard normals (common random numbers across times)

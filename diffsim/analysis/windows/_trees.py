@@ -2,10 +2,10 @@ r"""Mixture trees (given or agglomerative) and the per-node critical windows / d
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.random as jr
 import numpy as np
@@ -51,8 +51,7 @@ class _TreeWalk:
         return self.components[0] if self.is_leaf else [c.nested() for c in self.children]
 
 
-@dataclasses.dataclass(frozen=True)
-class TreeNode(_TreeWalk):
+class TreeNode(_TreeWalk, eqx.Module):
     """A node of a mixture tree: the components it covers and its children (leaves have none).
 
     Args:
@@ -142,8 +141,7 @@ def mixture_tree(gm: GaussianMixture, groups: Any = None, *, linkage: str = "ave
     return root
 
 
-@dataclasses.dataclass(frozen=True)
-class NodeWindows:
+class NodeWindows(eqx.Module):
     """Windows of one internal node ``V``: per child ``c``, the keep/forget curves, the exact critical
     window ``[keep_c, forget_c]`` and the theorem bounds (keep side: ``S_init = S_targ = c``; forget side:
     ``S_init = c``, ``S_targ = V``). ``decision_time``: mean centre of the children's critical windows;
@@ -175,8 +173,7 @@ class NodeWindows:
     speciation_time: float
 
 
-@dataclasses.dataclass(frozen=True)
-class TreeWindows:
+class TreeWindows(eqx.Module):
     """Per-node windows and the decision times sorted from first decided (largest ``T_hat``) to last.
 
     Attributes:

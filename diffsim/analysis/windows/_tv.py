@@ -2,9 +2,9 @@ r"""Exact total variation between forward-noised sub-mixtures: closed form, 1-D 
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -43,8 +43,7 @@ def gaussian_tv_equal_cov(mean_a: ArrayLike, mean_b: ArrayLike, cov: ArrayLike) 
     return 2.0 * jsp.ndtr(0.5 * jnp.sqrt(delta2)) - 1.0
 
 
-@dataclasses.dataclass(frozen=True)
-class TVEstimate:
+class TVEstimate(eqx.Module):
     """A total variation with its standard error (0 for closed forms and quadrature) and the method used.
 
     Attributes:

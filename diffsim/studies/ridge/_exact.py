@@ -4,9 +4,10 @@ training sets and the two-point set in closed form."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
@@ -20,8 +21,7 @@ from ._config import Config, ridge_run, saved_indices, trace_ridge, trajectory_p
 
 
 # --- 1. exact empirical score on every training set ---------------------------------------------------
-@dataclass(frozen=True)
-class ExactSets:
+class ExactSets(eqx.Module):
     """Per training set: distance / phase summaries along the reverse SDE and SCMS ridge statistics."""
 
     summaries: dict[str, dict[str, Any]]
@@ -62,8 +62,7 @@ def checks_exact(config: Config, r: ExactSets) -> list[Check]:
 
 
 # --- 2. the two-point set in closed form -------------------------------------------------------------
-@dataclass(frozen=True)
-class TwoPoints:
+class TwoPoints(eqx.Module):
     """Two points: SDE deviations from the closed forms, align / slide measurements, PF-ODE law and reach,
     per saved step the valid fraction, ``E y^2 / h`` and the Euler-Maruyama variance ``Var_EM / h``."""
 
@@ -245,8 +244,7 @@ def checks_two_points(config: Config, r: TwoPoints) -> list[Check]:
     ]  # fmt: skip
 
 
-@dataclass(frozen=True)
-class FlatRidge:
+class FlatRidge(eqx.Module):
     """Two points, per time: valid converged points, median ``|Newton / SCMS - 1|``, max ``h |P_perp g|``."""
 
     by_time: dict[float, dict[str, float]]

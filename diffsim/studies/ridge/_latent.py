@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
@@ -18,8 +19,7 @@ from ._config import Config, saved_indices
 
 
 # --- 4. latent digits ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Latent:
+class Latent(eqx.Module):
     """Latent digits: per sampler (``exact``, ``net``) the ridge summaries along the reverse SDE, and the
     on-/off-ridge split of the network's samples (``split``)."""
 

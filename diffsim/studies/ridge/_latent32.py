@@ -8,9 +8,10 @@ the share of samples whose residual, normalised by its batch maximum, is below 0
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
@@ -22,8 +23,7 @@ from .._runner import Check, PartContext, check
 from ._config import Config
 
 
-@dataclass(frozen=True)
-class Latent32:
+class Latent32(eqx.Module):
     """Intrinsic-dimension estimates, and per sampler (``net``, ``exact``; ``net_dstar_paper`` with the
     code's ``d*``) the on-/off-ridge shares of the normalised residual at ``t_min``."""
 

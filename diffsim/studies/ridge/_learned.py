@@ -4,7 +4,7 @@ closed-form gradient flow and an MLP trained by denoising score matching, agains
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 import equinox as eqx
@@ -23,8 +23,7 @@ from ._config import Config, ridge_run, trace_ridge, trajectory_plot
 
 
 # --- 3. random features vs exact vs a trained MLP ----------------------------------------------------
-@dataclass(frozen=True)
-class RandomFeatures:
+class RandomFeatures(eqx.Module):
     """Closed-form flow vs gradient descent, and per training set and width the losses, directional errors
     and sample summaries along ``tau`` (last entry ``tau = inf``); the exact score's inter-mode fraction."""
 
@@ -241,8 +240,7 @@ def _rf_width_checks(name: str, width: int, row: dict[str, Any]) -> list[Check]:
     return out
 
 
-@dataclass(frozen=True)
-class MLP:
+class MLP(eqx.Module):
     """Per training set: the trained MLP's normal / tangent errors, sample summary and ridge run."""
 
     rows: dict[str, dict[str, Any]]

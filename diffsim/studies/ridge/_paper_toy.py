@@ -15,9 +15,10 @@ code of He, Qiu & Tao (2026, arXiv 2602.06021; ``rf_diffusion_experiments``) at 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
@@ -75,8 +76,7 @@ def _counts(x, data, radius):
 
 
 # --- paper_two_modes ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PaperTwoModes:
+class PaperTwoModes(eqx.Module):
     """The 2-mode toy at the code's settings: per ``tau`` (last ``inf``) the per-axis training loss, the
     per-axis error against the empirical optimum and the sample summaries; the exact score's summary."""
 
@@ -194,8 +194,7 @@ def checks_paper_two_modes(config: Config, r: PaperTwoModes) -> list[Check]:
 
 
 # --- paper_configs -------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PaperConfigs:
+class PaperConfigs(eqx.Module):
     """Per toy configuration: random features (tau = inf) vs the exact score, counts near the training
     points (radius ``toy_mode_radius``) and inter-mode fractions; Fig. 1 snapshots for the 13 points."""
 
