@@ -35,7 +35,7 @@ class EpsTreeNode(_TreeWalk, eqx.Module):
     """A node of an eps-mixture tree: its components, ``NoiseAmount`` (0 for leaves), the separation time
     ``sup{t : TV(p^u_t, p^{rest}_t) >= 1 - eps^2}`` (``t_max`` for the root) and its children.
 
-    Args:
+    Attributes:
         components: the sorted component indices of the node's group.
         noise_amount: ``NoiseAmount(u)``, the node's decision time (0 for leaves).
         separation_time: the time up to which the group is ``(1 - eps^2)``-separated from the rest.

@@ -54,7 +54,7 @@ class _TreeWalk:
 class TreeNode(_TreeWalk, eqx.Module):
     """A node of a mixture tree: the components it covers and its children (leaves have none).
 
-    Args:
+    Attributes:
         components: the sorted component indices the node covers (one index for a leaf).
         children: the child nodes; empty for a leaf.
     """
