@@ -12,9 +12,10 @@ Strict promotion (as Equinox and Lineax test): implicit rank promotion is an err
 (``jax_numpy_rank_promotion="raise"``: an ``(N, d)`` array meets a ``(d,)`` one only through an explicit
 ``x[None, :]`` or ``broadcast_to``, so a batch passed where one point is expected cannot broadcast
 silently). ``DIFFSIM_STRICT_PROMOTION=1`` (or ``dtype``) adds strict dtype promotion
-(``jax_numpy_dtype_promotion="strict"``), not yet the default: optax's optimisers and the deliberate
-float32-particles / float64-process mixing of the samplers raise under it. ``DIFFSIM_STRICT_PROMOTION=0``
-turns the rank check off.
+(``jax_numpy_dtype_promotion="strict"``), not yet the default: the optimisers run under it (optax is
+wrapped by ``diffsim.training.standard_promotion``), but the supported mixing of float32 particles with
+float64 processes and models (and of float64 ``t`` with float32 schedules) still relies on implicit
+promotion in the scores, processes and kernels. ``DIFFSIM_STRICT_PROMOTION=0`` turns the rank check off.
 """
 
 import os

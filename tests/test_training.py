@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
+import optax
 import pytest
 
 import diffsim as ds
@@ -456,3 +457,30 @@ def test_fit_classifier_learns_separable_classes_deterministically():
     np.testing.assert_array_equal(np.asarray(losses), np.asarray(losses2))
     with pytest.raises(ValueError, match="key_scheme"):
         fit_classifier(Linear(jr.key(0)), x, y, key=jr.key(2), steps=2, batch_size=4, key_scheme="other")
+
+
+def test_optimisers_run_under_strict_dtype_promotion_with_unchanged_numbers():
+    """optax mixes int32 step counts with Python floats; ``standard_promotion`` lets diffsim's optimisers run
+    inside ``jax_numpy_dtype_promotion="strict"`` and is the identity otherwise (bit-equal updates)."""
+    from diffsim.training import make_optimizer, standard_promotion
+
+    params = {"w": jnp.linspace(-1.0, 1.0, 6).reshape(2, 3), "b": jnp.ones(3)}
+    grads = jax.tree.map(lambda p: 0.3 * p + 0.1, params)
+    config = TrainConfig(steps=10, warmup_steps=3, weight_decay=1e-2, grad_clip=1.0)
+
+    def two_updates(opt):
+        state = opt.init(params)
+        out = []
+        for _ in range(2):
+            updates, state = opt.update(grads, state, params)
+            out.append(updates)
+        return out
+
+    plain = two_updates(optax.adamw(1e-2, weight_decay=1e-2))
+    with jax.numpy_dtype_promotion("strict"):
+        with pytest.raises(jax.dtypes.TypePromotionError):
+            two_updates(optax.adamw(1e-2, weight_decay=1e-2))  # the dependency itself cannot
+        strict = two_updates(standard_promotion(optax.adamw(1e-2, weight_decay=1e-2)))
+        scheduled_strict = two_updates(make_optimizer(config))
+    chex.assert_trees_all_equal(strict, plain)
+    chex.assert_trees_all_equal(scheduled_strict, two_updates(make_optimizer(config)))

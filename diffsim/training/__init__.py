@@ -17,7 +17,11 @@ from ._checkpoint import (
     save_model as save_model,
 )
 from ._classifier import fit_classifier as fit_classifier
-from ._config import TrainConfig as TrainConfig, make_optimizer as make_optimizer
+from ._config import (
+    TrainConfig as TrainConfig,
+    make_optimizer as make_optimizer,
+    standard_promotion as standard_promotion,
+)
 from ._fingerprint import fingerprint as fingerprint
 from ._loop import (
     NonFiniteLossError as NonFiniteLossError,
@@ -57,6 +61,7 @@ __all__ = [
     "load_model",
     "loss_weight",
     "make_optimizer",
+    "standard_promotion",
     "read_checkpoint_meta",
     "sample_times",
     "save_checkpoint",

@@ -13,6 +13,7 @@ import optax
 from jaxtyping import Array, ArrayLike, Float, Int, PyTree
 
 from .._validation import check_key, check_positive_int
+from ._config import standard_promotion
 
 
 __all__ = ["fit_classifier"]
@@ -89,7 +90,7 @@ def fit_classifier(
 
 @eqx.filter_jit
 def _fit(model, x, y, key, steps, batch, lr, wd, noise, trainable, logits, key_scheme):
-    opt = optax.adamw(lr, weight_decay=wd)
+    opt = standard_promotion(optax.adamw(lr, weight_decay=wd))
     params, static = eqx.partition(model, trainable)
 
     def step(carry, i):

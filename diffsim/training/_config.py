@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import jax
 import optax
 
 from .._validation import check_positive_int
@@ -133,4 +134,30 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     )
     if config.grad_clip > 0:
         opt = optax.chain(optax.clip_by_global_norm(config.grad_clip), opt)
-    return opt
+    return standard_promotion(opt)
+
+
+def standard_promotion(opt: optax.GradientTransformation) -> optax.GradientTransformation:
+    """``opt`` with its ``init`` and ``update`` traced under JAX's standard dtype promotion.
+
+    optax mixes its integer step count with Python floats (schedules, bias corrections), which
+    ``jax_numpy_dtype_promotion="strict"`` rejects; diffsim's own code runs under strict promotion in the
+    tests, so the dependency gets the promotion rules it was written for. Numbers are unchanged: under
+    standard promotion (the default) this wrapper is the identity.
+
+    Args:
+        opt: any optax gradient transformation.
+
+    Returns:
+        The same transformation, its calls run inside ``jax.numpy_dtype_promotion("standard")``.
+    """
+
+    def init(params):
+        with jax.numpy_dtype_promotion("standard"):
+            return opt.init(params)
+
+    def update(updates, state, params=None):
+        with jax.numpy_dtype_promotion("standard"):
+            return opt.update(updates, state, params)
+
+    return optax.GradientTransformation(init, update)
