@@ -125,7 +125,7 @@ def test_scms_two_points_one_step_and_newton_agreement():
 def test_scms_converges_on_triangle():
     side = 4.0  # well separated: nearly straight ridge segments between the points
     tri = jnp.array([[0.0, 0.0], [side, 0.0], [side / 2, side * np.sqrt(3) / 2]])
-    emp = ds.EmpiricalScore(tri - tri.mean(0))
+    emp = ds.EmpiricalScore(tri - tri.mean(0)[None, :])
     t = float(-0.5 * np.log(1 - 0.3))  # h_t = 0.3
     h = _h(t)
     x, _ = emp.sample(jr.key(3), 800, t=t)

@@ -204,7 +204,7 @@ def test_window_translation_rotation_invariance(gm2d, key):
     rng = np.random.default_rng(5)
     ts = np.array([0.4, 1.5])
     c = rng.normal(size=2) * 4
-    moved = ds.GaussianMixture(gm2d.weights, gm2d.means + c, gm2d.covs)
+    moved = ds.GaussianMixture(gm2d.weights, gm2d.means + c[None, :], gm2d.covs)
     a = cw.window_curve(gm2d, [0], [0, 1], ts, key=key, n_outer=4000)
     b = cw.window_curve(moved, [0], [0, 1], ts, key=key, n_outer=4000)
     # same common random numbers: the reweighting identity is exactly translation invariant
