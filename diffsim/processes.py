@@ -51,6 +51,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from . import _checks
+from ._promotion import promote
 from ._types import ArrayOrSequence
 from ._validation import as_float_array, is_concrete
 
@@ -170,7 +171,8 @@ class AbstractProcess(eqx.Module):
 
     def drift(self, t: ArrayLike, x: Float[Array, "*batch d"]) -> Float[Array, "*batch d"]:
         """Forward drift ``f(t) x``."""
-        return self.drift_coefficient(t) * x
+        f, x = promote(self.drift_coefficient(t), x)
+        return f * x
 
     def transition(self, s: ArrayLike, t: ArrayLike) -> tuple[Array, Array]:
         """Exact kernel ``x_t | x_s ~ N(a x_s, b^2 I)`` for ``s <= t``: returns ``(a, b)``."""
@@ -178,7 +180,8 @@ class AbstractProcess(eqx.Module):
 
     def marginal(self, x0: Float[Array, "*batch d"], t: ArrayLike) -> tuple[Array, Array]:
         """Mean and std of ``x_t | x_0``: ``(alpha(t) x0, sigma(t))``."""
-        return self.alpha(t) * x0, self.sigma(t)
+        a, x0 = promote(self.alpha(t), x0)
+        return a * x0, self.sigma(t)
 
     def sample_marginal(self, key: jax.Array, x0: Float[Array, "*batch d"], t: ArrayLike) -> Array:
         """Draw ``x_t = alpha(t) x0 + sigma(t) z`` exactly."""
@@ -344,16 +347,16 @@ class DiscreteSchedule(AbstractSchedule):
     name: ClassVar[str] = "discrete"
 
     def rate(self, t):
-        t = _as_time(t)
+        t, knots_t = promote(_as_time(t), self.knots_t)
         slopes = jnp.diff(self.knots_b) / jnp.diff(self.knots_t)
-        idx = jnp.clip(jnp.searchsorted(self.knots_t, t, side="right") - 1, 0, slopes.shape[0] - 1)
+        idx = jnp.clip(jnp.searchsorted(knots_t, t, side="right") - 1, 0, slopes.shape[0] - 1)
         return slopes[idx]
 
     def integral(self, t):
-        return jnp.interp(_as_time(t), self.knots_t, self.knots_b)
+        return jnp.interp(*promote(_as_time(t), self.knots_t, self.knots_b))
 
     def inverse_integral(self, b):
-        return jnp.interp(jnp.asarray(b), self.knots_b, self.knots_t)
+        return jnp.interp(*promote(jnp.asarray(b), self.knots_b, self.knots_t))
 
 
 class VP(AbstractProcess):

@@ -8,14 +8,16 @@ the whole package (``TYPECHECKED``) with beartype (``diffsim._typecheck.typechec
 annotation — shapes and dtypes included — is checked on every call during the tests. Set the
 environment variable ``DIFFSIM_TYPECHECK=0`` to run the suite without the hook (e.g. to time it).
 
-Strict promotion (as Equinox and Lineax test): implicit rank promotion is an error in every test
+Strict promotion (as Equinox and Lineax test), in every test: implicit rank promotion is an error
 (``jax_numpy_rank_promotion="raise"``: an ``(N, d)`` array meets a ``(d,)`` one only through an explicit
 ``x[None, :]`` or ``broadcast_to``, so a batch passed where one point is expected cannot broadcast
-silently). ``DIFFSIM_STRICT_PROMOTION=1`` (or ``dtype``) adds strict dtype promotion
-(``jax_numpy_dtype_promotion="strict"``), not yet the default: the optimisers run under it (optax is
-wrapped by ``diffsim.training.standard_promotion``), but the supported mixing of float32 particles with
-float64 processes and models (and of float64 ``t`` with float32 schedules) still relies on implicit
-promotion in the scores, processes and kernels. ``DIFFSIM_STRICT_PROMOTION=0`` turns the rank check off.
+silently), and so is implicit dtype promotion (``jax_numpy_dtype_promotion="strict"``: a float32 array
+meets a float64 one, or an int32 an int64, only through an explicit cast). Where diffsim mixes dtypes on
+purpose it says so: samplers step in the particles' dtype (``diffsim.sampling._precision``), scores and
+conversions promote explicitly to the dtype standard promotion would give (``diffsim._promotion``), and
+third-party code that is not strict-clean (optax's optimisers, Flax's layers) runs under standard
+promotion at its boundary. ``DIFFSIM_STRICT_PROMOTION=rank`` keeps only the rank check, ``=0`` turns both
+off (to check a failure against JAX's defaults).
 """
 
 import os
@@ -35,11 +37,14 @@ import pytest  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
-#: strict promotion (see the module docstring): ``rank`` (default), ``dtype`` or ``1`` (both), ``0`` (off)
-_STRICT = os.environ.get("DIFFSIM_STRICT_PROMOTION", "rank")
-if _STRICT in ("1", "rank", "dtype"):
+#: strict promotion (see the module docstring): ``1`` (default: rank and dtype), ``rank`` (rank only),
+#: ``0`` (off)
+_STRICT = os.environ.get("DIFFSIM_STRICT_PROMOTION", "1")
+if _STRICT not in ("1", "rank", "0"):
+    raise ValueError(f"DIFFSIM_STRICT_PROMOTION must be 1, rank or 0, got {_STRICT!r}.")
+if _STRICT in ("1", "rank"):
     jax.config.update("jax_numpy_rank_promotion", "raise")
-if _STRICT in ("1", "dtype"):
+if _STRICT == "1":
     jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 

@@ -141,7 +141,7 @@ def test_flax_linen_matches_flaxscore():
             return nn.Dense(4)(jnp.tanh(nn.Dense(16)(h)))
 
     net = Net()
-    params = net.init(jr.key(0), jnp.zeros(()), jnp.zeros(4))
+    params = net.init(jr.key(0), jnp.zeros((), jnp.float32), jnp.zeros(4, jnp.float32))
     p = VP.linear()
     ref = FlaxScore.from_linen(net, params, 4, process=p, time_input="log_snr")
     sc = CallableScore.from_flax_linen(_Swap(net), params, p, 4, time_input="log_snr")

@@ -69,7 +69,8 @@ class TorchMixture(torch.nn.Module):
 
 
 def _err(a, b):
-    return float(jnp.max(jnp.abs(jnp.asarray(a) - jnp.asarray(b))))
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)))
 
 
 @pytest.fixture(scope="module")

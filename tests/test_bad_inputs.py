@@ -406,7 +406,7 @@ SIMULATE_CASES = [
     ("grid-string", lambda: ds.simulate(GM, "ddim", "karras", n=3, key=KEY), TypeError, "grid"),
     ("score-not-a-score", lambda: ds.simulate("gm", "ddim", 4, n=3, key=KEY), TypeError, "score"),
     ("x-inf", lambda: ds.simulate(GM, "ddim", 4, x=jnp.full((3, 2), jnp.inf), key=KEY), ValueError, "`x`"),
-    ("x-complex", lambda: ds.simulate(GM, "ddim", 4, x=jnp.zeros((3, 2)) + 1j, key=KEY), TypeError, "`x`"),
+    ("x-complex", lambda: ds.simulate(GM, "ddim", 4, x=jnp.full((3, 2), 1j), key=KEY), TypeError, "`x`"),
     ("grid-2d", lambda: ds.simulate(GM, "ddim", jnp.ones((3, 2)), n=3, key=KEY), ValueError, "`grid`"),
     (
         "grid-repeated-time",
@@ -417,7 +417,7 @@ SIMULATE_CASES = [
     ("grid-float-steps", lambda: ds.simulate(GM, "ddim", 10.0, n=3, key=KEY), ValueError, "`grid`"),
     (
         "grid-complex",
-        lambda: ds.simulate(GM, "ddim", jnp.array([1.0, 0.5]) + 0j, n=3, key=KEY),
+        lambda: ds.simulate(GM, "ddim", jnp.array([1.0 + 0j, 0.5]), n=3, key=KEY),
         TypeError,
         "`grid`",
     ),

@@ -183,7 +183,7 @@ class _MixtureNet(AbstractTokenScore):
     def raw(self, t, x, tokens):
         lam = self.process.log_snr(t)
         a, _ = channel_coefficients(lam)
-        mask = tokens < jnp.asarray(self.alphabet_sizes)
+        mask = tokens < jnp.asarray(self.alphabet_sizes, tokens.dtype)
         tok = jnp.where(mask, tokens, 0)
         return self.cm.eps(lam, x * a / self.process.alpha(t), tok, mask)
 
@@ -215,7 +215,7 @@ def test_network_adapter_masks_tokens_to_null(key):
     tok = jnp.asarray([1, 2], jnp.int32)
     keeps = jnp.asarray([[True, False], [False, True], [True, True], [False, False]])
     ours = jax.jit(jax.vmap(lambda k: adapter.eps(lam, x, tok, k)))(keeps)
-    null = jnp.asarray(net.alphabet_sizes)
+    null = net.null_tokens
     theirs = jax.jit(jax.vmap(lambda k: net.eps(t, x, jnp.where(k, tok, null))))(keeps)  # VP: alpha_t = a
     chex.assert_trees_all_close(ours, theirs, rtol=1e-6, atol=1e-8)
     assert not np.allclose(ours[0], ours[3])  # the token changes the output: the test can fail

@@ -220,7 +220,7 @@ _KINDS = {"score": "score", "x0": "denoise", "eps": "eps", "v": "v_prediction"}
 
 def _old_token_guidance(net, tok, unc, w, t, x, kind):
     """The formula of the former GuidedTokenScore: one batched call, combined in ``kind``."""
-    out = jax.vmap(lambda k: net.predict(t, x, k, kind))(jnp.stack([unc, tok]))
+    out = jax.vmap(lambda k: net.predict(t, x, k, kind))(jnp.stack([unc, tok.astype(unc.dtype)]))
     return out[0] + jnp.asarray(w) * (out[1] - out[0])
 
 

@@ -390,7 +390,7 @@ def test_independent_irrelevant_token_changes_nothing(gate_results):
     m, est, _ = gate_results["AND"]
     m3 = _with_irrelevant_token(m)
     x, y, w = m.sample_stratified(jr.key(10), 16)
-    y3 = jnp.c_[y, jnp.arange(y.shape[0]) % 2]
+    y3 = jnp.c_[y, (jnp.arange(y.shape[0]) % 2).astype(y.dtype)]
     scheme = LogSNRScheme.logistic(256, loc=-2.0, scale=2.0, clip=5.0)
     for context in ((), (2,)):
         got = info.pid(

@@ -103,7 +103,7 @@ def _lms_exact_start(p, gm, grid, x):
     continued geometric grid (as if it had run exactly up to ``sigma_max``): every step is order 4."""
     lms, n = get_sampler("lms"), grid.shape[0] - 1
     s0, s1, a0 = _sig(p, grid[0]), _sig(p, grid[1]), p.alpha(grid[0])
-    prev = s0 * (s0 / s1) ** jnp.arange(1, 4)  # sigma_{-1}, sigma_{-2}, sigma_{-3}
+    prev = s0 * (s0 / s1) ** jnp.arange(1.0, 4.0)  # sigma_{-1}, sigma_{-2}, sigma_{-3}
 
     def one(xi):
         lam, mu, sig = LAM[None, :], MU[None, :], prev[:, None]

@@ -184,7 +184,7 @@ def test_trained_network_matches_exact_score_on_support(trained_conditional):
             (jnp.array([1]), gm.condition(1), tol_c),
         ):
             xt, _ = target.sample(jr.key(13), 1000, t=t)
-            s_net = _scores(net, t, xt.astype(jnp.float32), tokens)
+            s_net = _scores(net, t, xt.astype(jnp.float32), tokens).astype(xt.dtype)
             s_true = _scores_exact(target, t, xt)
             rel = float(jnp.sqrt(jnp.mean((s_net - s_true) ** 2) / jnp.mean(s_true**2)))
             assert rel < tol, (t, tokens, rel)

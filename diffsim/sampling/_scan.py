@@ -18,6 +18,7 @@ import numpy as np
 
 from .._checks import check_particles, check_times, checks_enabled
 from ._noise import StepNoise, counter_normals, particle_keys
+from ._precision import in_particle_dtype
 
 
 __all__ = ["final_step", "prior_draws", "run_chunk"]
@@ -69,8 +70,9 @@ def _run_fixed_impl(
     buffer only at saved steps (``lax.cond``), and with ``final_only`` there is no buffer at all. With
     ``noise="counter"`` the step-``j`` normals are rows of ``jr.normal(fold_in(key_path, j), (M, draws, d))``
     (see :func:`~diffsim.sampling._noise.counter_normals`); otherwise particle ``i`` steps with
-    ``fold_in(fold_in(key_path, i), j)``. The scan carry keeps the dtypes of the initial state: a step is
-    cast back to them (a float64 process under ``jax_enable_x64`` would otherwise promote float32 particles).
+    ``fold_in(fold_in(key_path, i), j)``. The kernels step in the particles' dtype: they get the model as
+    :func:`~diffsim.sampling._precision.in_particle_dtype` shows it, and the scan carry keeps the dtypes of
+    the initial state (a step is cast back to them).
 
     ``checked`` (checked mode, :mod:`diffsim._checks`, part of the compilation key) compiles guards on the
     grid (finite, inside the process, strictly monotone), the initial particles and the final particles.
@@ -85,6 +87,7 @@ def _run_fixed_impl(
         prior_keys = particle_keys(key_init, offset, n_particles)
         x = jax.vmap(lambda k: score.process.prior_sample(k, (d,)))(prior_keys)
     grid = grid.astype(x.dtype)
+    model = in_particle_dtype(score, x.dtype)  # the kernels' arithmetic runs in the particles' dtype
     state = jax.vmap(sampler.init, in_axes=(None, 0))(grid[0], x)
     position = jax.vmap(sampler.position)
     draws = sampler.draws_per_step() if noise == "counter" else None
@@ -102,7 +105,7 @@ def _run_fixed_impl(
         return jax.vmap(stats_fn, in_axes=(None, 0))(t, xb)
 
     def advance(st, i, t, t_next):
-        new = jax.vmap(sampler.step, in_axes=(0, 0, None, None, None))(step_noise(i), st, t, t_next, score)
+        new = jax.vmap(sampler.step, in_axes=(0, 0, None, None, None))(step_noise(i), st, t, t_next, model)
         return jax.tree.map(lambda a, old: a.astype(old.dtype), new, st)
 
     n_steps = grid.shape[0] - 1
@@ -113,7 +116,7 @@ def _run_fixed_impl(
             xf = position(st)
         else:
             fin = jax.vmap(final_step, in_axes=(None, 0, 0, None, None))
-            xf = fin(sampler, step_noise(n_steps), st, grid[-1], score).astype(x.dtype)
+            xf = fin(sampler, step_noise(n_steps), st, grid[-1], model).astype(x.dtype)
         return _guard_output(xf) if checked else xf
 
     if final_only:  # the common case: nothing to write while stepping
@@ -233,7 +236,8 @@ def run_chunk(
         if x is None:
             x = prior_draws(score, key, jnp.asarray(offset), n_particles)
         keys = particle_keys(jr.split(key)[1], offset, x.shape[0])
-        xs, st, xf, _ = sampler.solve(score, grid, x, keys, save_idx, stats, save_states)
+        model = in_particle_dtype(score, x.dtype)
+        xs, st, xf, _ = sampler.solve(model, grid, x, keys, save_idx, stats, save_states)
         if final_denoise:
             last_saved = bool(save_idx[-1] == n_steps)
             xs, st, xf = _denoise_last(score, grid[-1], xs, st, xf, last_saved, stats)

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
+from .._promotion import promote
 from ..processes import AbstractProcess
 from ._conversions import (
     eps_from_score as eps_from_score,
@@ -84,11 +85,13 @@ class AbstractScore(eqx.Module):
 
     def velocity(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, " d"]:
         """Probability-flow ODE velocity ``f(t) x - 1/2 g(t)^2 s`` (forward time)."""
-        return self.process.drift(t, x) - 0.5 * self.process.beta(t) * self.score(t, x)
+        f, g2, x, s = promote(self.process.drift_coefficient(t), self.process.beta(t), x, self.score(t, x))
+        return f * x - 0.5 * g2 * s
 
     def reverse_drift(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, " d"]:
         """Reverse-SDE drift ``f(t) x - g(t)^2 s`` (forward time; integrate with ``dt < 0``)."""
-        return self.process.drift(t, x) - self.process.beta(t) * self.score(t, x)
+        f, g2, x, s = promote(self.process.drift_coefficient(t), self.process.beta(t), x, self.score(t, x))
+        return f * x - g2 * s
 
     def hessian(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, "d d"]:
         r"""``\nabla_x^2 log p_t(x)``; by default the Jacobian of the score (forward-mode autodiff)."""
@@ -100,9 +103,8 @@ class AbstractScore(eqx.Module):
 
     def velocity_divergence(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, ""]:
         r"""``\nabla \cdot v = d f(t) - 1/2 g(t)^2 \Delta log p_t`` for the PF-ODE velocity ``v``."""
-        return self.dim * self.process.drift_coefficient(t) - 0.5 * self.process.beta(t) * self.laplacian(
-            t, x
-        )
+        f, g2, lap = promote(self.process.drift_coefficient(t), self.process.beta(t), self.laplacian(t, x))
+        return self.dim * f - 0.5 * g2 * lap
 
 
 class AbstractAnalyticScore(AbstractScore):

@@ -10,13 +10,16 @@ v-prediction of Salimans & Ho (2022), ``v = alpha_t eps - sigma_t x_0``:
     "score": s,
     "v":     v_hat   = alpha_t eps_hat - sigma_t x0_hat.
 
-Every function acts on *one* point ``x`` of shape ``(d,)``; batching is ``jax.vmap``'s job.
+Every function acts on *one* point ``x`` of shape ``(d,)``; batching is ``jax.vmap``'s job. The
+arithmetic runs in the common dtype of the coefficients, ``x`` and the prediction (JAX's standard
+promotion, written out so that it also holds under strict dtype promotion).
 """
 
 from __future__ import annotations
 
 from jaxtyping import Array, ArrayLike, Float
 
+from .._promotion import promote
 from ..processes import AbstractProcess
 
 
@@ -44,7 +47,8 @@ def score_from_x0(process: AbstractProcess, t: ArrayLike, x: Array, x0: Array) -
         x: the noisy point ``x_t``, shape ``(d,)``.
         x0: the predicted clean point ``x0_hat``, shape ``(d,)``.
     """
-    return (process.alpha(t) * x0 - x) / process.sigma2(t)
+    a, s2, x, x0 = promote(process.alpha(t), process.sigma2(t), x, x0)
+    return (a * x0 - x) / s2
 
 
 def x0_from_score(process: AbstractProcess, t: ArrayLike, x: Array, score: Array) -> Array:
@@ -56,7 +60,8 @@ def x0_from_score(process: AbstractProcess, t: ArrayLike, x: Array, score: Array
         x: the noisy point ``x_t``, shape ``(d,)``.
         score: the score ``s`` at ``(t, x)``, shape ``(d,)``.
     """
-    return (x + process.sigma2(t) * score) / process.alpha(t)
+    a, s2, x, score = promote(process.alpha(t), process.sigma2(t), x, score)
+    return (x + s2 * score) / a
 
 
 def score_from_eps(process: AbstractProcess, t: ArrayLike, x: Array, eps: Array) -> Array:
@@ -69,7 +74,8 @@ def score_from_eps(process: AbstractProcess, t: ArrayLike, x: Array, eps: Array)
         eps: the predicted noise ``eps_hat``, shape ``(d,)``.
     """
     del x
-    return -eps / process.sigma(t)
+    s, eps = promote(process.sigma(t), eps)
+    return -eps / s
 
 
 def eps_from_score(process: AbstractProcess, t: ArrayLike, x: Array, score: Array) -> Array:
@@ -82,7 +88,8 @@ def eps_from_score(process: AbstractProcess, t: ArrayLike, x: Array, score: Arra
         score: the score ``s`` at ``(t, x)``, shape ``(d,)``.
     """
     del x
-    return -process.sigma(t) * score
+    s, score = promote(process.sigma(t), score)
+    return -s * score
 
 
 def score_from_v(process: AbstractProcess, t: ArrayLike, x: Array, v: Array) -> Array:
@@ -97,7 +104,7 @@ def score_from_v(process: AbstractProcess, t: ArrayLike, x: Array, v: Array) -> 
         x: the noisy point ``x_t``, shape ``(d,)``.
         v: the v-prediction at ``(t, x)``, shape ``(d,)``.
     """
-    a, s = process.alpha(t), process.sigma(t)
+    a, s, x, v = promote(process.alpha(t), process.sigma(t), x, v)
     eps = (s * x + a * v) / (a**2 + s**2)
     return -eps / s
 
@@ -111,7 +118,7 @@ def v_from_score(process: AbstractProcess, t: ArrayLike, x: Array, score: Array)
         x: the noisy point ``x_t``, shape ``(d,)``.
         score: the score ``s`` at ``(t, x)``, shape ``(d,)``.
     """
-    a, s = process.alpha(t), process.sigma(t)
+    a, s, x, score = promote(process.alpha(t), process.sigma(t), x, score)
     eps = -s * score
     x0 = (x + s**2 * score) / a
     return a * eps - s * x0

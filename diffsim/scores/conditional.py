@@ -549,5 +549,4 @@ class TokenNetworkDenoiser(AbstractConditionalDenoiser):
         t = jnp.clip(p.t_from_log_snr(lam), p.t_min, p.t_max)
         a = jnp.sqrt(jax.nn.sigmoid(lam))
         x_t = x * (p.alpha(t) / a)
-        tok = jnp.where(mask, tokens, self.net.null_tokens)
-        return self.net.predict(t, x_t, tok, "eps")
+        return self.net.predict(t, x_t, self.net.mask_tokens(tokens, mask), "eps")

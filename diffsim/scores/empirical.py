@@ -31,6 +31,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
 from .. import _checks
+from .._promotion import common_dtype, promote
 from .._types import ArrayOrSequence
 from .._validation import as_float_array, check_key, check_point, check_positive_int, is_concrete
 from ..processes import VP, AbstractProcess
@@ -126,7 +127,8 @@ class EmpiricalScore(AbstractAnalyticScore):
                 "masses at t = 0 (use a positive `bandwidth` to evaluate at t = 0)."
             )
         t = self.process.check_time(t, allow_zero=self.bandwidth > 0.0)
-        return t, _checks.check_particles(x)
+        x = _checks.check_particles(x)
+        return t, x.astype(common_dtype(x, self.data))
 
     def _c(self, t):
         return self.process.alpha(t) ** 2 * self.bandwidth**2 + self.process.sigma2(t)
@@ -209,21 +211,22 @@ class EmpiricalScore(AbstractAnalyticScore):
         m = mom.s1 / mom.z
         if self.bandwidth == 0.0:
             return m
-        a = self.process.alpha(t)
-        return m + a * self.bandwidth**2 * (x - a * m) / self._c(t)
+        a, c, m, x = promote(self.process.alpha(t), self._c(t), m, x)
+        return m + a * self.bandwidth**2 * (x - a * m) / c
 
     def score(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, " d"]:
         """``(alpha_t m(x) - x) / c_t``."""
         t, x = self._check_args(t, x)
         mom = self._moments(t, x, None)
-        return (self.process.alpha(t) * mom.s1 / mom.z - x) / self._c(t)
+        a, c, s1, z, x = promote(self.process.alpha(t), self._c(t), mom.s1, mom.z, x)
+        return (a * s1 / z - x) / c
 
     def log_prob(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, ""]:
         """``log p_t(x)`` by (chunked) log-sum-exp."""
         t, x = self._check_args(t, x)
         mom = self._moments(t, x, None)
-        c = self._c(t)
-        return mom.m + jnp.log(mom.z) - math.log(self.n_data) - 0.5 * self.dim * jnp.log(2 * jnp.pi * c)
+        c, m, z = promote(self._c(t), mom.m, mom.z)
+        return m + jnp.log(z) - math.log(self.n_data) - 0.5 * self.dim * jnp.log(2 * jnp.pi * c)
 
     def posterior(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, " M"]:
         """Responsibilities ``gamma_i`` over the data points (not chunked: returns ``M`` numbers)."""
@@ -234,17 +237,15 @@ class EmpiricalScore(AbstractAnalyticScore):
         """``(alpha_t^2 Cov_gamma[x_i] - c_t I) / c_t^2``."""
         t, x = self._check_args(t, x)
         mom = self._moments(t, x, "full")
-        cov = mom.s2 / mom.z
-        c = self._c(t)
-        return (self.process.alpha(t) ** 2 * cov - c * jnp.eye(self.dim)) / c**2
+        a, c, cov = promote(self.process.alpha(t), self._c(t), mom.s2 / mom.z)
+        return (a**2 * cov - c * jnp.eye(self.dim, dtype=c.dtype)) / c**2
 
     def laplacian(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, ""]:
         """``(alpha_t^2 tr Cov_gamma[x_i] - d c_t) / c_t^2``."""
         t, x = self._check_args(t, x)
         mom = self._moments(t, x, "trace")
-        tr_cov = mom.s2 / mom.z
-        c = self._c(t)
-        return (self.process.alpha(t) ** 2 * tr_cov - self.dim * c) / c**2
+        a, c, tr_cov = promote(self.process.alpha(t), self._c(t), mom.s2 / mom.z)
+        return (a**2 * tr_cov - self.dim * c) / c**2
 
     def sample(
         self, key: jax.Array, n: int, t: ArrayLike | None = None

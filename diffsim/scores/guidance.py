@@ -58,6 +58,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
 from .. import _checks
+from .._promotion import promote
 from .._types import ArrayOrSequence
 from .._validation import is_concrete
 from ..processes import AbstractProcess
@@ -434,25 +435,32 @@ class ClassifierGuidance(AbstractScore):
         label, scale = self._guarded()
         if self.fused:
             s_k, _, _, _, _, r, r_y = self.classifier._parts(t, x, label)
+            scale, r, r_y, s_k = promote(scale, r, r_y, s_k)
             return jnp.sum(((1.0 - scale) * r + scale * r_y)[:, None] * s_k, 0)
-        return self.base.score(t, x) + scale * self.classifier.grad_log_prob(t, x, label)
+        base, scale, grad = promote(self.base.score(t, x), scale, self.classifier.grad_log_prob(t, x, label))
+        return base + scale * grad
 
     def hessian(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, "d d"]:
         r"""``\nabla^2 log p_t + w \nabla^2 log p_t(y|x)`` (base Hessian + autodiff of the classifier
         gradient)."""
         label, scale = self._guarded()
         h_cls = jax.jacfwd(lambda z: self.classifier.grad_log_prob(t, z, label))(x)
-        return self.base.hessian(t, x) + scale * h_cls
+        base, scale, h_cls = promote(self.base.hessian(t, x), scale, h_cls)
+        return base + scale * h_cls
 
     def laplacian(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, ""]:
         r"""``\Delta log p_t + w \Delta log p_t(y|x)`` (closed form for :class:`MixtureClassifier`)."""
         label, scale = self._guarded()
         if self.fused:
             s_k, sq, tr_prec, _, _, r, r_y = self.classifier._parts(t, x, label)
-            return (1.0 - scale) * _sub_laplacian(r, s_k, sq, tr_prec) + scale * _sub_laplacian(
-                r_y, s_k, sq, tr_prec
+            scale, lap, lap_y = promote(
+                scale, _sub_laplacian(r, s_k, sq, tr_prec), _sub_laplacian(r_y, s_k, sq, tr_prec)
             )
-        return self.base.laplacian(t, x) + scale * self.classifier.laplacian_log_prob(t, x, label)
+            return (1.0 - scale) * lap + scale * lap_y
+        base, scale, lap = promote(
+            self.base.laplacian(t, x), scale, self.classifier.laplacian_log_prob(t, x, label)
+        )
+        return base + scale * lap
 
     def log_classifier(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, ""]:
         """``log p_t(y | x)`` of the guiding classifier at the guided label."""
@@ -532,8 +540,12 @@ class ClassifierFreeGuidance(AbstractScore):
         scale = _checks.check_scale(self.scale)
         if self.joint:
             return self.conditional._guidance_pair(self.unconditional, scale, t, x, kind)
-        u = getattr(self.unconditional, _KIND_METHODS[kind])(t, x)
-        return u + scale * (getattr(self.conditional, _KIND_METHODS[kind])(t, x) - u)
+        u, c = promote(
+            getattr(self.unconditional, _KIND_METHODS[kind])(t, x),
+            getattr(self.conditional, _KIND_METHODS[kind])(t, x),
+        )
+        u, scale, delta = promote(u, scale, c - u)
+        return u + scale * delta
 
     def score(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, " d"]:
         """``s_u + w (s_c - s_u)`` (diffsim scale ``w``)."""

@@ -54,6 +54,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from .. import _checks
+from .._promotion import common_dtype
 from .._types import ArrayOrSequence
 from .._validation import as_float_array, check_key, check_point, check_positive_int, is_concrete
 from ..processes import VP, AbstractProcess
@@ -270,7 +271,8 @@ class GaussianMixture(AbstractAnalyticScore):
         ``[0, t_max]`` when concrete; both guarded in checked mode (:mod:`diffsim._checks`)."""
         check_point(x, self.dim)
         t = self.process.check_time(t)
-        return t, _checks.check_particles(x)
+        x = _checks.check_particles(x)
+        return t, x.astype(common_dtype(x, self.means))
 
     def _rotate_in(self, v: Float[Array, "K d"]) -> Float[Array, "K d"]:
         """``U_k^T v_k`` for each component (identity for axis-aligned covariances)."""

@@ -12,6 +12,7 @@ from types import ModuleType
 from typing import Any
 
 import equinox as eqx
+import jax
 from jaxtyping import PyTree
 
 
@@ -44,7 +45,8 @@ class LinenCall(eqx.Module):
         self.variables = variables
 
     def __call__(self, x, t, *cond):
-        return self.module.apply(self.variables, x, t, *cond)
+        with jax.numpy_dtype_promotion("standard"):  # Flax's layers promote inputs with their parameters
+            return self.module.apply(self.variables, x, t, *cond)
 
 
 class NnxCall(eqx.Module):
@@ -59,4 +61,5 @@ class NnxCall(eqx.Module):
         return cls(state=state, graphdef=graphdef)
 
     def __call__(self, x, t, *cond):
-        return import_flax().nnx.merge(self.graphdef, self.state)(x, t, *cond)
+        with jax.numpy_dtype_promotion("standard"):  # Flax's layers promote inputs with their parameters
+            return import_flax().nnx.merge(self.graphdef, self.state)(x, t, *cond)

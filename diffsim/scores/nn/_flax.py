@@ -12,6 +12,7 @@ from types import ModuleType
 from typing import Any
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 from jaxtyping import PyTree
 
@@ -132,7 +133,8 @@ class _LinenApply(eqx.Module):
     module: Any = eqx.field(static=True)
 
     def __call__(self, variables, *args):
-        return self.module.apply(variables, *args)
+        with jax.numpy_dtype_promotion("standard"):  # Flax's layers promote inputs with their parameters
+            return self.module.apply(variables, *args)
 
     def __hash__(self):
         return id(self.module)
@@ -145,4 +147,5 @@ class _NnxApply(eqx.Module):
     graphdef: Any = eqx.field(static=True)
 
     def __call__(self, state, *args):
-        return _import_flax().nnx.merge(self.graphdef, state)(*args)
+        with jax.numpy_dtype_promotion("standard"):  # Flax's layers promote inputs with their parameters
+            return _import_flax().nnx.merge(self.graphdef, state)(*args)
