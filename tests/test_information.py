@@ -601,3 +601,11 @@ def test_dit_helper():
             np.asarray(vals[measure]), info.discrete_pid(joint, measure, unit="bits").as_array(), atol=1e-9
         )
     chex.assert_trees_all_close(np.asarray(vals["broja"]), np.asarray([0.3113, 0.0, 0.0, 0.5]), atol=1e-3)
+
+
+def test_pid_terms_views_follow_the_declared_fields():
+    terms = info.PIDTerms(1.0, 2.0, 3.0, 4.0)
+    assert terms.as_tuple() == (1.0, 2.0, 3.0, 4.0)
+    assert terms.as_dict() == {"redundancy": 1.0, "unique1": 2.0, "unique2": 3.0, "synergy": 4.0}
+    np.testing.assert_array_equal(terms.as_array(), [1.0, 2.0, 3.0, 4.0])
+    np.testing.assert_allclose(terms.to_bits().as_array() * math.log(2.0), terms.as_array(), rtol=1e-15)

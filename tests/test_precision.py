@@ -53,6 +53,10 @@ def test_particle_dtype_view_casts_the_process_and_the_outputs_only():
         got, full = getattr(view, method)(t, x), getattr(gm, method)(t, x)
         assert full.dtype == jnp.float64 and got.dtype == jnp.float32, method
         chex.assert_trees_all_equal(got, full.astype(jnp.float32))  # the float64 value, rounded once
+    assert view.posterior(t, x).dtype == jnp.float64  # other attributes: the model's own, uncast
+    assert view.n_components == gm.n_components
+    with pytest.raises(AttributeError):
+        _ = view.no_such_attribute
     lap = view.laplacian(t, x)
     assert lap.dtype == jnp.float32
     chex.assert_trees_all_close(view.process.alpha(t), gm.process.alpha(t).astype(jnp.float32), rtol=1e-6)

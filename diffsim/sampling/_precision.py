@@ -32,6 +32,10 @@ def _cast_process(process: AbstractProcess, dtype: Any) -> AbstractProcess:
 class ParticleDtypeScore(AbstractScore):
     """``model`` with its process's inexact arrays and its outputs in ``dtype`` (see the module docstring).
 
+    The score's methods (``score``, ``denoise``, ``eps``, ``v_prediction``, ``velocity``,
+    ``reverse_drift``, ``hessian``, ``laplacian``, ``velocity_divergence``, ``log_prob``) return ``dtype``;
+    any other attribute is the model's own, uncast.
+
     Attributes:
         model: the score the sampler was given.
         process: ``model.process`` with its inexact arrays cast to ``dtype``.
@@ -78,6 +82,12 @@ class ParticleDtypeScore(AbstractScore):
 
     def log_prob(self, t: ArrayLike, x: Float[Array, " d"]) -> Float[Array, ""]:
         return self._out(self.model.log_prob(t, x))
+
+    def __getattr__(self, name: str) -> Any:
+        # anything else of the model (``posterior``, a label, ...) as the model gives it, uncast
+        if name in ("model", "process", "dtype") or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.model, name)
 
 
 def in_particle_dtype(score: AbstractScore, dtype: Any) -> AbstractScore:

@@ -3,6 +3,7 @@ every measure (estimated from MMSE curves, or exact for analytic mixtures) and t
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -49,11 +50,12 @@ class PIDTerms(eqx.Module):
         return PIDTerms(*(np.asarray(v) / NATS_PER_BIT for v in self.as_tuple()))
 
     def as_tuple(self) -> tuple[ArrayLike, ArrayLike, ArrayLike, ArrayLike]:
-        """``(R, U1, U2, S)``."""
-        return (self.redundancy, self.unique1, self.unique2, self.synergy)
+        """``(R, U1, U2, S)``: the fields in their declared order."""
+        return tuple(getattr(self, f.name) for f in dataclasses.fields(self))
 
     def as_dict(self) -> dict[str, ArrayLike]:
-        return dict(zip(("redundancy", "unique1", "unique2", "synergy"), self.as_tuple(), strict=True))
+        """``{"redundancy": R, "unique1": U1, "unique2": U2, "synergy": S}``."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     def as_array(self) -> np.ndarray:
         """``(4, ...)``: ``[R, U1, U2, S]``."""
