@@ -270,7 +270,19 @@ def _solve_sde(score, grid, x, keys, save_idx, stats, save_states, solver, brown
             adjoint = dfx.ForwardMode()
         drift = dfx.ODETerm(lambda u, y, args: -score.reverse_drift(t_start - u, y))
         diff = dfx.ControlTerm(lambda u, y, args: _diag(score.process.diffusion(t_start - u), d), bm)
-        return _diffeqsolve_sde(drift, diff, solver_cls, u_end, y0, u_save, us, adjoint).ys
+        sol = dfx.diffeqsolve(
+            dfx.MultiTerm(drift, diff),
+            solver_cls(),
+            0.0,
+            u_end,
+            None,
+            y0,
+            saveat=dfx.SaveAt(ts=u_save),
+            stepsize_controller=dfx.StepTo(ts=us),
+            adjoint=adjoint,
+            max_steps=us.shape[0] + 1,
+        )
+        return sol.ys
 
     ys = jnp.swapaxes(jax.vmap(one)(x, keys), 0, 1)
     ts = t_start - u_save
@@ -278,21 +290,6 @@ def _solve_sde(score, grid, x, keys, save_idx, stats, save_states, solver, brown
     if stats is not None:
         st = jax.vmap(lambda t, xb: jax.vmap(stats, in_axes=(None, 0))(t, xb))(ts, ys)
     return (ys if save_states else None), st, ys[-1], jnp.full((x.shape[0],), per_step * (us.shape[0] - 1))
-
-
-def _diffeqsolve_sde(drift, diff, solver_cls, u_end, y0, u_save, us, adjoint):
-    return dfx.diffeqsolve(
-        dfx.MultiTerm(drift, diff),
-        solver_cls(),
-        0.0,
-        u_end,
-        None,
-        y0,
-        saveat=dfx.SaveAt(ts=u_save),
-        stepsize_controller=dfx.StepTo(ts=us),
-        adjoint=adjoint,
-        max_steps=us.shape[0] + 1,
-    )
 
 
 def _diag(g, d):
