@@ -1,5 +1,6 @@
 """Paper-scale run of the ``information`` study: denser log-SNR sampling, more noise draws and samples,
-a finer ablation grid and a longer-trained digits network than the CPU default.
+a finer ablation grid, a longer-trained digits network and more samples of the trained homonym networks
+than the CPU default.
 
     python experiments/information.py [--out runs/information-paper]
 """
@@ -35,6 +36,7 @@ def main() -> None:
             digits_n_noise=16,
             digits_train_steps=20_000,
             digits_width=512,
+            trained_homonym_samples=1024,
         ),
     )
     print(f"{sum(c.passed for c in res.checks)}/{len(res.checks)} checks passed -> {args.out}/report.html")

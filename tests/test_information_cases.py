@@ -4,6 +4,7 @@ on hand-built probability tables, and the estimator on one case against the exac
 import math
 
 import chex
+import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from diffsim.analysis.information import (
     well_separated_joint,
 )
 from diffsim.data import bias_sweep_mixture, co_hyponyms, context_switch, homonym, synonyms
-from diffsim.scores.conditional import ConditionalMixture
+from diffsim.scores.conditional import AbstractConditionalDenoiser, ConditionalMixture
 
 
 def h2(p):
@@ -149,3 +150,53 @@ def test_estimator_on_the_homonym_matches_the_exact_pid():
         got = decompose(est, meas).terms.as_array() / math.log(2)
         want = discrete_pid(well_separated_joint(m), meas, unit="bits").as_array()
         assert np.max(np.abs(got - want)) <= tol[meas], (meas, got, want, tol[meas])
+
+
+class _ContextBlind(AbstractConditionalDenoiser):
+    """A predictor that never reads the context word (slot 1): the failure case of the homonym."""
+
+    inner: ConditionalMixture
+
+    @property
+    def dim(self):
+        return self.inner.dim
+
+    @property
+    def alphabet_sizes(self):
+        return self.inner.alphabet_sizes
+
+    @property
+    def token_prior(self):
+        return self.inner.token_prior
+
+    def eps(self, log_snr, x, tokens, mask):
+        return self.inner.eps(log_snr, x, tokens, mask.at[1].set(False))
+
+
+def test_a_context_blind_predictor_on_the_resolved_homonym_is_the_unresolved_law():
+    """The prediction of the study's blind network (part ``trained_homonym``): a predictor that ignores the
+    context word is, under every condition, the unresolved law's (same p(x | y1), same p(x)); on the resolved
+    data the engine gives the same estimate for both and their exact PID is [0, 1, 0, 0]."""
+    resolved = ConditionalMixture.from_token_mixture(homonym(separation=6.0))
+    unresolved = ConditionalMixture.from_token_mixture(homonym(separation=6.0, resolved=False))
+    blind = _ContextBlind(resolved)
+    x, y, w = resolved.sample_stratified(jr.key(0), 4)
+    for lam in (-4.0, 0.0, 3.0):
+        for mask in ([True, True], [True, False], [False, True], [False, False]):
+            m = jnp.asarray(mask)
+            for xi, yi in zip(x[::5], y[::5], strict=True):
+                chex.assert_trees_all_close(
+                    blind.eps(lam, xi, yi, m), unresolved.eps(lam, xi, yi, m), atol=1e-5
+                )
+    scheme = LogSNRScheme.logistic(32, -2.0, 2.0, 5.0, stratified=True)
+    kw = dict(scheme=scheme, n_noise=2, sample_weights=w)
+    est_blind = pid_information(blind, x, y, jr.key(1), **kw)
+    est_unres = pid_information(unresolved, x, y, jr.key(1), **kw)
+    ex = exact_pid_information(unresolved, x, y, sample_weights=w)
+    for meas in ("pointwise_min", "mmi", "wb_imin"):
+        a = decompose(est_blind, meas).terms.as_array()
+        b = decompose(est_unres, meas).terms.as_array()
+        chex.assert_trees_all_close(a, b, atol=1e-4)
+        chex.assert_trees_all_close(
+            decompose(ex, meas).terms.as_array() / math.log(2), np.array([0, 1, 0, 0.0]), atol=1e-6
+        )

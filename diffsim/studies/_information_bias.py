@@ -38,29 +38,31 @@ class TrainedBias(eqx.Module):
     final_loss: float
 
 
-def _train(config: Config, tm, ctx: PartContext, key):
+def train_token_mlp(tm, ctx: PartContext, key, *, steps: int, n_train: int, cache_dir: str, name: str):
+    """The case studies' token network (MLP width 128, depth 2; token dropout 0.5, log-SNR time sampling,
+    EMA 0.99) trained on ``n_train`` draws of the token mixture ``tm``; returns the EMA network as a
+    :class:`~diffsim.scores.conditional.TokenNetworkDenoiser` (token prior: the mixture's) and the training
+    record. Cached under ``name`` in ``cache_dir`` (default: the run's ``models/``)."""
     from ..scores.conditional import TokenNetworkDenoiser
     from ..scores.nn import MLPScore
     from ..training import TrainConfig, train_or_load
 
-    c = config
     k_data, k_net, k_train = jr.split(key, 3)
-    x, y = tm.sample(k_data, c.trained_bias_n_train)
+    x, y = tm.sample(k_data, n_train)
     net = MLPScore(tm.dim, key=k_net, alphabet_sizes=tm.alphabet_sizes, width=128, depth=2, data_std=1.0)
     tcfg = TrainConfig(
-        steps=c.trained_bias_steps,
+        steps=steps,
         batch_size=256,
         learning_rate=2e-3,
-        warmup_steps=min(100, c.trained_bias_steps // 4),
+        warmup_steps=min(100, steps // 4),
         token_dropout=0.5,
         time_sampling="logsnr",
         ema_decay=0.99,
     )
-    cdir = Path(c.cache_dir) if c.cache_dir else Path(ctx.out_dir) / "models"
+    cdir = Path(cache_dir) if cache_dir else Path(ctx.out_dir) / "models"
     trained = train_or_load(
-        net, x, tcfg, key=k_train, tokens=y, cache_dir=cdir, name="information-bias-mlp",
-        progress=ctx.show_progress,
-    )  # fmt: skip
+        net, x, tcfg, key=k_train, tokens=y, cache_dir=cdir, name=name, progress=ctx.show_progress
+    )
     return TokenNetworkDenoiser(trained.ema, tm.prior), trained
 
 
@@ -70,7 +72,10 @@ def compute_trained_bias(config: Config, ctx: PartContext) -> TrainedBias:
     tm = bias_sweep_mixture(rhos, block_size=c.block_size, n_blocks=4)
 
     def compute():
-        den, trained = _train(c, tm, ctx, jr.fold_in(key, 0))
+        den, trained = train_token_mlp(
+            tm, ctx, jr.fold_in(key, 0), steps=c.trained_bias_steps, n_train=c.trained_bias_n_train,
+            cache_dir=c.cache_dir, name="information-bias-mlp",
+        )  # fmt: skip
         m = ConditionalMixture.from_token_mixture(tm)
         x, y, w = m.sample_stratified(jr.fold_in(key, 1), c.bias_per_component)
         w, r_tok = np.asarray(w), np.asarray(y)[:, 2]

@@ -16,6 +16,9 @@ _POSITIVE += "digits_n_noise digits_train_steps digits_width"
 _POSITIVE += (
     " cases_per_component intervention_samples intervention_steps trained_bias_steps trained_bias_n_train"
 )
+_POSITIVE += (
+    " trained_homonym_steps trained_homonym_n_train trained_homonym_samples trained_homonym_sample_steps"
+)
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,13 @@ class Config:
     trained_bias_correlations: tuple[float, ...] = (0.0, 0.5, 0.9)
     trained_bias_steps: int = 3000
     trained_bias_n_train: int = 8192
+    # the homonym on two trained networks (one trained where the context word decides the meaning, one where
+    # it does not), measured on the same data; samples: DDIM given the homonym and each context word
+    trained_homonym: bool = True
+    trained_homonym_steps: int = 3000
+    trained_homonym_n_train: int = 8192
+    trained_homonym_samples: int = 256
+    trained_homonym_sample_steps: int = 50
     cache_dir: str = ""
 
     def __post_init__(self):

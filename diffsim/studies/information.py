@@ -11,9 +11,11 @@ on models whose ground truth is known. docs/information.md has the theory, every
 5. **ablation**: log-SNR samples x noise draws against the exact values.
 6. **digits**: class and a synthetic attribute on 8x8 digits, an analytic kernel-density model (exact
    pointwise MIs) and a trained token network on the same log-SNRs and noise draws.
-7.-10. **case studies** (``_information_cases.py``; part 10 in ``_information_bias.py``): CPID given a
-   context token, synonyms, a homonym resolved by a context word (and unresolved), co-hyponyms, a prompt
-   intervention, and the bias sweep on a trained token network, each against exact PID values.
+7.-11. **case studies** (``_information_cases.py``; part 10 in ``_information_bias.py``, part 11 in
+   ``_information_homonym.py``): CPID given a context token, synonyms, a homonym resolved by a context word
+   (and unresolved), co-hyponyms, a prompt intervention, the bias sweep on a trained token network, and the
+   homonym on two trained networks (one resolves it, one was trained where the context word is not tied to
+   the meaning), each against exact PID values.
 
 Parts 1, 4 and 5 (and the shared helpers) live in ``_information_pid.py``, parts 2 and 3 in
 ``_information_curves.py``, part 6 in ``_information_digits.py``; figures in ``_figures/information.py``.
@@ -45,6 +47,7 @@ from ._information_curves import (
     compute_curves,
 )
 from ._information_digits import Digits as Digits, checks_digits, compute_digits
+from ._information_homonym import checks_trained_homonym, compute_trained_homonym
 from ._information_pid import (
     Ablation as Ablation,
     Bias as Bias,
@@ -78,6 +81,15 @@ def _parts(config: Config) -> list[Part]:
     if config.trained_bias:
         parts.append(
             Part("trained_bias", compute_trained_bias, checks_trained_bias, case_figures.trained_bias)
+        )
+    if config.trained_homonym:
+        parts.append(
+            Part(
+                "trained_homonym",
+                compute_trained_homonym,
+                checks_trained_homonym,
+                case_figures.trained_homonym,
+            )
         )
     return parts
 
@@ -122,6 +134,10 @@ STUDY = register_study(
             trained_bias_correlations=(0.0, 0.9),
             trained_bias_steps=600,
             trained_bias_n_train=4096,
+            trained_homonym_steps=600,
+            trained_homonym_n_train=4096,
+            trained_homonym_samples=64,
+            trained_homonym_sample_steps=20,
         ),
         description="Pointwise/pixel MI and PID from denoisers (DiffusionPID) against exact values.",
         question="Do denoiser-based estimators of pointwise MI, pixel maps and PID recover the exact values "
