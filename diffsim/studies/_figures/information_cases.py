@@ -15,14 +15,15 @@ from .._results import Figure
 COLOURS = {"pointwise_min": "C0", "mmi": "C1", "wb_imin": "C2"}
 
 
-def _bars(ax, row: dict[str, Any], title: str) -> None:
-    """Exact discrete PID bars per measure, engine (dots) and orthogonal (crosses) markers."""
+def _bars(ax, row: dict[str, Any], title: str, estimate: str = "engine") -> None:
+    """Exact discrete PID bars per measure, engine (dots) and orthogonal (crosses) markers; ``estimate``
+    names what the dots show in the legend."""
     width, pos = 0.8 / len(PID_MEASURES), np.arange(4)
     for j, m in enumerate(PID_MEASURES):
         off = pos - 0.4 + (j + 0.5) * width
         ax.bar(off, row[m]["discrete"], width, color=COLOURS[m], alpha=0.8, label=f"exact {m}")
         ax.errorbar(off, row[m]["engine"], yerr=row[m]["tolerance"], fmt="ko", ms=3, lw=0.8,
-                    label="engine (tolerance)" if j == 0 else None)  # fmt: skip
+                    label=f"{estimate} (tolerance)" if j == 0 else None)  # fmt: skip
         if "engine_orthogonal" in row[m]:
             ax.plot(off, row[m]["engine_orthogonal"], "kx", ms=4, label="orthogonal" if j == 0 else None)
     ax.axhline(0, color="k", lw=0.5)
@@ -165,8 +166,11 @@ def trained_homonym(config: Any, r: Any) -> list[Figure]:
         row = {m: dict(r.rows[name][m], engine=r.rows[name][m]["network"]) for m in PID_MEASURES}
         for m in PID_MEASURES:
             row[m]["engine_orthogonal"] = r.rows[name][m]["network_orthogonal"]
-        _bars(ax, row, title)
+        _bars(ax, row, title, estimate="network")
     axes[0].set_ylabel("bits")
+    lo, hi = min(a.get_ylim()[0] for a in axes[:2]), max(a.get_ylim()[1] for a in axes[:2])
+    for a in axes[:2]:
+        a.set_ylim(lo, hi)
     axes[1].legend(fontsize=6, loc="upper right")
     pos = np.arange(2)
     for j, (name, colour) in enumerate((("resolved", "C2"), ("blind", "C3"))):
@@ -174,8 +178,8 @@ def trained_homonym(config: Any, r: Any) -> list[Figure]:
     axes[2].axhline(0.5, color="k", lw=0.6, ls=":")
     axes[2].set_xticks(pos, ["y2 = 0 (meaning 1)", "y2 = 1 (meaning 2)"], fontsize=7)
     axes[2].set_ylim(0, 1.05)
-    axes[2].set_title("samples showing the meaning the context decides", fontsize=9)
-    axes[2].legend(fontsize=6)
+    axes[2].set_title("samples: the meaning the context decides", fontsize=9)
+    axes[2].legend(fontsize=6, loc="lower center")
     fig.suptitle("Homonym on trained networks: synergy with the context word, and its failure", fontsize=10)
     fig.tight_layout()
     caption = (
