@@ -61,12 +61,14 @@ def _release_compiled_programs():
     Every program XLA compiles for the CPU keeps its machine code in memory mappings of the process until
     the program is freed, and JAX keeps every program it compiled. An xdist worker runs about half of the
     suite's files in one process: measured, four sampler and guidance test files leave 28 362 mappings
-    (about 7 000 per heavy file), against Linux's default limit of 65 530 (``vm.max_map_count``). Past the
-    limit the compiler's ``mmap`` fails and the worker dies with a segmentation fault inside XLA's compile
-    (seen twice in a fresh-checkout run, always deep into the suite; with ``--dist loadfile`` pytest-xdist
-    then waited for the dead worker forever). With this fixture the same four files end each at 607
-    mappings, in the same time (193 s against 197 s): compiled programs are almost never shared across
-    files (module-scoped fixtures build their own).
+    (about 7 000 per heavy file, never released), against Linux's default limit of 65 530
+    (``vm.max_map_count``). Two fresh-checkout runs each lost a worker to a segmentation fault inside XLA's
+    compile deep into the suite (with ``--dist loadfile`` pytest-xdist then waited for it forever); with
+    this fixture the next run finished (973 passed). That the mapping limit is the cause is likely, not
+    proven: a synthetic loop of 10 000 tiny compilations levelled off at 49 700 mappings. The fixture
+    bounds the suite's memory either way: the same four files end each at 607 mappings, in the same time
+    (193 s against 197 s), as compiled programs are almost never shared across files (module-scoped
+    fixtures build their own).
     """
     yield
     jax.clear_caches()
