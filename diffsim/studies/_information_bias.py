@@ -41,8 +41,9 @@ class TrainedBias(eqx.Module):
 def train_token_mlp(tm, ctx: PartContext, key, *, steps: int, n_train: int, cache_dir: str, name: str):
     """The case studies' token network (MLP width 128, depth 2; token dropout 0.5, log-SNR time sampling,
     EMA 0.99) trained on ``n_train`` draws of the token mixture ``tm``; returns the EMA network as a
-    :class:`~diffsim.scores.conditional.TokenNetworkDenoiser` (token prior: the mixture's) and the training
-    record. Cached under ``name`` in ``cache_dir`` (default: the run's ``models/``)."""
+    :class:`~diffsim.scores.conditional.TokenNetworkDenoiser` (token prior: the mixture's) and the final
+    training loss (mean of the last 50 steps). Cached under ``name`` in ``cache_dir`` (default: the run's
+    ``models/``)."""
     from ..scores.conditional import TokenNetworkDenoiser
     from ..scores.nn import MLPScore
     from ..training import TrainConfig, train_or_load
@@ -63,7 +64,7 @@ def train_token_mlp(tm, ctx: PartContext, key, *, steps: int, n_train: int, cach
     trained = train_or_load(
         net, x, tcfg, key=k_train, tokens=y, cache_dir=cdir, name=name, progress=ctx.show_progress
     )
-    return TokenNetworkDenoiser(trained.ema, tm.prior), trained
+    return TokenNetworkDenoiser(trained.ema, tm.prior), float(np.mean(np.asarray(trained.losses)[-50:]))
 
 
 def compute_trained_bias(config: Config, ctx: PartContext) -> TrainedBias:
@@ -72,7 +73,7 @@ def compute_trained_bias(config: Config, ctx: PartContext) -> TrainedBias:
     tm = bias_sweep_mixture(rhos, block_size=c.block_size, n_blocks=4)
 
     def compute():
-        den, trained = train_token_mlp(
+        den, final_loss = train_token_mlp(
             tm, ctx, jr.fold_in(key, 0), steps=c.trained_bias_steps, n_train=c.trained_bias_n_train,
             cache_dir=c.cache_dir, name="information-bias-mlp",
         )  # fmt: skip
@@ -103,7 +104,7 @@ def compute_trained_bias(config: Config, ctx: PartContext) -> TrainedBias:
                 }
                 for m_ in PID_MEASURES
             }
-        return {"rows": rows, "final_loss": float(np.mean(np.asarray(trained.losses)[-50:]))}
+        return {"rows": rows, "final_loss": final_loss}
 
     r = ctx.cache("cases-trained-bias", compute)
     return TrainedBias(r["rows"], r["final_loss"])

@@ -184,6 +184,19 @@ def case_mixture(config: Config, name: str):
     return co_hyponyms(target=name.split("_")[-1], block_size=1, separation=6.0)  # 1-D blocks: 12 std apart
 
 
+def synergy_drop_check(name: str, resolved: dict, unresolved: dict, source: str, note: str) -> Check:
+    """The drop of the synergy term from a row of a resolved homonym to a row of an unresolved one (one
+    measure each; ``source``: the estimate compared, ``"engine"`` or ``"network"``) against the exact
+    drop, within the sum of the two rows' tolerances."""
+    return check(
+        name,
+        resolved["discrete"][3] - unresolved["discrete"][3],
+        resolved[source][3] - unresolved[source][3],
+        resolved["tolerance"] + unresolved["tolerance"],
+        note=note,
+    )
+
+
 class Cases(eqx.Module):
     """Per case of :data:`CASES`: PID rows as the gates (bits)."""
 
@@ -224,14 +237,13 @@ def checks_cases(config: Config, r: Cases) -> list[Check]:
         )
     )
     for m in PID_MEASURES:
-        res, unres = rows["homonym"][m], rows["homonym_unresolved"][m]
         out.append(
-            check(
+            synergy_drop_check(
                 f"homonym: measured {m} synergy collapses when the model ignores the context "
                 "(S resolved - S unresolved, bits)",
-                res["discrete"][3] - unres["discrete"][3],
-                res["engine"][3] - unres["engine"][3],
-                res["tolerance"] + unres["tolerance"],
+                rows["homonym"][m],
+                rows["homonym_unresolved"][m],
+                "engine",
                 note="exact: S = 1/2 bit resolved, 0 unresolved.",
             )
         )

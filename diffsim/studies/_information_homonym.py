@@ -40,7 +40,7 @@ from ..analysis.information import (
 from ..data import homonym
 from ..sampling import grids, simulate
 from ._information_bias import train_token_mlp
-from ._information_cases import _conditional, _discrete
+from ._information_cases import _conditional, _discrete, synergy_drop_check
 from ._information_config import Config
 from ._information_pid import CHUNK, bits, logistic_scheme, max_dev, part_key
 from ._runner import Check, PartContext, check
@@ -55,12 +55,11 @@ class TrainedHomonym(eqx.Module):
     ``discrete``: that law's exact values; ``tolerance``: the estimator's Monte-Carlo tolerance on the exact
     law), bits; per network and context word ``y2``: the fraction of samples given ``(y1, y2) = (1, y2)``
     that show the meaning ``1 + y2`` (``context_accuracy``) and that show the homonym at all
-    (``homonym_shown``); samples per prompt; the networks' final training losses."""
+    (``homonym_shown``); the networks' final training losses."""
 
     rows: dict[str, dict[str, Any]]
     context_accuracy: dict[str, list[float]]
     homonym_shown: dict[str, list[float]]
-    n_samples: int
     final_loss: dict[str, float]
 
 
@@ -79,21 +78,20 @@ def compute_trained_homonym(config: Config, ctx: PartContext) -> TrainedHomonym:
     def compute():
         nets, losses = {}, {}
         for i, name in enumerate(MODELS):
-            nets[name], trained = train_token_mlp(
+            nets[name], losses[name] = train_token_mlp(
                 laws[name], ctx, jr.fold_in(key, i), steps=c.trained_homonym_steps,
                 n_train=c.trained_homonym_n_train, cache_dir=c.cache_dir,
                 name=f"information-homonym-{name}-mlp",
             )  # fmt: skip
-            losses[name] = float(np.mean(np.asarray(trained.losses)[-50:]))
+        exact = {name: _conditional(laws[name]) for name in MODELS}
         # the same data for both: resolved prompts and images, the same log-SNRs and noise draws
-        data = _conditional(laws["resolved"])
-        x, y, w = data.sample_stratified(jr.fold_in(key, 2), c.cases_per_component)
+        x, y, w = exact["resolved"].sample_stratified(jr.fold_in(key, 2), c.cases_per_component)
         w = np.asarray(w)
         k = jr.fold_in(key, 3)
         kw = dict(scheme=logistic_scheme(c), n_noise=c.n_noise, sample_weights=w, chunk_size=CHUNK)
         rows = {}
         for name in MODELS:
-            law = _conditional(laws[name])
+            law = exact[name]
             est_law, est_net = pid_information(law, x, y, k, **kw), pid_information(nets[name], x, y, k, **kw)
             ex = exact_pid_information(law, x, y, sample_weights=w)
             tol = pid_tolerances(est_law, ex, w, n_se=c.n_se, floor_bits=c.tolerance_floor_bits)
@@ -129,14 +127,11 @@ def compute_trained_homonym(config: Config, ctx: PartContext) -> TrainedHomonym:
             "rows": rows,
             "context_accuracy": accuracy,
             "homonym_shown": shown,
-            "n_samples": c.trained_homonym_samples,
             "final_loss": losses,
         }
 
     r = ctx.cache("cases-trained-homonym", compute)
-    return TrainedHomonym(
-        r["rows"], r["context_accuracy"], r["homonym_shown"], r["n_samples"], r["final_loss"]
-    )
+    return TrainedHomonym(r["rows"], r["context_accuracy"], r["homonym_shown"], r["final_loss"])
 
 
 def checks_trained_homonym(config: Config, r: TrainedHomonym) -> list[Check]:
@@ -178,18 +173,17 @@ def checks_trained_homonym(config: Config, r: TrainedHomonym) -> list[Check]:
                 )
             )
     for m in PID_MEASURES:
-        res, blind = r.rows["resolved"][m], r.rows["blind"][m]
         out.append(
-            check(
+            synergy_drop_check(
                 f"trained homonym: {m} synergy of the network that resolves the homonym minus the blind "
                 "network's (S resolved - S blind, bits)",
-                res["discrete"][3] - blind["discrete"][3],
-                res["network"][3] - blind["network"][3],
-                res["tolerance"] + blind["tolerance"],
+                r.rows["resolved"][m],
+                r.rows["blind"][m],
+                "network",
                 note="the same data, log-SNRs and noise draws for both networks; exact 1/2 - 0.",
             )
         )
-    n = 2 * r.n_samples  # both context words
+    n = 2 * config.trained_homonym_samples  # both context words
     se = math.sqrt(0.25 / n)
     acc = {name: float(np.mean(r.context_accuracy[name])) for name in MODELS}
     out.append(

@@ -163,9 +163,11 @@ def trained_homonym(config: Any, r: Any) -> list[Figure]:
         (axes[0], "resolved", "network trained where the context decides"),
         (axes[1], "blind", "network trained where it does not"),
     ):
-        row = {m: dict(r.rows[name][m], engine=r.rows[name][m]["network"]) for m in PID_MEASURES}
-        for m in PID_MEASURES:
-            row[m]["engine_orthogonal"] = r.rows[name][m]["network_orthogonal"]
+        rows = r.rows[name]
+        row = {
+            m: dict(rows[m], engine=rows[m]["network"], engine_orthogonal=rows[m]["network_orthogonal"])
+            for m in PID_MEASURES
+        }
         _bars(ax, row, title, estimate="network")
     axes[0].set_ylabel("bits")
     lo, hi = min(a.get_ylim()[0] for a in axes[:2]), max(a.get_ylim()[1] for a in axes[:2])
@@ -189,8 +191,8 @@ def trained_homonym(config: Any, r: Any) -> list[Figure]:
         "bits), dots "
         "the network (standard estimator, with the estimator's Monte-Carlo tolerance on the exact law), "
         "crosses the orthogonal estimator. Right: fraction of "
-        f"{r.n_samples} DDIM samples per context word given the homonym that show the meaning the context "
-        f"decides (dotted: 1/2). Final training losses: resolved {r.final_loss['resolved']:.3f}, blind "
-        f"{r.final_loss['blind']:.3f}."
+        f"{config.trained_homonym_samples} DDIM samples per context word given the homonym that show the "
+        f"meaning the context decides (dotted: 1/2). Final training losses: resolved "
+        f"{r.final_loss['resolved']:.3f}, blind {r.final_loss['blind']:.3f}."
     )
     return [Figure("cases_trained_homonym", fig, caption)]
