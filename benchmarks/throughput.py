@@ -6,7 +6,9 @@ One run measures, on whatever device JAX sees first (CPU or GPU; the script is t
    a Gaussian mixture (``K`` spherical components in ``d`` dimensions, VP-linear process, uniform grid), over
    ``d in {2, 16, 128}``, ``K in {8, 64}`` and ``N in {1e3, 1e4, 1e5, 1e6}``, for the same problem through
 
-   - ``diffsim``: ``diffsim.simulate(score, "euler_maruyama", grid, x=x0, key=key)``;
+   - ``diffsim``: ``diffsim.simulate(score, "euler_maruyama", grid, x=x0, key=key)`` (default arguments, so
+     counter-based noise since diffsim 0.2);
+   - ``diffsim_per_particle``: the same with ``noise="per_particle"`` (a key per particle and step);
    - ``fused_scan``: a hand-fused ``lax.scan`` Euler-Maruyama on the batched ``(N, d)`` state with the
      mixture score written in matrix form and ``jr.normal(fold_in(key, step), (N, d))`` per step: the
      strongest plain-JAX baseline we know how to write;
@@ -85,7 +87,7 @@ except ImportError:  # pragma: no cover - depends on the environment
     torchsde = None
 
 
-JAX_METHODS = ("diffsim", "diffsim_counter", "fused_scan", "fused_scan_pp", "diffrax_ubp", "diffrax_vbt")
+JAX_METHODS = ("diffsim", "diffsim_per_particle", "fused_scan", "fused_scan_pp", "diffrax_ubp", "diffrax_vbt")
 HOST_METHODS = ("numpy", "torchsde", "torch_loop")
 ALL_METHODS = JAX_METHODS + HOST_METHODS
 TORCH_METHODS = ("torchsde", "torch_loop")
@@ -215,15 +217,15 @@ def _coef_arrays(problem: Problem):
     )
 
 
-def build_diffsim(problem: Problem, x0: np.ndarray, seed: int = 0, noise: str = "per_particle"):
+def build_diffsim(problem: Problem, x0: np.ndarray, seed: int = 0, noise: str | None = None):
     score, grid = problem.score, jnp.asarray(problem.grid)
     x = jnp.asarray(x0)
     key = jr.key(seed)
     return lambda: ds.simulate(score, "euler_maruyama", grid, x=x, key=key, noise=noise).x
 
 
-def build_diffsim_counter(problem: Problem, x0: np.ndarray, seed: int = 0):
-    return build_diffsim(problem, x0, seed, noise="counter")
+def build_diffsim_per_particle(problem: Problem, x0: np.ndarray, seed: int = 0):
+    return build_diffsim(problem, x0, seed, noise="per_particle")
 
 
 def build_fused_scan(problem: Problem, x0: np.ndarray, seed: int = 0, per_particle_keys: bool = False):
@@ -458,7 +460,7 @@ def build_torchsde(problem: Problem, x0: np.ndarray, seed: int = 0):
 
 BUILDERS: dict[str, Callable] = {
     "diffsim": build_diffsim,
-    "diffsim_counter": build_diffsim_counter,
+    "diffsim_per_particle": build_diffsim_per_particle,
     "fused_scan": build_fused_scan,
     "fused_scan_pp": build_fused_scan_pp,
     "diffrax_ubp": build_diffrax_ubp,
@@ -626,7 +628,7 @@ def run_throughput(
         for d in plan.ds_:
             for k in plan.ks:
                 last_thr = last[(d, k)]
-                steps = choose_steps(plan, n, last_thr.get("diffsim", last_thr.get("diffsim_counter")))
+                steps = choose_steps(plan, n, last_thr.get("diffsim", last_thr.get("diffsim_per_particle")))
                 recs = measure_config(plan, d, k, n, steps, last_thr, mem_free, t_start, log)
                 for r in recs:
                     if r["status"] == "ok":
@@ -1062,15 +1064,15 @@ def markdown_tables(results: dict) -> str:
     lines += _ratio_table(
         results["throughput"],
         "diffsim",
-        "Throughput of `diffsim.simulate` (default per-particle keys) divided by each method's "
+        "Throughput of `diffsim.simulate` (default arguments: counter noise) divided by each method's "
         "(particle-steps per second; > 1 means diffsim is faster; `-` = skipped, see the JSON "
         "for why).",
     )
-    if any(r["method"] == "diffsim_counter" and r["status"] == "ok" for r in results["throughput"]):
+    if any(r["method"] == "diffsim_per_particle" and r["status"] == "ok" for r in results["throughput"]):
         lines += _ratio_table(
             results["throughput"],
-            "diffsim_counter",
-            'The same with `simulate(..., noise="counter")` as the numerator.',
+            "diffsim_per_particle",
+            'The same with `simulate(..., noise="per_particle")` (the default before diffsim 0.2) as the numerator.',
         )
     if results.get("steps_sweep"):
         lines += _ratio_table(
@@ -1079,8 +1081,8 @@ def markdown_tables(results: dict) -> str:
     tg = results.get("targets", {})
     if tg:
         lines += ["Targets:", ""] + _target_lines(tg, "diffsim")
-        if results.get("targets_counter"):
-            lines += _target_lines(results["targets_counter"], 'diffsim noise="counter"')
+        if results.get("targets_per_particle"):
+            lines += _target_lines(results["targets_per_particle"], 'diffsim noise="per_particle"')
         if "compile_s" in tg:
             lines.append(f"- compile time of the default sampler: {tg['compile_s']:.2f} s (target < 3 s)")
     return "\n".join(lines) + "\n"
@@ -1242,7 +1244,7 @@ def measure_small_calls(
         fns = {
             "fused_scan": build_fused_scan(problem, x0),
             "diffsim": build_diffsim(problem, x0),
-            "diffsim_counter": build_diffsim_counter(problem, x0),
+            "diffsim_per_particle": build_diffsim_per_particle(problem, x0),
         }
         times = {m: [] for m in fns}
         for _ in range(reps):  # interleaved: the machine may be shared
@@ -1255,7 +1257,7 @@ def measure_small_calls(
                 "steps": st,
                 "time_s": best,
                 "ratio_default": best["fused_scan"] / best["diffsim"],
-                "ratio_counter": best["fused_scan"] / best["diffsim_counter"],
+                "ratio_per_particle": best["fused_scan"] / best["diffsim_per_particle"],
                 "load": os.getloadavg(),
             }
         )
@@ -1385,12 +1387,12 @@ def sweeps_markdown(res: dict) -> str:
         "",
         "## Per-call cost: hand-fused scan's call time / `simulate`'s (1 = as fast as the hand scan)",
         "",
-        '| case | default (per-particle keys) | `noise="counter"` | load |',
+        '| case | default (`noise="counter"`) | `noise="per_particle"` | load |',
         "|---|---|---|---|",
     ]
     for r in res["small_calls"]:
         load = ", ".join(f"{v:.1f}" for v in r["load"])
-        lines.append(f"| {r['case']} | {r['ratio_default']:.2f} | {r['ratio_counter']:.2f} | {load} |")
+        lines.append(f"| {r['case']} | {r['ratio_default']:.2f} | {r['ratio_per_particle']:.2f} | {load} |")
     sw = res.get("sweep")
     if sw:
         lines += [
@@ -1498,9 +1500,9 @@ def merge_results(paths: list[str], out_dir: Path, name: str) -> dict:
     merged["merged_from"] = [str(p) for p in paths]
     merged.pop("partial", None)
     merged["targets"] = check_targets(merged["throughput"], merged.get("compile"))
-    merged["targets_counter"] = check_targets(merged["throughput"], None, "diffsim_counter")
+    merged["targets_per_particle"] = check_targets(merged["throughput"], None, "diffsim_per_particle")
     merged["ratios"] = ratios(merged["throughput"])
-    merged["ratios_counter"] = ratios(merged["throughput"], "diffsim_counter")
+    merged["ratios_per_particle"] = ratios(merged["throughput"], "diffsim_per_particle")
     out_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(out_dir / f"{name}.json", json.dumps(merged, indent=1, default=str))
     write_atomic(out_dir / f"{name}.md", markdown_tables(merged))
@@ -1654,9 +1656,9 @@ def main(argv: list[str] | None = None) -> dict:
     results.setdefault("throughput", [])
     results["loadavg_end"] = list(os.getloadavg())
     results["targets"] = check_targets(results["throughput"], results.get("compile"))
-    results["targets_counter"] = check_targets(results["throughput"], None, "diffsim_counter")
+    results["targets_per_particle"] = check_targets(results["throughput"], None, "diffsim_per_particle")
     results["ratios"] = ratios(results["throughput"])
-    results["ratios_counter"] = ratios(results["throughput"], "diffsim_counter")
+    results["ratios_per_particle"] = ratios(results["throughput"], "diffsim_per_particle")
     results["scaling_exponent_diffsim_time_vs_N"] = {
         f"d={d},K={k}": v
         for (d, k), v in scaling_exponents(

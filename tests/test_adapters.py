@@ -328,10 +328,10 @@ EMPTY_IDS = np.array([0, 1, 1, 1, 1, 1, 1, 1])
 
 
 def _diffsim_noise(key, n, step, shape, dtype):
-    """The standard normals simulate(..., noise="per_particle") draws for particles 0..n-1 at a step."""
+    """The standard normals simulate draws by default (``noise="counter"``, one draw per step) for particles
+    0..n-1 at a step: the rows of ``normal(fold_in(k_path, step), (n, *shape))``."""
     k_path = jr.split(key)[1]
-    z = [jr.normal(jr.fold_in(jr.fold_in(k_path, i), step), shape, dtype) for i in range(n)]
-    return np.stack([np.asarray(v) for v in z])
+    return np.asarray(jr.normal(jr.fold_in(k_path, step), (n, *shape), dtype))
 
 
 def _diffusers_loop(torch, unet, sched, x, eta, noises, embeds=None, scale=None):

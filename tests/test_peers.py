@@ -156,12 +156,11 @@ def _torch_denoiser(torch, w, mu, covs):
 
 
 def _diffsim_normals(key, n_part, n_idx, d):
-    """diffsim's per-particle normals: step ``j`` of particle ``i`` is
-    ``normal(fold_in(fold_in(k_path, i), j))`` with ``k_path = split(key)[1]`` (``simulate``'s default
-    scheme); shape ``(n_idx, n_part, d)``."""
+    """The normals ``simulate`` draws by default (``noise="counter"``, one draw per step): step ``j`` of
+    particle ``i`` is row ``i`` of ``normal(fold_in(k_path, j), (n_part, d))`` with ``k_path =
+    split(key)[1]``; shape ``(n_idx, n_part, d)``."""
     k_path = jr.split(key)[1]
-    pk = jax.vmap(lambda i: jr.fold_in(k_path, i))(jnp.arange(n_part))
-    out = [jax.vmap(lambda k, j=j: jr.normal(jr.fold_in(k, j), (d,), jnp.float64))(pk) for j in range(n_idx)]
+    out = [jr.normal(jr.fold_in(k_path, j), (n_part, d), jnp.float64) for j in range(n_idx)]
     return np.asarray(jnp.stack(out))
 
 

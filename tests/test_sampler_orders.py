@@ -220,8 +220,8 @@ def test_weak_order_in_law(method, proc):
 @pytest.mark.parametrize("method", sorted(WEAK))
 def test_exact_law_driver_is_simulate(method):
     """The scanned kernel with explicit normals is what ``simulate`` runs: with the normals ``simulate``
-    draws (particle ``i``, step ``j``: ``normal(fold_in(fold_in(split(key)[1], i), j))``) it gives the same
-    output."""
+    draws by default (particle ``i``, step ``j``: row ``i`` of ``normal(fold_in(split(key)[1], j), (N, 1))``)
+    it gives the same output."""
     p = PROCS["vp"]
     gm, n, key = _gauss1(p), 6, jr.key(3)
     grid = ds.grids.logsnr_uniform(p, n)
@@ -229,9 +229,9 @@ def test_exact_law_driver_is_simulate(method):
     want = ds.simulate(gm, method, grid, x=x, key=key).x
     k_path = jr.split(key)[1]
     sampler = get_sampler(method).configure(n)
+    z = jnp.stack([jr.normal(jr.fold_in(k_path, j), (x.shape[0], 1), jnp.float64) for j in range(n)])
     for i in range(x.shape[0]):
-        pk = jr.fold_in(k_path, i)
-        zs = jnp.stack([jr.normal(jr.fold_in(pk, j), (1,), jnp.float64) for j in range(n)])
+        zs = z[:, i]
         got = _run(sampler, gm, grid, sampler.init(grid[0], x[i]), zs)
         np.testing.assert_allclose(np.asarray(got), np.asarray(want[i]), rtol=1e-12, atol=1e-12)
 

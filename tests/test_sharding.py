@@ -19,7 +19,7 @@ import pytest
 
 import diffsim as ds
 from diffsim.sampling import particle_mesh, particle_sharding, simulate_sharded
-from diffsim.sampling._noise import counter_normals
+from diffsim.sampling._noise import counter_normals, counter_words
 
 
 GMM = ds.GaussianMixture(
@@ -39,6 +39,45 @@ def test_counter_normals_are_rows_of_a_batch_normal(dtype):
         np.testing.assert_array_equal(np.asarray(part), np.asarray(full[offset : offset + n]))
     z = np.asarray(counter_normals(key, 0, 20_000, (1,), jnp.float64)).ravel()
     assert abs(z.mean()) < 0.03 and abs(z.std() - 1) < 0.02
+
+
+@pytest.mark.parametrize(
+    "offset,n,per",
+    [
+        (0, 5, 3),
+        (2**31 - 3, 4, 7),
+        (123_456_789, 3, 210_000),
+        (4_000_000_000, 3, 2**20 + 3),
+        (2**31, 2, 65_537),
+    ],
+)
+def test_counter_words_are_the_64_bit_flat_index(offset, n, per):
+    """Independent route: numpy's uint64 arithmetic. The counters past 2**32 (nonzero high word) are what
+    lets a run hold N * draws * d >= 2**32 numbers per step."""
+    hi, lo = counter_words(np.uint32(offset), n, per)
+    got = (np.asarray(hi).astype(np.uint64) << np.uint64(32)) | np.asarray(lo).astype(np.uint64)
+    rows = np.uint64(offset) + np.arange(n, dtype=np.uint64)
+    want = rows[:, None] * np.uint64(per) + np.arange(per, dtype=np.uint64)[None, :]
+    np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="2\\*\\*32"):
+        counter_words(0, 1, 2**32)
+
+
+def test_default_noise_is_counter_where_it_applies():
+    """The default scheme: counter on fixed-grid samplers with threefry keys; per-particle keys for the
+    Diffrax "sde" method and other key implementations (which counter noise cannot serve)."""
+    grid = ds.grids.uniform(GMM.process, 6)
+    for method in ("euler_maruyama", "ddpm"):
+        default = ds.simulate(GMM, method, grid, n=5, key=jr.key(1)).x
+        counter = ds.simulate(GMM, method, grid, n=5, key=jr.key(1), noise="counter").x
+        np.testing.assert_array_equal(np.asarray(default), np.asarray(counter))
+    rbg = jr.key(1, impl="rbg")
+    default = ds.simulate(GMM, "euler_maruyama", grid, n=5, key=rbg).x
+    per_particle = ds.simulate(GMM, "euler_maruyama", grid, n=5, key=rbg, noise="per_particle").x
+    np.testing.assert_array_equal(np.asarray(default), np.asarray(per_particle))
+    sde = ds.simulate(GMM, "sde", 4, n=3, key=jr.key(2)).x
+    sde_pp = ds.simulate(GMM, "sde", 4, n=3, key=jr.key(2), noise="per_particle").x
+    np.testing.assert_array_equal(np.asarray(sde), np.asarray(sde_pp))
 
 
 def test_counter_noise_equals_a_hand_fused_scan():
@@ -71,7 +110,9 @@ def test_counter_noise_batching_and_chunking_invariance(method, opts):
     chex.assert_trees_all_close(small.x, large.x[:6], rtol=1e-12, atol=1e-12)
     chex.assert_trees_all_close(np.asarray(chunked.x), np.asarray(large.x), rtol=1e-12, atol=1e-12)
     default = ds.simulate(GMM, method, grid, n=6, key=key, **opts)
-    assert not np.allclose(default.x, small.x)  # a different scheme: different (equally valid) draws
+    np.testing.assert_array_equal(np.asarray(default.x), np.asarray(small.x))  # the default scheme
+    per_particle = ds.simulate(GMM, method, grid, n=6, key=key, noise="per_particle", **opts)
+    assert not np.allclose(per_particle.x, small.x)  # a different scheme: different (equally valid) draws
     other = ds.simulate(GMM, method, grid, n=6, key=jr.key(12), noise="counter", **opts)
     assert not np.allclose(other.x, small.x)
 

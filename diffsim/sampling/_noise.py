@@ -18,7 +18,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Key
 
 
-__all__ = ["StepNoise", "counter_normals", "normal_like", "particle_keys", "split_noise"]
+__all__ = ["StepNoise", "counter_normals", "counter_words", "normal_like", "particle_keys", "split_noise"]
 
 
 class StepNoise(NamedTuple):
@@ -94,19 +94,40 @@ def _bits_to_normal(b1, b2, dtype):
     return np.array(np.sqrt(2.0), dtype) * jax.lax.erf_inv(u)
 
 
+def counter_words(offset: ArrayLike, n: int, per: int) -> tuple[Array, Array]:
+    """The high and low uint32 words of the 64-bit counters ``(offset + i) * per + j`` (``i < n``,
+    ``j < per``), shape ``(n, per)``: JAX's partitionable threefry hashes the flat index of an entry of
+    ``jr.normal(key, shape)`` as these two words. The product is formed from 16-bit limbs, so it is exact
+    for every global index ``offset + i < 2**32`` and ``per < 2**32`` without 64-bit integers."""
+    if not 0 < per < 2**32:
+        raise ValueError(f"counter noise needs 0 < draws * d < 2**32 numbers per particle, got {per}.")
+    u32 = jnp.uint32
+    g = jnp.asarray(offset).astype(u32) + jax.lax.iota(u32, n)  # global particle indices
+    g_lo, g_hi = g & u32(0xFFFF), g >> u32(16)
+    p_lo, p_hi = u32(per & 0xFFFF), u32(per >> 16)
+    low, cross_a, cross_b, high = g_lo * p_lo, g_hi * p_lo, g_lo * p_hi, g_hi * p_hi  # each < 2**32
+    cross = cross_a + cross_b
+    cross_carry = (cross < cross_a).astype(u32)  # the cross sum's bit 32 (worth 2**48 in the product)
+    base_lo = low + (cross << u32(16))
+    base_hi = high + (cross >> u32(16)) + (cross_carry << u32(16)) + (base_lo < low).astype(u32)
+    lo = base_lo[:, None] + jax.lax.iota(u32, per)[None, :]
+    hi = base_hi[:, None] + (lo < base_lo[:, None]).astype(u32)
+    return hi, lo
+
+
 def counter_normals(
     key: Key[Array, ""], offset: ArrayLike, n: int, tail: tuple[int, ...], dtype
 ) -> Float[Array, " n *tail"]:
     """Rows ``offset .. offset + n`` of ``jr.normal(key, (M,) + tail)`` for any ``M >= offset + n``, computed
-    without the other rows: entry ``(i, *j)`` hashes the counter ``(offset + i) * prod(tail) + flat(j)``
-    with threefry2x32 (JAX's partitionable scheme). One hash per number and no per-particle key, so the
-    cost is that of a batch-level ``jr.normal``, while every particle's noise depends only on its global
-    index (batching, chunking and sharding invariant). Needs ``(offset + n) * prod(tail) < 2**32``."""
+    without the other rows: entry ``(i, *j)`` hashes the 64-bit counter ``(offset + i) * prod(tail) +
+    flat(j)`` (:func:`counter_words`) with threefry2x32 (JAX's partitionable scheme). One hash per number
+    and no per-particle key, so the cost is that of a batch-level ``jr.normal``, while every particle's noise
+    depends only on its global index (batching, chunking and sharding invariant)."""
     from jax.extend.random import threefry2x32_p
 
     per = int(np.prod(tail))
     k = _key_words(key)
-    base = jnp.asarray(offset).astype(jnp.uint32) * np.uint32(per)
-    lo = base + jax.lax.iota(jnp.uint32, n * per).reshape((n,) + tuple(tail))
-    b1, b2 = threefry2x32_p.bind(k[0], k[1], jnp.zeros_like(lo), lo)
-    return _bits_to_normal(b1, b2, dtype)
+    hi, lo = counter_words(offset, n, per)
+    b1, b2 = threefry2x32_p.bind(k[0], k[1], hi, lo)
+    shape = (n,) + tuple(tail)
+    return _bits_to_normal(b1.reshape(shape), b2.reshape(shape), dtype)

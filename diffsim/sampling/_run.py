@@ -24,7 +24,7 @@ from ._scan import run_chunk
 from ._trajectory import Trajectory
 
 
-__all__ = ["NOISE_SCHEMES", "Run", "prepare", "run_chunked"]
+__all__ = ["NOISE_SCHEMES", "Run", "prepare", "resolve_noise", "run_chunked"]
 
 # =====================================================================================================
 # a validated call
@@ -75,6 +75,40 @@ class Run:
             self.noise,
             self.final_denoise,
         )
+
+
+def _counter_obstacle(sampler: AbstractSampler, key: jax.Array, dtype) -> str | None:
+    """Why ``noise="counter"`` cannot serve this call (``None`` if it can)."""
+    if sampler.adaptive and sampler.is_stochastic():
+        return (
+            'noise="counter" applies to fixed-grid samplers; the Diffrax "sde" method draws '
+            "its Brownian paths from per-particle keys."
+        )
+    impl = (
+        str(jr.key_impl(key))
+        if jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+        else str(jax.config.jax_default_prng_impl)
+    )
+    if "threefry" not in impl:
+        return f'noise="counter" needs a threefry2x32 key, got {impl}.'
+    if np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
+        return f'noise="counter" supports float32 and float64 particles, got {np.dtype(dtype)}.'
+    return None
+
+
+def resolve_noise(noise: str | None, sampler: AbstractSampler, key: jax.Array, dtype) -> str:
+    """The noise scheme of a call: ``noise`` when given (checked), else the default: ``"counter"`` where it
+    applies (fixed-grid samplers, threefry keys, float32/float64 particles), ``"per_particle"`` otherwise
+    (the Diffrax ``"sde"`` method, other key implementations, other dtypes)."""
+    if noise is None:
+        return "per_particle" if _counter_obstacle(sampler, key, dtype) else "counter"
+    if noise not in NOISE_SCHEMES:
+        raise ValueError(f"`noise` must be one of {NOISE_SCHEMES} or None (the default), got {noise!r}.")
+    if noise == "counter":
+        obstacle = _counter_obstacle(sampler, key, dtype)
+        if obstacle is not None:
+            raise ValueError(obstacle)
+    return noise
 
 
 def prepare(
@@ -135,28 +169,8 @@ def prepare(
             raise ValueError("`x` must hold at least one particle.")
     if chunk_size is not None:
         chunk_size = check_positive_int(chunk_size, "chunk_size")
-    if noise not in NOISE_SCHEMES:
-        raise ValueError(f"`noise` must be one of {NOISE_SCHEMES}, got {noise!r}.")
-    if noise == "counter":
-        if sampler.adaptive and sampler.is_stochastic():
-            raise ValueError(
-                'noise="counter" applies to fixed-grid samplers; the Diffrax "sde" method draws '
-                "its Brownian paths from per-particle keys."
-            )
-        impl = (
-            str(jr.key_impl(key))
-            if jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
-            else str(jax.config.jax_default_prng_impl)
-        )
-        if "threefry" not in impl:
-            raise ValueError(f'noise="counter" needs a threefry2x32 key, got {impl}.')
-        per = max(sampler.draws_per_step(), 1) * score.dim
-        n_counted = max(n_particles, pad_to or 0)
-        if n_counted * per >= 2**32:
-            raise ValueError(
-                f'noise="counter" supports N * draws * d < 2**32 numbers per step, got '
-                f"{n_counted} * {per}; split the run over keys."
-            )
+    dtype = jnp.result_type(float) if x_init is None else x_init.dtype
+    noise = resolve_noise(noise, sampler, key, dtype)
     run = Run(
         score,
         sampler,

@@ -122,7 +122,7 @@ def simulate_sharded(
     save: SaveSpec = "final",
     stats: Callable[[Array, Array], PyTree] | None = None,
     save_states: bool = True,
-    noise: str = "per_particle",
+    noise: str | None = None,
     gather: bool = False,
     **method_options: Any,
 ) -> Trajectory:
@@ -144,7 +144,8 @@ def simulate_sharded(
         save: ``"final"`` (default), ``"all"``, an int stride, or grid indices to save.
         stats: optional ``stats(t, x) -> pytree`` per particle, recorded at the saved times.
         save_states: keep ``xs`` (default ``True``).
-        noise: ``"per_particle"`` (default) or ``"counter"``, as for :func:`diffsim.simulate`.
+        noise: ``None`` (default: ``"counter"`` where it applies), ``"counter"`` or ``"per_particle"``, as
+            for :func:`diffsim.simulate`.
         gather: return arrays holding every particle on every host, on its default device (needed to
             read a multi-host result on one host); otherwise ``xs`` / ``stats`` / ``x`` are global
             ``jax.Array`` s sharded over the particle axis (axis 1 of ``xs`` and ``stats`` leaves, axis 0

@@ -4,13 +4,15 @@ A run is ``process + score -> sampler -> Trajectory``. Fixed-grid methods run as
 the grid on a batched ``(N, d)`` state; adaptive methods go through Diffrax (see
 :mod:`diffsim.sampling.adaptive`) with the same signature.
 
-**Randomness.** Particle ``i`` (global index, counting across chunks) owns the key ``fold_in(k_path, i)``
-and draws its step-``j`` noise from ``fold_in(that key, j)``; prior draws use ``fold_in(k_init, i)``, with
-``k_init, k_path = split(key)``. Hence the same key gives the same particles whether the run is batched,
-chunked (``chunk_size``) or sharded (:mod:`diffsim.sampling.sharding`). ``noise="counter"`` is a cheaper
-scheme with the same invariance: step ``j``'s normals are the rows, at the particles' global indices, of
-``jr.normal(fold_in(k_path, j), (N, draws, d))``, computed from threefry counters without a key per particle
-(one hash per number instead of one per number plus one per particle and step; it matters at small ``d``).
+**Randomness.** With ``k_init, k_path = split(key)``, particle ``i`` (global index, counting across
+chunks) draws its prior sample from ``fold_in(k_init, i)``. Its step-``j`` normals are, by default
+(``noise="counter"``), row ``i`` of ``jr.normal(fold_in(k_path, j), (N, draws, d))``, computed from threefry
+counters without a key per particle (one hash per number); with ``noise="per_particle"`` they come from the
+key ``fold_in(fold_in(k_path, i), j)`` (one hash per number plus one per particle and step: up to 2x the cost
+at small ``d``; the default before diffsim 0.2, and the only scheme of the Diffrax ``"sde"`` method, which
+falls back to it). Either way a particle's noise depends only on its global index, so the same key gives the
+same particles whether the run is batched, chunked (``chunk_size``), padded, offset or sharded
+(:mod:`diffsim.sampling.sharding`).
 
 **Saving.** ``save`` picks grid indices (``0`` is the initial state, ``n_steps`` the final one):
 ``"final"``, ``"all"``, an ``int`` k (every k-th index plus the last), or an explicit sequence of indices.
@@ -66,7 +68,7 @@ def simulate(
     stats: Callable[[Array, Array], PyTree] | None = None,
     save_states: bool = True,
     chunk_size: int | None = None,
-    noise: str = "per_particle",
+    noise: str | None = None,
     final_denoise: bool = False,
     pad_to: int | None = None,
     particle_offset: int = 0,
@@ -97,12 +99,15 @@ def simulate(
         save_states: keep ``xs`` (set False to keep only ``stats`` and the final state).
         chunk_size: run the particles in chunks of this size (results identical; the chunks are
             assembled on the host and returned as ``jax.Array`` s on the default device).
-        noise: ``"per_particle"`` (default): particle ``i`` draws step ``j``'s normals from the key
-            ``fold_in(fold_in(k_path, i), j)``. ``"counter"``: step ``j``'s normals are the rows of
-            ``jr.normal(fold_in(k_path, j), (N, draws, d))`` for the particles' global indices, computed
-            from counters without per-particle keys (as cheap as one batch-level ``jr.normal``; also
-            invariant under batching, chunking and sharding, but different numbers from
-            ``"per_particle"``).
+        noise: the random-number scheme (both give the same particles whatever the batching, chunking,
+            sharding or ``particle_offset``; they give different, equally valid, draws).
+            ``"counter"``: step ``j``'s normals are the rows of ``jr.normal(fold_in(k_path, j), (N, draws,
+            d))`` at the particles' global indices, computed from threefry counters without per-particle
+            keys (as cheap as one batch-level ``jr.normal``). ``"per_particle"``: particle ``i`` draws step
+            ``j``'s normals from the key ``fold_in(fold_in(k_path, i), j)`` (one more hash per particle and
+            step: up to 2x slower at small ``d``; the default before diffsim 0.2 and the only scheme of the
+            Diffrax ``"sde"`` method). ``None`` (default): ``"counter"`` wherever it applies (fixed-grid
+            samplers, threefry keys, float32/float64 particles), else ``"per_particle"``.
         final_denoise: end with the step from the last grid time to ``sigma = 0``, as k-diffusion and
             diffusers do: the last state is the denoiser ``score.denoise(t_last, x)`` (LMS: its Adams step
             to ``sigma = 0``; Heun with ``convention="k_diffusion"``: the churned last step), costing one

@@ -91,6 +91,7 @@ class PaperTwoModes(eqx.Module):
     samples: list[dict[str, Any]]
     exact: dict[str, Any]
     residual_route_max_rel_diff: float
+    residual_route_valid: tuple[int, int]  # gap-valid (samples, probe points) the route compared
     h_min: float
     wall_s: float
 
@@ -110,6 +111,12 @@ def _toy_summary(x, data, emp, config):
         "on_ridge_share": float(np.mean(norm < config.toy_residual_threshold)),
         "residual_median": float(np.median(res)),
     }
+
+
+# probe points of the residual route, in units of h (x) and sqrt(h) (y): the band around the midpoint where
+# the eigengap of the two-point empirical score is defined at t_min
+_PROBE_U = np.linspace(-2.0, 2.0, 9)
+_PROBE_V = np.array([-2.0, -0.5, 0.5, 2.0])
 
 
 def compute_paper_two_modes(config: Config, ctx: PartContext) -> PaperTwoModes:
@@ -132,22 +139,28 @@ def compute_paper_two_modes(config: Config, ctx: PartContext) -> PaperTwoModes:
     x_rf = tr.x  # tau = inf: spread along the ridge, where the eigengap is defined
     tr = _sample(emp, config.toy_particles, config.toy_steps, jr.fold_in(key, 2))
     exact = _toy_summary(tr.x, data, emp, config)
-    # independent route for the residual: the dense ridge geometry of the empirical score (gap-valid points)
+    # independent route for the residual: the dense ridge geometry of the empirical score at its gap-valid
+    # points. At t_min the eigengap is defined only within ~h of the midpoint x = 0 (elsewhere one mode's
+    # isotropic Hessian -I/h dominates), where few samples land; fixed probes there make the route
+    # independent of how many samples happen to (no gap-valid point at all would be NaN, a failed check).
     t_min = emp.process.t_min
-    geo = ridge.ridge_geometry(emp, t_min, x_rf, 1, gap_threshold=1e-6)
+    h = float(emp.process.sigma2(t_min))
+    probes = np.stack(np.meshgrid(_PROBE_U * h, _PROBE_V * math.sqrt(h)), -1).reshape(-1, 2)
+    points = np.concatenate([np.asarray(x_rf, float), probes])
+    geo = ridge.ridge_geometry(emp, t_min, jnp.asarray(points, jnp.float32), 1, gap_threshold=1e-6)
     valid = np.asarray(geo.valid)
-    closed = np.abs(np.asarray(x_rf, float)[:, 1]) / float(emp.process.sigma2(t_min))
+    closed = np.abs(points[:, 1]) / h
     with ridge.quiet_nan_warnings():
         rel = np.abs(np.asarray(geo.residual, float)[valid] - closed[valid]) / np.maximum(
             closed[valid], 1e-12
         )
-    h = float(emp.process.sigma2(t_min))
+    n_valid = (int(valid[: x_rf.shape[0]].sum()), int(valid[x_rf.shape[0] :].sum()))
     return PaperTwoModes(
         model.width, taus.tolist() + ["inf"], loss[:, 0].tolist(), loss[:, 1].tolist(),
         np.asarray(mom.L_opt, float).tolist(),
         float(np.asarray(mom.null_space_loss_per_coordinate(model.readout))[1]),
         err[:, 0].tolist(), err[:, 1].tolist(), samples, exact,
-        float(rel.max()) if rel.size else float("nan"), h, time.perf_counter() - start,
+        float(rel.max()) if rel.size else float("nan"), n_valid, h, time.perf_counter() - start,
     )  # fmt: skip
 
 
@@ -186,9 +199,11 @@ def checks_paper_two_modes(config: Config, r: PaperTwoModes) -> list[Check]:
         ),
         check(
             "paper 2-mode toy: ridge residual |y|/h_t = dense-geometry residual (d* = 1, t = 1e-3; max "
-            "relative difference on gap-valid samples)",
+            f"relative difference on gap-valid samples and {_PROBE_U.size * _PROBE_V.size} inter-mode probes)",
             0.0, r.residual_route_max_rel_diff, 1e-3,
-            note="float32; the closed form holds because the normal direction is e_y everywhere",
+            note="float32; the closed form holds because the normal direction is e_y everywhere; gap-valid: "
+            f"{r.residual_route_valid[0]} samples, {r.residual_route_valid[1]} probes (x in [-2h, 2h], "
+            "|y| in {0.5, 2} sqrt(h))",
         ),
     ]  # fmt: skip
 
