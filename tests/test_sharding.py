@@ -63,6 +63,35 @@ def test_counter_words_are_the_64_bit_flat_index(offset, n, per):
         counter_words(0, 1, 2**32)
 
 
+def test_counter_noise_past_32_bit_counters():
+    """Particles whose counters pass 2**32 (global index 2**30, d = 5: counters from 5.4e9) run on the
+    64-bit words: the run equals a hand scan drawing ``counter_normals(wide=True)``, which the 32-bit words
+    (``wide=False``, wrapped) do not give; below 2**32 the two paths are the same numbers."""
+    mix = ds.GaussianMixture(jnp.array([0.5, 0.5]), jnp.stack([-jnp.ones(5), jnp.ones(5)]), 0.4)
+    key, offset = jr.key(8), 2**30
+    grid = ds.grids.uniform(mix.process, 5)
+    x0 = jr.normal(jr.key(6), (2, 5))
+    out = ds.simulate(mix, "euler_maruyama", grid, x=x0, key=key, particle_offset=offset).x
+    _, key_path = jr.split(key)
+    p = mix.process
+
+    def hand(wide):
+        x = x0
+        for j in range(5):
+            t, dt = grid[j], grid[j + 1] - grid[j]
+            z = counter_normals(jr.fold_in(key_path, j), offset, 2, (1, 5), x.dtype, wide=wide)[:, 0]
+            drift = jax.vmap(mix.reverse_drift, in_axes=(None, 0))(t, x)
+            x = x + drift * dt + p.diffusion(t) * jnp.sqrt(-dt) * z
+        return x
+
+    chex.assert_trees_all_close(out, hand(True), rtol=1e-12, atol=1e-12)
+    assert not np.allclose(np.asarray(out), np.asarray(hand(False)))
+    narrow = counter_normals(key, 1000, 7, (2, 3), jnp.float64, wide=False)
+    np.testing.assert_array_equal(
+        np.asarray(narrow), np.asarray(counter_normals(key, 1000, 7, (2, 3), jnp.float64))
+    )
+
+
 def test_default_noise_is_counter_where_it_applies():
     """The default scheme: counter on fixed-grid samplers with threefry keys; per-particle keys for the
     Diffrax "sde" method and other key implementations (which counter noise cannot serve)."""

@@ -116,18 +116,28 @@ def counter_words(offset: ArrayLike, n: int, per: int) -> tuple[Array, Array]:
 
 
 def counter_normals(
-    key: Key[Array, ""], offset: ArrayLike, n: int, tail: tuple[int, ...], dtype
+    key: Key[Array, ""], offset: ArrayLike, n: int, tail: tuple[int, ...], dtype, *, wide: bool = True
 ) -> Float[Array, " n *tail"]:
     """Rows ``offset .. offset + n`` of ``jr.normal(key, (M,) + tail)`` for any ``M >= offset + n``, computed
     without the other rows: entry ``(i, *j)`` hashes the 64-bit counter ``(offset + i) * prod(tail) +
     flat(j)`` (:func:`counter_words`) with threefry2x32 (JAX's partitionable scheme). One hash per number
     and no per-particle key, so the cost is that of a batch-level ``jr.normal``, while every particle's noise
-    depends only on its global index (batching, chunking and sharding invariant)."""
+    depends only on its global index (batching, chunking and sharding invariant).
+
+    ``wide=False`` is the fast path for callers that know ``(offset + n) * prod(tail) < 2**32``: the high
+    counter word is then zero and only the low one is formed (the same numbers; the 64-bit arithmetic costs
+    up to a quarter of the time at ``d = 128`` on CPU). :func:`~diffsim.sampling._scan.run_chunk` picks it
+    from the concrete particle range of each call."""
     from jax.extend.random import threefry2x32_p
 
     per = int(np.prod(tail))
     k = _key_words(key)
-    hi, lo = counter_words(offset, n, per)
-    b1, b2 = threefry2x32_p.bind(k[0], k[1], hi, lo)
     shape = (n,) + tuple(tail)
+    if wide:
+        hi, lo = counter_words(offset, n, per)
+    else:
+        base = jnp.asarray(offset).astype(jnp.uint32) * np.uint32(per)
+        lo = base + jax.lax.iota(jnp.uint32, n * per).reshape(n, per)
+        hi = jnp.zeros_like(lo)
+    b1, b2 = threefry2x32_p.bind(k[0], k[1], hi, lo)
     return _bits_to_normal(b1.reshape(shape), b2.reshape(shape), dtype)

@@ -8,11 +8,11 @@ Randomness, saving and chunking are described in :mod:`diffsim.sampling.simulate
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import jax.random as jr
 import numpy as np
 from jaxtyping import Array
 
@@ -84,12 +84,15 @@ def _counter_obstacle(sampler: AbstractSampler, key: jax.Array, dtype) -> str | 
             'noise="counter" applies to fixed-grid samplers; the Diffrax "sde" method draws '
             "its Brownian paths from per-particle keys."
         )
-    impl = (
-        str(jr.key_impl(key))
-        if jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
-        else str(jax.config.jax_default_prng_impl)
-    )
-    if "threefry" not in impl:
+    typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    return _key_and_dtype_obstacle(key.dtype if typed else None, jax.config.jax_default_prng_impl, dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _key_and_dtype_obstacle(key_dtype, default_impl, dtype) -> str | None:
+    """The key-implementation and dtype part of :func:`_counter_obstacle`, memoised (no work per call)."""
+    impl = str(default_impl) if key_dtype is None else str(key_dtype)  # "threefry2x32" / "key<fry>", ...
+    if "threefry" not in impl and impl != "key<fry>":
         return f'noise="counter" needs a threefry2x32 key, got {impl}.'
     if np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
         return f'noise="counter" supports float32 and float64 particles, got {np.dtype(dtype)}.'
@@ -169,7 +172,7 @@ def prepare(
             raise ValueError("`x` must hold at least one particle.")
     if chunk_size is not None:
         chunk_size = check_positive_int(chunk_size, "chunk_size")
-    dtype = jnp.result_type(float) if x_init is None else x_init.dtype
+    dtype = jax.dtypes.canonicalize_dtype(float) if x_init is None else x_init.dtype
     noise = resolve_noise(noise, sampler, key, dtype)
     run = Run(
         score,

@@ -90,7 +90,7 @@ def _run_fixed_impl(
     model = in_particle_dtype(score, x.dtype)  # the kernels' arithmetic runs in the particles' dtype
     state = jax.vmap(sampler.init, in_axes=(None, 0))(grid[0], x)
     position = jax.vmap(sampler.position)
-    draws = sampler.draws_per_step() if noise == "counter" else None
+    draws = sampler.draws_per_step() if noise in _COUNTER else None
     if draws is None:
         pkeys = particle_keys(key_path, offset, n_particles)
 
@@ -99,7 +99,10 @@ def _run_fixed_impl(
             return jax.vmap(jr.fold_in, in_axes=(0, None))(pkeys, i)
         if draws == 0:
             return StepNoise(jnp.zeros((n_particles, 0, d), x.dtype))
-        return StepNoise(counter_normals(jr.fold_in(key_path, i), offset, n_particles, (draws, d), x.dtype))
+        z = counter_normals(
+            jr.fold_in(key_path, i), offset, n_particles, (draws, d), x.dtype, wide=noise == "counter_wide"
+        )
+        return StepNoise(z)
 
     def compute_stats(t, xb):
         return jax.vmap(stats_fn, in_axes=(None, 0))(t, xb)
@@ -217,6 +220,9 @@ def _run_fixed(*args):
     return jitted([leaf for leaf, is_arr in zip(leaves, mask, strict=True) if is_arr])
 
 
+_COUNTER = ("counter", "counter_wide")  # the second: counters past 2**32 (see run_chunk)
+
+
 def run_chunk(
     score,
     sampler,
@@ -242,6 +248,11 @@ def run_chunk(
             last_saved = bool(save_idx[-1] == n_steps)
             xs, st, xf = _denoise_last(score, grid[-1], xs, st, xf, last_saved, stats)
         return xs, st, xf
+    if (
+        noise == "counter"
+        and (int(offset) + n_particles) * max(sampler.draws_per_step(), 1) * score.dim >= 2**32
+    ):
+        noise = "counter_wide"  # 64-bit counters: only where the 32-bit ones would wrap (same numbers)
     slots = _slots(np.asarray(save_idx, np.int64).tobytes(), n_steps)
     final_only = bool(save_idx.size == 1 and save_idx[0] == n_steps)
     # NumPy arguments travel with the compiled call (no separate eager transfers: they cost on GPUs)
