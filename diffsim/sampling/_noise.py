@@ -134,10 +134,10 @@ def counter_normals(
     k = _key_words(key)
     shape = (n,) + tuple(tail)
     if wide:
-        hi, lo = counter_words(offset, n, per)
-    else:
+        hi, lo = (w.reshape(shape) for w in counter_words(offset, n, per))
+    else:  # the counters are shaped before hashing: reshaping the hash output costs XLA a layout copy
         base = jnp.asarray(offset).astype(jnp.uint32) * np.uint32(per)
-        lo = base + jax.lax.iota(jnp.uint32, n * per).reshape(n, per)
+        lo = base + jax.lax.iota(jnp.uint32, n * per).reshape(shape)
         hi = jnp.zeros_like(lo)
     b1, b2 = threefry2x32_p.bind(k[0], k[1], hi, lo)
-    return _bits_to_normal(b1.reshape(shape), b2.reshape(shape), dtype)
+    return _bits_to_normal(b1, b2, dtype)
