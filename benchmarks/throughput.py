@@ -1072,7 +1072,8 @@ def markdown_tables(results: dict) -> str:
         lines += _ratio_table(
             results["throughput"],
             "diffsim_per_particle",
-            'The same with `simulate(..., noise="per_particle")` (the default before diffsim 0.2) as the numerator.',
+            'The same with `simulate(..., noise="per_particle")` (the default before diffsim 0.2) as the '
+            "numerator.",
         )
     if results.get("steps_sweep"):
         lines += _ratio_table(

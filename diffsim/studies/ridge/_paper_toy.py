@@ -198,8 +198,9 @@ def checks_paper_two_modes(config: Config, r: PaperTwoModes) -> list[Check]:
             r.exact["intermode_fraction"] + 0.05, s_inf["intermode_fraction"], relation="ge",
         ),
         check(
-            "paper 2-mode toy: ridge residual |y|/h_t = dense-geometry residual (d* = 1, t = 1e-3; max "
-            f"relative difference on gap-valid samples and {_PROBE_U.size * _PROBE_V.size} inter-mode probes)",
+            "paper 2-mode toy: ridge residual |y|/h_t = dense-geometry residual (d* = 1, t = 1e-3; "
+            "max relative difference on gap-valid samples and "
+            f"{_PROBE_U.size * _PROBE_V.size} inter-mode probes)",
             0.0, r.residual_route_max_rel_diff, 1e-3,
             note="float32; the closed form holds because the normal direction is e_y everywhere; gap-valid: "
             f"{r.residual_route_valid[0]} samples, {r.residual_route_valid[1]} probes (x in [-2h, 2h], "
