@@ -137,7 +137,9 @@ def test_feature_function_event_shape_and_determinism(small_run):
     b = _small(score, x0, jr.key(2))  # flat (N, d) input: the same run
     for field in ("retention", "per_sample", "membership_score", "retention_low", "fresh_frequencies"):
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
-    assert a.window == b.window
+    # field by field: a window edge that is not reached is NaN, and NaN != NaN in a dataclass comparison
+    for field in ("keep", "forget", "keep_stderr", "forget_stderr", "eps"):
+        np.testing.assert_array_equal(getattr(a.window, field), getattr(b.window, field))
     assert np.all(np.isnan(a.soft_retention))  # discrete features: no soft labels
     np.testing.assert_array_equal(a.classes, [0, 1])
     c = _small(score, x0, jr.key(3))
