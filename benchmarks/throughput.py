@@ -1481,6 +1481,13 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def add_ratio_summaries(results: dict) -> None:
+    """The per-particle mode's targets and both modes' ratio tables of a result (a run or a merge)."""
+    results["targets_per_particle"] = check_targets(results["throughput"], None, "diffsim_per_particle")
+    results["ratios"] = ratios(results["throughput"])
+    results["ratios_per_particle"] = ratios(results["throughput"], "diffsim_per_particle")
+
+
 def merge_results(paths: list[str], out_dir: Path, name: str) -> dict:
     """Union of several result files of one device (later files win for the same size and method, and for
     the other sections), with targets, tables and plots recomputed. For runs split over several calls."""
@@ -1501,9 +1508,7 @@ def merge_results(paths: list[str], out_dir: Path, name: str) -> dict:
     merged["merged_from"] = [str(p) for p in paths]
     merged.pop("partial", None)
     merged["targets"] = check_targets(merged["throughput"], merged.get("compile"))
-    merged["targets_per_particle"] = check_targets(merged["throughput"], None, "diffsim_per_particle")
-    merged["ratios"] = ratios(merged["throughput"])
-    merged["ratios_per_particle"] = ratios(merged["throughput"], "diffsim_per_particle")
+    add_ratio_summaries(merged)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(out_dir / f"{name}.json", json.dumps(merged, indent=1, default=str))
     write_atomic(out_dir / f"{name}.md", markdown_tables(merged))
@@ -1657,9 +1662,7 @@ def main(argv: list[str] | None = None) -> dict:
     results.setdefault("throughput", [])
     results["loadavg_end"] = list(os.getloadavg())
     results["targets"] = check_targets(results["throughput"], results.get("compile"))
-    results["targets_per_particle"] = check_targets(results["throughput"], None, "diffsim_per_particle")
-    results["ratios"] = ratios(results["throughput"])
-    results["ratios_per_particle"] = ratios(results["throughput"], "diffsim_per_particle")
+    add_ratio_summaries(results)
     results["scaling_exponent_diffsim_time_vs_N"] = {
         f"d={d},K={k}": v
         for (d, k), v in scaling_exponents(
